@@ -1,0 +1,407 @@
+//! Node configuration: every limit explicit, units in the names, checked at start.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A configuration file could not be used; says which file, which field and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The file is not valid TOML for a node config (unknown or missing field, wrong type).
+    #[error("{file}: {reason}")]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// The parser's reason, which names the field and line.
+        reason: String,
+    },
+    /// A field has a value outside its allowed range.
+    #[error("{file}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The dotted field name, e.g. `dispatch.offer_timeout_ms`.
+        field: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
+}
+
+/// Everything a node needs to know at start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Identity and storage location.
+    pub node: NodeSection,
+    /// Bounds on work in flight.
+    pub limits: LimitsSection,
+    /// Restart policy of the supervision tree.
+    pub supervision: SupervisionSection,
+    /// When idle entities are stopped.
+    pub passivation: PassivationSection,
+    /// How jobs are offered to providers.
+    pub dispatch: DispatchSection,
+    /// The platform's fee.
+    pub fees: FeesSection,
+    /// The geo index.
+    pub geo: GeoSection,
+    /// Durable writes.
+    pub storage: StorageSection,
+}
+
+/// Identity and storage location.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// This node's name, unique in a cluster.
+    pub id: String,
+    /// Directory of the node's sled database; relative paths are relative to the process.
+    pub data_dir: PathBuf,
+}
+
+/// Bounds on work in flight: past them a command is answered `Busy`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Commands queued or running for one entity (wallet, provider, job, session).
+    pub entity_inflight_max: u32,
+    /// Commands in flight on the whole node.
+    pub node_inflight_max: u32,
+    /// Retry hint given with `Busy`.
+    pub busy_retry_after_ms: u64,
+    /// How long a caller waits for an entity's answer before reporting `Unavailable`.
+    pub call_timeout_ms: u64,
+    /// Events a customer session keeps for a client that reconnects.
+    pub session_events_max: u32,
+}
+
+/// Restart policy: one-for-one, N restarts in a window, then escalate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSection {
+    /// Restarts a branch (wallets, providers, jobs, sessions, services) allows in the window.
+    pub branch_restarts_max: u32,
+    /// The branch's window.
+    pub branch_restart_window_ms: u64,
+    /// Branch restarts the root allows in its window before the node gives up.
+    pub root_restarts_max: u32,
+    /// The root's window.
+    pub root_restart_window_ms: u64,
+}
+
+/// Idle entity actors stop and are reactivated from storage on their next command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassivationSection {
+    /// Idle time after which an entity actor stops.
+    pub entity_idle_ms: u64,
+    /// How often each branch looks for idle entities.
+    pub sweep_interval_ms: u64,
+}
+
+/// Job dispatch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSection {
+    /// Time a provider has to accept an offer.
+    pub offer_timeout_ms: u64,
+    /// Offers made for one job before it expires.
+    pub offer_tries_max: u32,
+    /// Furthest distance at which a provider is offered a job.
+    pub search_radius_m: f64,
+    /// Candidates fetched per search.
+    pub candidates_per_search: u32,
+    /// How often offer deadlines are checked.
+    pub deadline_tick_ms: u64,
+    /// Largest job price accepted, in minor units.
+    pub price_max: i64,
+}
+
+/// The platform's fee.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeesSection {
+    /// Fee taken on capture, in basis points (1/100 of a percent).
+    pub platform_fee_bps: u32,
+}
+
+/// The geo index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoSection {
+    /// Geohash precision of the index cells (6 is about 1.2 km by 0.6 km).
+    pub cell_precision: usize,
+}
+
+/// Durable writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Acknowledgements one group-commit flush may release at most.
+    pub group_commit_batch_max: u32,
+    /// Acknowledgements waiting for a flush before commands are answered `Busy`.
+    pub group_commit_queue_max: u32,
+    /// sled's page cache size.
+    pub cache_bytes: u64,
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            file: path.to_owned(),
+            reason: error.to_string(),
+        })?;
+        NodeConfig::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `file` is named in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            file: file.to_owned(),
+            reason: error.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// The built-in single-node defaults (the same values as `config/node.toml`).
+    pub fn single_node(data_dir: &Path) -> NodeConfig {
+        NodeConfig {
+            node: NodeSection {
+                id: "local-1".into(),
+                data_dir: data_dir.to_owned(),
+            },
+            limits: LimitsSection {
+                entity_inflight_max: 64,
+                node_inflight_max: 20_000,
+                busy_retry_after_ms: 50,
+                call_timeout_ms: 5_000,
+                session_events_max: 64,
+            },
+            supervision: SupervisionSection {
+                branch_restarts_max: 1_000,
+                branch_restart_window_ms: 10_000,
+                root_restarts_max: 5,
+                root_restart_window_ms: 60_000,
+            },
+            passivation: PassivationSection {
+                entity_idle_ms: 300_000,
+                sweep_interval_ms: 5_000,
+            },
+            dispatch: DispatchSection {
+                offer_timeout_ms: 15_000,
+                offer_tries_max: 5,
+                search_radius_m: 10_000.0,
+                candidates_per_search: 10,
+                deadline_tick_ms: 250,
+                price_max: 10_000_000,
+            },
+            fees: FeesSection {
+                platform_fee_bps: 1_000,
+            },
+            geo: GeoSection { cell_precision: 6 },
+            storage: StorageSection {
+                group_commit_batch_max: 4_096,
+                group_commit_queue_max: 65_536,
+                cache_bytes: 256 * 1024 * 1024,
+            },
+        }
+    }
+
+    /// Checks every field's range; the error names the first bad field.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let checks: [(bool, &str, &str); 21] = [
+            (
+                self.node.id.is_empty() || self.node.id.len() > 64,
+                "node.id",
+                "must be 1 to 64 bytes",
+            ),
+            (
+                self.node.data_dir.as_os_str().is_empty(),
+                "node.data_dir",
+                "must not be empty",
+            ),
+            (
+                !(1..=1_000_000).contains(&self.limits.entity_inflight_max),
+                "limits.entity_inflight_max",
+                "must be 1 to 1000000",
+            ),
+            (
+                !(1..=10_000_000).contains(&self.limits.node_inflight_max),
+                "limits.node_inflight_max",
+                "must be 1 to 10000000",
+            ),
+            (
+                self.limits.node_inflight_max < self.limits.entity_inflight_max,
+                "limits.node_inflight_max",
+                "must be at least limits.entity_inflight_max",
+            ),
+            (
+                !(1..=60_000).contains(&self.limits.busy_retry_after_ms),
+                "limits.busy_retry_after_ms",
+                "must be 1 to 60000",
+            ),
+            (
+                !(1..=600_000).contains(&self.limits.call_timeout_ms),
+                "limits.call_timeout_ms",
+                "must be 1 to 600000",
+            ),
+            (
+                !(1..=100_000).contains(&self.limits.session_events_max),
+                "limits.session_events_max",
+                "must be 1 to 100000",
+            ),
+            (
+                self.supervision.branch_restarts_max == 0,
+                "supervision.branch_restarts_max",
+                "must be at least 1",
+            ),
+            (
+                self.supervision.branch_restart_window_ms == 0,
+                "supervision.branch_restart_window_ms",
+                "must be at least 1",
+            ),
+            (
+                self.supervision.root_restarts_max == 0,
+                "supervision.root_restarts_max",
+                "must be at least 1",
+            ),
+            (
+                self.supervision.root_restart_window_ms == 0,
+                "supervision.root_restart_window_ms",
+                "must be at least 1",
+            ),
+            (
+                self.passivation.entity_idle_ms == 0,
+                "passivation.entity_idle_ms",
+                "must be at least 1",
+            ),
+            (
+                !(1..=3_600_000).contains(&self.passivation.sweep_interval_ms),
+                "passivation.sweep_interval_ms",
+                "must be 1 to 3600000",
+            ),
+            (
+                !(100..=3_600_000).contains(&self.dispatch.offer_timeout_ms),
+                "dispatch.offer_timeout_ms",
+                "must be 100 to 3600000",
+            ),
+            (
+                !(1..=100).contains(&self.dispatch.offer_tries_max),
+                "dispatch.offer_tries_max",
+                "must be 1 to 100",
+            ),
+            (
+                !(self.dispatch.search_radius_m > 0.0
+                    && self.dispatch.search_radius_m <= 500_000.0),
+                "dispatch.search_radius_m",
+                "must be above 0 and at most 500000",
+            ),
+            (
+                !(1..=1_000).contains(&self.dispatch.candidates_per_search),
+                "dispatch.candidates_per_search",
+                "must be 1 to 1000",
+            ),
+            (
+                !(1..=60_000).contains(&self.dispatch.deadline_tick_ms),
+                "dispatch.deadline_tick_ms",
+                "must be 1 to 60000",
+            ),
+            (
+                !(1..=crate::ledger::AMOUNT_MAX).contains(&self.dispatch.price_max),
+                "dispatch.price_max",
+                "must be 1 to 10^15 minor units",
+            ),
+            (
+                self.fees.platform_fee_bps > 10_000,
+                "fees.platform_fee_bps",
+                "must be 0 to 10000 (100%)",
+            ),
+        ];
+        if let Some((_, field, reason)) = checks.iter().find(|(bad, _, _)| *bad) {
+            return Err(invalid(field, reason));
+        }
+        if !(1..=12).contains(&self.geo.cell_precision) {
+            return Err(invalid("geo.cell_precision", "must be 1 to 12"));
+        }
+        if !(1..=1_000_000).contains(&self.storage.group_commit_batch_max) {
+            return Err(invalid(
+                "storage.group_commit_batch_max",
+                "must be 1 to 1000000",
+            ));
+        }
+        if self.storage.group_commit_queue_max < self.storage.group_commit_batch_max {
+            return Err(invalid(
+                "storage.group_commit_queue_max",
+                "must be at least storage.group_commit_batch_max",
+            ));
+        }
+        if self.storage.cache_bytes < 1024 * 1024 {
+            return Err(invalid("storage.cache_bytes", "must be at least 1 MiB"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped_default() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/node.toml");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn shipped_default_is_valid_and_matches_builtin() {
+        let file = Path::new("config/node.toml");
+        let parsed = NodeConfig::parse(&shipped_default(), file).unwrap();
+        assert_eq!(parsed, NodeConfig::single_node(&parsed.node.data_dir));
+    }
+
+    #[test]
+    fn errors_name_file_field_and_reason() {
+        let file = Path::new("bad.toml");
+        let text = shipped_default().replace("offer_timeout_ms = 15000", "offer_timeout_ms = 5");
+        let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+        assert!(error.contains("bad.toml"), "{error}");
+        assert!(error.contains("dispatch.offer_timeout_ms"), "{error}");
+        assert!(error.contains("must be 100"), "{error}");
+
+        let text = shipped_default().replace("platform_fee_bps = 1000", "platform_fee_bps = 10001");
+        let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+        assert!(error.contains("fees.platform_fee_bps"), "{error}");
+
+        let text = shipped_default().replace("search_radius_m = 10000.0", "search_radius_m = nan");
+        let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+        assert!(error.contains("dispatch.search_radius_m"), "{error}");
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_refused() {
+        let file = Path::new("bad.toml");
+        let text = shipped_default().replace("[fees]", "[fees]\nfee_percent = 3");
+        let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+        assert!(error.contains("fee_percent"), "{error}");
+
+        let text = shipped_default().replace("cell_precision = 6", "");
+        let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+        assert!(error.contains("cell_precision"), "{error}");
+
+        let error = NodeConfig::load(Path::new("/nonexistent/node.toml")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/node.toml"));
+    }
+}

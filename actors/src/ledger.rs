@@ -1,0 +1,423 @@
+//! Wallet ledger rules as pure functions: which postings an operation makes, and
+//! whether a balance may take them. No storage, no actors.
+
+use crate::error::{CoreError, CoreResult};
+use crate::ids::WalletId;
+use serde::{Deserialize, Serialize};
+
+/// Largest amount one operation may move, in minor units (10^15: far above any
+/// real price, far below `i64::MAX`, so sums of a few amounts cannot overflow).
+pub const AMOUNT_MAX: i64 = 1_000_000_000_000_000;
+
+/// Longest idempotency key accepted, in bytes.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+
+/// Basis points in one whole (100%).
+pub const BPS_PER_WHOLE: i64 = 10_000;
+
+/// A wallet's money, in minor units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// Spendable funds.
+    pub available: i64,
+    /// Funds held in escrow.
+    pub held: i64,
+}
+
+impl Balance {
+    /// Total money in the wallet.
+    pub fn total(&self) -> i64 {
+        self.available + self.held
+    }
+}
+
+/// An operation on one wallet (the payer, for a capture).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerOp {
+    /// Money enters the system (admin only).
+    Deposit {
+        /// Amount in minor units.
+        amount: i64,
+    },
+    /// Money leaves the system.
+    Withdraw {
+        /// Amount in minor units.
+        amount: i64,
+    },
+    /// Available money moves into escrow.
+    Hold {
+        /// Amount in minor units.
+        amount: i64,
+    },
+    /// Escrowed money moves back to available.
+    Release {
+        /// Amount in minor units.
+        amount: i64,
+    },
+    /// Escrowed money is paid out: `amount - fee` to the payee, `fee` to the platform.
+    Capture {
+        /// Amount taken from escrow, in minor units.
+        amount: i64,
+        /// Part of `amount` that goes to the platform.
+        fee: i64,
+        /// Who is paid.
+        payee: WalletId,
+    },
+}
+
+impl LedgerOp {
+    /// A short name for ledger entries and logs.
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            LedgerOp::Deposit { .. } => EntryKind::Deposit,
+            LedgerOp::Withdraw { .. } => EntryKind::Withdraw,
+            LedgerOp::Hold { .. } => EntryKind::Hold,
+            LedgerOp::Release { .. } => EntryKind::Release,
+            LedgerOp::Capture { .. } => EntryKind::Capture,
+        }
+    }
+
+    /// Money this operation brings into (positive) or takes out of (negative) the system.
+    pub fn external_flow(&self) -> i64 {
+        match self {
+            LedgerOp::Deposit { amount } => *amount,
+            LedgerOp::Withdraw { amount } => -*amount,
+            _ => 0,
+        }
+    }
+}
+
+/// What kind of movement a ledger entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// Deposit into this wallet.
+    Deposit,
+    /// Withdrawal from this wallet.
+    Withdraw,
+    /// Escrow hold.
+    Hold,
+    /// Escrow release.
+    Release,
+    /// Escrow paid out from this wallet.
+    Capture,
+    /// Payment received from a capture.
+    Payment,
+    /// Platform fee received from a capture.
+    Fee,
+}
+
+/// A change to one wallet's balance made by an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Posting {
+    /// The wallet changed.
+    pub wallet: WalletId,
+    /// What the change is, for the wallet's ledger.
+    pub kind: EntryKind,
+    /// Change of `available`.
+    pub available_delta: i64,
+    /// Change of `held`.
+    pub held_delta: i64,
+}
+
+/// One line of a wallet's append-only ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Position in the wallet's ledger, from 0.
+    pub seq: u64,
+    /// The idempotency key of the operation that made it.
+    pub key: String,
+    /// What kind of movement.
+    pub kind: EntryKind,
+    /// Change of `available`.
+    pub available_delta: i64,
+    /// Change of `held`.
+    pub held_delta: i64,
+    /// The balance after this entry.
+    pub balance_after: Balance,
+    /// The other wallet of a capture, if any.
+    pub counterparty: Option<WalletId>,
+    /// When it was written, in ms since the epoch.
+    pub at_ms: u64,
+}
+
+/// Checks an idempotency key: 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`] printable ASCII bytes.
+pub fn validate_key(key: &str) -> CoreResult<()> {
+    let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX || !printable {
+        return Err(CoreError::Invalid(format!(
+            "idempotency key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an amount: 1 to [`AMOUNT_MAX`] minor units.
+pub fn validate_amount(amount: i64) -> CoreResult<()> {
+    if !(1..=AMOUNT_MAX).contains(&amount) {
+        return Err(CoreError::Invalid(format!(
+            "amount {amount} is outside 1..={AMOUNT_MAX} minor units"
+        )));
+    }
+    Ok(())
+}
+
+/// The platform fee on `amount` at `fee_bps` basis points, rounded down.
+pub fn fee_for(amount: i64, fee_bps: u32) -> i64 {
+    let fee = i128::from(amount) * i128::from(fee_bps) / i128::from(BPS_PER_WHOLE);
+    i64::try_from(fee).unwrap_or(i64::MAX)
+}
+
+/// The postings `op` makes on `wallet`, checked against the payer's `balance`.
+///
+/// The postings of a hold, release or capture sum to zero (money moves, never
+/// appears); a deposit or withdrawal moves exactly its amount across the boundary.
+pub fn plan(wallet: WalletId, op: &LedgerOp, balance: Balance) -> CoreResult<Vec<Posting>> {
+    let one = |kind, available_delta, held_delta| Posting {
+        wallet,
+        kind,
+        available_delta,
+        held_delta,
+    };
+    let postings = match *op {
+        LedgerOp::Deposit { amount } => {
+            validate_amount(amount)?;
+            vec![one(EntryKind::Deposit, amount, 0)]
+        }
+        LedgerOp::Withdraw { amount } => {
+            validate_amount(amount)?;
+            require_available(balance, amount)?;
+            vec![one(EntryKind::Withdraw, -amount, 0)]
+        }
+        LedgerOp::Hold { amount } => {
+            validate_amount(amount)?;
+            require_available(balance, amount)?;
+            vec![one(EntryKind::Hold, -amount, amount)]
+        }
+        LedgerOp::Release { amount } => {
+            validate_amount(amount)?;
+            require_held(balance, amount)?;
+            vec![one(EntryKind::Release, amount, -amount)]
+        }
+        LedgerOp::Capture { amount, fee, payee } => {
+            plan_capture(wallet, amount, fee, payee, balance)?
+        }
+    };
+    debug_assert_eq!(
+        postings
+            .iter()
+            .map(|p| p.available_delta + p.held_delta)
+            .sum::<i64>(),
+        op.external_flow(),
+        "postings must conserve money"
+    );
+    Ok(postings)
+}
+
+fn plan_capture(
+    payer: WalletId,
+    amount: i64,
+    fee: i64,
+    payee: WalletId,
+    balance: Balance,
+) -> CoreResult<Vec<Posting>> {
+    validate_amount(amount)?;
+    if !(0..=amount).contains(&fee) {
+        return Err(CoreError::Invalid(format!(
+            "fee {fee} must be between 0 and the amount {amount}"
+        )));
+    }
+    if payee == payer {
+        return Err(CoreError::Invalid("a wallet cannot pay itself".into()));
+    }
+    require_held(balance, amount)?;
+    let mut postings = vec![
+        Posting {
+            wallet: payer,
+            kind: EntryKind::Capture,
+            available_delta: 0,
+            held_delta: -amount,
+        },
+        Posting {
+            wallet: payee,
+            kind: EntryKind::Payment,
+            available_delta: amount - fee,
+            held_delta: 0,
+        },
+    ];
+    if fee > 0 && payee != WalletId::PLATFORM && payer != WalletId::PLATFORM {
+        postings.push(Posting {
+            wallet: WalletId::PLATFORM,
+            kind: EntryKind::Fee,
+            available_delta: fee,
+            held_delta: 0,
+        });
+    } else if fee > 0 {
+        // The platform is a party: its share of the fee stays with it.
+        let platform = postings
+            .iter_mut()
+            .find(|p| p.wallet == WalletId::PLATFORM)
+            .expect("platform is payer or payee here");
+        platform.available_delta += fee;
+    }
+    Ok(postings)
+}
+
+fn require_available(balance: Balance, amount: i64) -> CoreResult<()> {
+    if balance.available < amount {
+        return Err(CoreError::InsufficientFunds {
+            available: balance.available,
+            needed: amount,
+        });
+    }
+    Ok(())
+}
+
+fn require_held(balance: Balance, amount: i64) -> CoreResult<()> {
+    if balance.held < amount {
+        return Err(CoreError::Conflict(format!(
+            "only {} held, {amount} requested",
+            balance.held
+        )));
+    }
+    Ok(())
+}
+
+/// The balance after a posting; refuses any result that is negative or overflows.
+pub fn post(balance: Balance, posting: &Posting) -> CoreResult<Balance> {
+    let overflow = || CoreError::Invalid("balance would overflow".into());
+    let after = Balance {
+        available: balance
+            .available
+            .checked_add(posting.available_delta)
+            .ok_or_else(overflow)?,
+        held: balance
+            .held
+            .checked_add(posting.held_delta)
+            .ok_or_else(overflow)?,
+    };
+    if after.available < 0 || after.held < 0 {
+        return Err(CoreError::InsufficientFunds {
+            available: balance.available,
+            needed: -posting.available_delta,
+        });
+    }
+    after
+        .available
+        .checked_add(after.held)
+        .ok_or_else(overflow)?;
+    Ok(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn apply_all(
+        wallets: &mut std::collections::BTreeMap<WalletId, Balance>,
+        wallet: WalletId,
+        op: &LedgerOp,
+    ) -> CoreResult<()> {
+        let balance = wallets.get(&wallet).copied().unwrap_or_default();
+        let postings = plan(wallet, op, balance)?;
+        let mut next = wallets.clone();
+        for posting in &postings {
+            let current = next.get(&posting.wallet).copied().unwrap_or_default();
+            next.insert(posting.wallet, post(current, posting)?);
+        }
+        *wallets = next;
+        Ok(())
+    }
+
+    #[test]
+    fn capture_pays_payee_and_platform() {
+        let payer = Balance {
+            available: 0,
+            held: 1_000,
+        };
+        let op = LedgerOp::Capture {
+            amount: 1_000,
+            fee: fee_for(1_000, 1_000),
+            payee: WalletId(2),
+        };
+        let postings = plan(WalletId(1), &op, payer).unwrap();
+        let deltas: Vec<_> = postings
+            .iter()
+            .map(|p| (p.wallet, p.available_delta, p.held_delta))
+            .collect();
+        assert_eq!(
+            deltas,
+            vec![
+                (WalletId(1), 0, -1_000),
+                (WalletId(2), 900, 0),
+                (WalletId::PLATFORM, 100, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_amounts_and_keys_are_refused() {
+        let zero = Balance::default();
+        for amount in [0, -1, i64::MIN, AMOUNT_MAX + 1, i64::MAX] {
+            assert!(matches!(
+                plan(WalletId(1), &LedgerOp::Deposit { amount }, zero),
+                Err(CoreError::Invalid(_))
+            ));
+        }
+        assert!(matches!(
+            plan(WalletId(1), &LedgerOp::Hold { amount: 5 }, zero),
+            Err(CoreError::InsufficientFunds {
+                available: 0,
+                needed: 5
+            })
+        ));
+        let full = Balance {
+            available: i64::MAX - 1,
+            held: 0,
+        };
+        let deposit = plan(WalletId(1), &LedgerOp::Deposit { amount: 10 }, full).unwrap();
+        assert!(post(full, &deposit[0]).is_err());
+        assert!(validate_key("").is_err());
+        assert!(validate_key("has space").is_err());
+        assert!(validate_key(&"k".repeat(IDEMPOTENCY_KEY_BYTES_MAX + 1)).is_err());
+        assert!(validate_key("order-42/hold").is_ok());
+    }
+
+    fn op_strategy() -> impl Strategy<Value = (u64, LedgerOp)> {
+        let amount = prop_oneof![1i64..2_000, Just(AMOUNT_MAX), -5i64..1];
+        (0u64..4, amount, 0u64..4, 0i64..200).prop_flat_map(|(wallet, amount, payee, fee)| {
+            prop_oneof![
+                Just((wallet, LedgerOp::Deposit { amount })),
+                Just((wallet, LedgerOp::Withdraw { amount })),
+                Just((wallet, LedgerOp::Hold { amount })),
+                Just((wallet, LedgerOp::Release { amount })),
+                Just((
+                    wallet,
+                    LedgerOp::Capture {
+                        amount,
+                        fee,
+                        payee: WalletId(payee)
+                    }
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn random_operations_conserve_money_and_stay_non_negative(
+            ops in proptest::collection::vec(op_strategy(), 1..200)
+        ) {
+            let mut wallets = std::collections::BTreeMap::new();
+            let mut external = 0i64;
+            for (wallet, op) in &ops {
+                if apply_all(&mut wallets, WalletId(*wallet), op).is_ok() {
+                    external += op.external_flow();
+                }
+                let total: i64 = wallets.values().map(Balance::total).sum();
+                prop_assert_eq!(total, external);
+                prop_assert!(wallets.values().all(|b| b.available >= 0 && b.held >= 0));
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Domain actors of a fixit-edge node: wallets, providers, jobs and customer sessions,
+//! their supervision tree, the geo index, the ledger rules and the sled store.
+//!
+//! Pure logic ([`ledger`], [`job`], [`provider`], [`geo`], [`intensity`]) is plain
+//! functions over plain state; the actors ([`wallet_actor`], [`provider_actor`],
+//! [`job_actor`], [`session_actor`], [`services`]) receive, call that logic, persist
+//! through [`store`], and reply once [`durability`] says the change is on disk.
+//! [`node::Node`] assembles them under the [`root`] supervisor.
+
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod durability;
+pub mod entity;
+pub mod error;
+pub mod faults;
+pub mod geo;
+pub mod ids;
+pub mod intensity;
+pub mod job;
+pub mod job_actor;
+pub mod ledger;
+pub mod node;
+pub mod provider;
+pub mod provider_actor;
+pub mod root;
+pub mod services;
+pub mod session_actor;
+pub mod store;
+pub mod wallet_actor;
+
+pub use error::{CoreError, CoreResult};
+pub use node::Node;

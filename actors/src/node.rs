@@ -1,0 +1,482 @@
+//! A running node: storage, supervision tree and tickers, with one async method per
+//! marketplace command. Input is validated here; entities never see bad input.
+
+use crate::clock::SharedClock;
+use crate::codec;
+use crate::config::NodeConfig;
+use crate::context::{NodeContext, NodeStats};
+use crate::durability::Durability;
+use crate::entity::CallLimits;
+use crate::entity::Registry;
+use crate::error::{CoreError, CoreResult};
+use crate::faults::Faults;
+use crate::geo::{Coord, GeoIndex};
+use crate::ids::{CustomerId, JobId, ProviderId, Skill, WalletId};
+use crate::job::{Job, JobRequest, JobStatus};
+use crate::job_actor::JobCommand;
+use crate::ledger::{self, Balance, LedgerEntry, LedgerOp};
+use crate::provider::Provider;
+use crate::provider_actor::ProviderCommand;
+use crate::root::{BranchName, Root, RootMessage};
+use crate::services::{JobEvent, ProviderPush, PushHub, ServiceSlots};
+use crate::session_actor::{SessionCommand, SessionView};
+use crate::store::{Audit, OpOutcome, Store};
+use crate::wallet_actor::WalletCommand;
+use parking_lot::RwLock;
+use ractor::{Actor, ActorId, ActorRef, ActorStatus};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Due timers handled per deadline tick; the rest wait for the next tick.
+const DUE_TIMERS_PER_TICK_MAX: usize = 1_000;
+
+/// How long shutdown waits for actors and the writer to let go of the database.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Live entity actors, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Wallet actors.
+    pub wallets: usize,
+    /// Provider actors.
+    pub providers: usize,
+    /// Job actors.
+    pub jobs: usize,
+    /// Session actors.
+    pub sessions: usize,
+}
+
+impl LiveCounts {
+    /// All entity actors.
+    pub fn total(&self) -> usize {
+        self.wallets + self.providers + self.jobs + self.sessions
+    }
+}
+
+/// A running node.
+pub struct Node {
+    ctx: Arc<NodeContext>,
+    root: ActorRef<RootMessage>,
+    writer: JoinHandle<()>,
+    tickers: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Opens storage in `config.node.data_dir`, rebuilds the geo index and starts
+    /// the supervision tree and the deadline ticker.
+    pub async fn start(config: NodeConfig, clock: SharedClock) -> CoreResult<Node> {
+        let store = Store::open(&config.node.data_dir, config.storage.cache_bytes)?;
+        let geo = rebuild_geo_index(&store, config.geo.cell_precision)?;
+        let (durability, writer) = Durability::start(
+            store.clone(),
+            config.storage.group_commit_batch_max as usize,
+            config.storage.group_commit_queue_max as usize,
+        );
+        let limits = Arc::new(CallLimits::new(
+            config.limits.entity_inflight_max,
+            config.limits.node_inflight_max,
+            config.limits.busy_retry_after_ms,
+            Duration::from_millis(config.limits.call_timeout_ms),
+        ));
+        let ctx = Arc::new(NodeContext {
+            clock,
+            store,
+            durability,
+            faults: Faults::default(),
+            geo: RwLock::new(geo),
+            stats: NodeStats::default(),
+            wallets: Registry::new(limits.clone()),
+            providers: Registry::new(limits.clone()),
+            jobs: Registry::new(limits.clone()),
+            sessions: Registry::new(limits.clone()),
+            limits,
+            services: ServiceSlots::default(),
+            pushes: PushHub::default(),
+            config,
+        });
+        let (root, _) = Actor::spawn(None, Root, ctx.clone())
+            .await
+            .map_err(|error| {
+                CoreError::Internal(format!("supervision tree did not start: {error}"))
+            })?;
+        let tickers = vec![tokio::spawn(deadline_ticker(ctx.clone()))];
+        tracing::info!(node = %ctx.config.node.id, "node started");
+        Ok(Node {
+            ctx,
+            root,
+            writer,
+            tickers,
+        })
+    }
+
+    /// Stops the actors, flushes, and lets go of the database so it can be reopened.
+    pub async fn shutdown(self) -> CoreResult<()> {
+        for ticker in &self.tickers {
+            ticker.abort();
+        }
+        let _ = self
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(SHUTDOWN_WAIT))
+            .await;
+        self.ctx.durability.flushed().await?;
+        let Node { ctx, writer, .. } = self;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while Arc::strong_count(&ctx) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(ctx);
+        tokio::time::timeout(SHUTDOWN_WAIT, writer)
+            .await
+            .map_err(|_| CoreError::Internal("storage writer did not stop".into()))?
+            .map_err(|error| CoreError::Internal(format!("storage writer: {error}")))
+    }
+
+    /// Whether the supervision tree is up (false once the root gave up).
+    pub fn is_running(&self) -> bool {
+        self.root.get_status() == ActorStatus::Running
+    }
+
+    /// The shared parts (for tests, benchmarks and the client layer).
+    pub fn context(&self) -> &Arc<NodeContext> {
+        &self.ctx
+    }
+
+    /// Armed faults of this node.
+    pub fn faults(&self) -> &Faults {
+        &self.ctx.faults
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.ctx.stats
+    }
+
+    /// Live entity actors by kind.
+    pub fn live(&self) -> LiveCounts {
+        LiveCounts {
+            wallets: self.ctx.wallets.live_count(),
+            providers: self.ctx.providers.live_count(),
+            jobs: self.ctx.jobs.live_count(),
+            sessions: self.ctx.sessions.live_count(),
+        }
+    }
+
+    /// The running branch supervisors.
+    pub async fn branches(&self) -> CoreResult<HashMap<BranchName, ActorId>> {
+        ractor::call!(self.root, RootMessage::Branches)
+            .map_err(|error| CoreError::Unavailable(format!("root: {error}")))
+    }
+
+    /// Asks every branch to passivate idle entities now; returns how many were asked.
+    pub async fn sweep_idle(&self) -> usize {
+        self.ctx.wallets.sweep().await
+            + self.ctx.providers.sweep().await
+            + self.ctx.jobs.sweep().await
+            + self.ctx.sessions.sweep().await
+    }
+
+    /// Handles due offer deadlines and retries now; returns how many jobs were woken.
+    pub async fn check_deadlines(&self) -> CoreResult<usize> {
+        wake_due_jobs(&self.ctx).await
+    }
+
+    /// Audits the whole ledger in storage.
+    pub fn audit(&self) -> CoreResult<Audit> {
+        self.ctx.store.audit()
+    }
+
+    // ---- wallets ----
+
+    /// Applies a ledger operation to `wallet` under an idempotency key.
+    pub async fn wallet_op(
+        &self,
+        wallet: WalletId,
+        key: &str,
+        op: LedgerOp,
+    ) -> CoreResult<OpOutcome> {
+        ledger::validate_key(key)?;
+        let key = key.to_owned();
+        self.ctx
+            .wallets
+            .call(wallet, |reply| WalletCommand::Apply { key, op, reply })
+            .await
+    }
+
+    /// Deposits money into a wallet.
+    pub async fn deposit(&self, wallet: WalletId, key: &str, amount: i64) -> CoreResult<OpOutcome> {
+        self.wallet_op(wallet, key, LedgerOp::Deposit { amount })
+            .await
+    }
+
+    /// Withdraws money from a wallet.
+    pub async fn withdraw(
+        &self,
+        wallet: WalletId,
+        key: &str,
+        amount: i64,
+    ) -> CoreResult<OpOutcome> {
+        self.wallet_op(wallet, key, LedgerOp::Withdraw { amount })
+            .await
+    }
+
+    /// A wallet's balance.
+    pub async fn balance(&self, wallet: WalletId) -> CoreResult<Balance> {
+        self.ctx
+            .wallets
+            .call(wallet, |reply| WalletCommand::Balance { reply })
+            .await
+    }
+
+    /// A page of a wallet's ledger.
+    pub async fn history(
+        &self,
+        wallet: WalletId,
+        from_seq: u64,
+        limit: usize,
+    ) -> CoreResult<Vec<LedgerEntry>> {
+        self.ctx
+            .wallets
+            .call(wallet, |reply| WalletCommand::History {
+                from_seq,
+                limit,
+                reply,
+            })
+            .await
+    }
+
+    // ---- providers ----
+
+    /// A provider goes online with these skills.
+    pub async fn provider_online(
+        &self,
+        provider: ProviderId,
+        skills: &[&str],
+    ) -> CoreResult<Provider> {
+        let skills = skills
+            .iter()
+            .map(|name| Skill::new(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.provider_call(provider, |reply| ProviderCommand::Online { skills, reply })
+            .await
+    }
+
+    /// A provider goes offline.
+    pub async fn provider_offline(&self, provider: ProviderId) -> CoreResult<Provider> {
+        self.provider_call(provider, |reply| ProviderCommand::Offline { reply })
+            .await
+    }
+
+    /// A provider reports a position.
+    pub async fn update_location(
+        &self,
+        provider: ProviderId,
+        lat: f64,
+        lon: f64,
+    ) -> CoreResult<Provider> {
+        let at = Coord::new(lat, lon)?;
+        self.provider_call(provider, |reply| ProviderCommand::Locate { at, reply })
+            .await
+    }
+
+    /// A provider's record.
+    pub async fn provider(&self, provider: ProviderId) -> CoreResult<Provider> {
+        self.provider_call(provider, |reply| ProviderCommand::Get { reply })
+            .await
+    }
+
+    /// A provider's app connects for pushes (offers).
+    pub fn provider_pushes(&self, provider: ProviderId) -> mpsc::Receiver<ProviderPush> {
+        self.ctx.pushes.subscribe(provider)
+    }
+
+    async fn provider_call<R: Send + 'static>(
+        &self,
+        provider: ProviderId,
+        command: impl FnOnce(ractor::RpcReplyPort<CoreResult<R>>) -> ProviderCommand,
+    ) -> CoreResult<R> {
+        self.ctx.providers.call(provider, command).await
+    }
+
+    // ---- jobs ----
+
+    /// A customer books a job: the price is held in escrow, then the nearest
+    /// available provider with the skill is offered it. Retrying with the same key
+    /// returns the same job; the same key with a different request is refused.
+    pub async fn request_job(
+        &self,
+        customer: CustomerId,
+        key: &str,
+        skill: &str,
+        lat: f64,
+        lon: f64,
+        price: i64,
+    ) -> CoreResult<Job> {
+        ledger::validate_key(key)?;
+        let request = JobRequest {
+            skill: Skill::new(skill)?,
+            location: Coord::new(lat, lon)?,
+            price,
+        };
+        let price_max = self.ctx.config.dispatch.price_max;
+        if !(1..=price_max).contains(&price) {
+            return Err(CoreError::Invalid(format!(
+                "price {price} is outside 1..={price_max}"
+            )));
+        }
+        let encoded = codec::encode(&request).map_err(|e| CoreError::Internal(e.to_string()))?;
+        if let Some(seen) = self.ctx.store.job_request(customer, key)? {
+            if seen.request != encoded {
+                return Err(CoreError::IdempotencyConflict {
+                    key: key.to_owned(),
+                });
+            }
+            return self.job(seen.job).await;
+        }
+        let hold_key = format!("job-request-{key}");
+        self.wallet_op(customer.into(), &hold_key, LedgerOp::Hold { amount: price })
+            .await?;
+        let now_ms = self.ctx.clock.now_ms();
+        let wake_at_ms = now_ms + self.ctx.config.dispatch.deadline_tick_ms;
+        let id = JobId(self.ctx.store.next_id()?);
+        let job = Job {
+            id,
+            customer,
+            fee: ledger::fee_for(price, self.ctx.config.fees.platform_fee_bps),
+            request,
+            status: JobStatus::Requested,
+            tried: Vec::new(),
+            offers: 0,
+            hold_key,
+            // Until the first dispatch finishes, the timer guarantees one happens.
+            wake_at_ms: Some(wake_at_ms),
+            verified: None,
+            created_ms: now_ms,
+        };
+        let id = self
+            .ctx
+            .store
+            .create_job(customer, key, encoded, (id, &job), wake_at_ms)?;
+        self.ctx.durability.flushed().await?;
+        self.job_call(id, |reply| JobCommand::Dispatch { reply })
+            .await
+    }
+
+    /// A job's record.
+    pub async fn job(&self, job: JobId) -> CoreResult<Job> {
+        self.job_call(job, |reply| JobCommand::Get { reply }).await
+    }
+
+    /// The offered provider accepts.
+    pub async fn accept(&self, provider: ProviderId, job: JobId) -> CoreResult<Job> {
+        self.job_call(job, |reply| JobCommand::Accept { provider, reply })
+            .await
+    }
+
+    /// The offered provider declines; the job cascades to the next candidate.
+    pub async fn decline(&self, provider: ProviderId, job: JobId) -> CoreResult<Job> {
+        self.job_call(job, |reply| JobCommand::Decline { provider, reply })
+            .await
+    }
+
+    /// The assigned provider starts work.
+    pub async fn start_job(&self, provider: ProviderId, job: JobId) -> CoreResult<Job> {
+        self.job_call(job, |reply| JobCommand::Start { provider, reply })
+            .await
+    }
+
+    /// The assigned provider completes: the customer pays (price − fee to the
+    /// provider, fee to the platform).
+    pub async fn complete(
+        &self,
+        provider: ProviderId,
+        job: JobId,
+        proof: Vec<u8>,
+    ) -> CoreResult<Job> {
+        if proof.len() > crate::services::PROOF_BYTES_MAX {
+            return Err(CoreError::Invalid(format!(
+                "proof is over {} bytes",
+                crate::services::PROOF_BYTES_MAX
+            )));
+        }
+        self.job_call(job, |reply| JobCommand::Complete {
+            provider,
+            proof,
+            reply,
+        })
+        .await
+    }
+
+    /// The customer cancels before work starts; the hold is released.
+    pub async fn cancel(&self, customer: CustomerId, job: JobId) -> CoreResult<Job> {
+        self.job_call(job, |reply| JobCommand::Cancel { customer, reply })
+            .await
+    }
+
+    async fn job_call(
+        &self,
+        job: JobId,
+        command: impl FnOnce(ractor::RpcReplyPort<CoreResult<Job>>) -> JobCommand,
+    ) -> CoreResult<Job> {
+        self.ctx.jobs.call(job, command).await
+    }
+
+    // ---- customer sessions ----
+
+    /// A customer's app connects: a channel of the customer's job events.
+    pub async fn connect_customer(
+        &self,
+        customer: CustomerId,
+    ) -> CoreResult<mpsc::Receiver<JobEvent>> {
+        self.ctx
+            .sessions
+            .call(customer, |reply| SessionCommand::Subscribe { reply })
+            .await
+    }
+
+    /// What a customer's session knows.
+    pub async fn session(&self, customer: CustomerId) -> CoreResult<SessionView> {
+        self.ctx
+            .sessions
+            .call(customer, |reply| SessionCommand::Recent { reply })
+            .await
+    }
+}
+
+fn rebuild_geo_index(store: &Store, precision: usize) -> CoreResult<GeoIndex> {
+    let mut geo = GeoIndex::new(precision)?;
+    for provider in store.all_by_id::<Provider>(&store.providers)? {
+        if let (true, Some(at)) = (provider.searchable(), provider.location) {
+            geo.upsert(provider.id, at, &provider.skills);
+        }
+    }
+    Ok(geo)
+}
+
+async fn wake_due_jobs(ctx: &NodeContext) -> CoreResult<usize> {
+    let due = ctx
+        .store
+        .due_offers(ctx.clock.now_ms(), DUE_TIMERS_PER_TICK_MAX)?;
+    let mut woken = 0;
+    for job in due {
+        match ctx.jobs.call(job, |reply| JobCommand::Wake { reply }).await {
+            Ok(_) => woken += 1,
+            Err(error) => tracing::debug!(%job, %error, "timer not handled; next tick retries"),
+        }
+    }
+    Ok(woken)
+}
+
+async fn deadline_ticker(ctx: Arc<NodeContext>) {
+    let mut interval =
+        tokio::time::interval(Duration::from_millis(ctx.config.dispatch.deadline_tick_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = wake_due_jobs(&ctx).await {
+            tracing::warn!(%error, "deadline tick failed");
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The node's sled database: one tree per kind, every command's changes in one
+//! transaction. Durability of acknowledgements is [`crate::durability`]'s job.
+
+use crate::codec;
+use crate::error::{CoreError, CoreResult};
+use crate::ids::{CustomerId, JobId, WalletId};
+use crate::ledger::{self, Balance, LedgerEntry, LedgerOp};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+use std::path::Path;
+
+/// Longest ledger page returned by one history call.
+pub const HISTORY_PAGE_MAX: usize = 1_000;
+
+/// A wallet's stored record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletRecord {
+    /// Current balance.
+    pub balance: Balance,
+    /// Sequence number of the next ledger entry.
+    pub next_seq: u64,
+}
+
+/// What a ledger operation answered; stored under its idempotency key and replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpOutcome {
+    /// The (paying) wallet's balance right after the operation.
+    pub balance: Balance,
+    /// The ledger entry the operation wrote in that wallet.
+    pub seq: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdempotencyRecord {
+    request: Vec<u8>,
+    outcome: OpOutcome,
+}
+
+/// Money that crossed the system's boundary: the right side of conservation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flows {
+    /// Σ deposits.
+    pub deposited: i64,
+    /// Σ withdrawals.
+    pub withdrawn: i64,
+}
+
+/// What an audit of the stored ledger found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Wallets stored.
+    pub wallets: u64,
+    /// Σ (available + held).
+    pub total_balance: i128,
+    /// Money that entered and left.
+    pub flows: Flows,
+    /// Wallets with a negative part.
+    pub negative_wallets: Vec<WalletId>,
+    /// Wallets whose ledger entries do not add up to their balance.
+    pub ledger_mismatches: Vec<WalletId>,
+}
+
+impl Audit {
+    /// Σ balances = Σ deposits − Σ withdrawals.
+    pub fn conserved(&self) -> bool {
+        self.total_balance == i128::from(self.flows.deposited) - i128::from(self.flows.withdrawn)
+    }
+
+    /// Every invariant the ledger alone can show.
+    pub fn holds(&self) -> bool {
+        self.conserved() && self.negative_wallets.is_empty() && self.ledger_mismatches.is_empty()
+    }
+}
+
+/// A job-request idempotency record: which job a customer's key created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRequestRecord {
+    /// The encoded request, compared on replay.
+    pub request: Vec<u8>,
+    /// The job it created.
+    pub job: JobId,
+}
+
+/// The node's database and its trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    wallets: sled::Tree,
+    ledger: sled::Tree,
+    idempotency: sled::Tree,
+    meta: sled::Tree,
+    pub(crate) providers: sled::Tree,
+    pub(crate) jobs: sled::Tree,
+    job_requests: sled::Tree,
+    customer_jobs: sled::Tree,
+    pub(crate) offer_deadlines: sled::Tree,
+}
+
+const FLOWS_KEY: &[u8] = b"flows";
+
+type TxResult<T> = Result<T, ConflictableTransactionError<CoreError>>;
+
+fn storage(error: impl std::fmt::Display) -> CoreError {
+    CoreError::Unavailable(format!("storage: {error}"))
+}
+
+fn from_tx(error: TransactionError<CoreError>) -> CoreError {
+    match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => storage(error),
+    }
+}
+
+fn corrupt(error: codec::CodecError) -> CoreError {
+    CoreError::Internal(format!("stored record does not decode: {error}"))
+}
+
+fn tx_decode<T: DeserializeOwned>(bytes: &[u8]) -> TxResult<T> {
+    codec::decode(bytes).map_err(|e| ConflictableTransactionError::Abort(corrupt(e)))
+}
+
+fn tx_encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
+    codec::encode(value)
+        .map_err(|e| ConflictableTransactionError::Abort(CoreError::Internal(e.to_string())))
+}
+
+fn pair_key(first: u64, second: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + second.len());
+    key.extend_from_slice(&first.to_be_bytes());
+    key.extend_from_slice(second);
+    key
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> CoreResult<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(storage)?;
+        let tree = |name: &str| db.open_tree(name).map_err(storage);
+        Ok(Store {
+            wallets: tree("wallets")?,
+            ledger: tree("ledger")?,
+            idempotency: tree("idempotency")?,
+            meta: tree("meta")?,
+            providers: tree("providers")?,
+            jobs: tree("jobs")?,
+            job_requests: tree("job_requests")?,
+            customer_jobs: tree("customer_jobs")?,
+            offer_deadlines: tree("offer_deadlines")?,
+            db,
+        })
+    }
+
+    /// Makes every change so far durable (fsync). Blocking: call from a blocking thread.
+    pub fn flush(&self) -> CoreResult<usize> {
+        self.db.flush().map_err(storage)
+    }
+
+    /// A wallet's current balance (zero for a wallet never used).
+    pub fn balance(&self, wallet: WalletId) -> CoreResult<Balance> {
+        Ok(self.wallet_record(wallet)?.balance)
+    }
+
+    /// A wallet's stored record.
+    pub fn wallet_record(&self, wallet: WalletId) -> CoreResult<WalletRecord> {
+        Ok(self
+            .get(&self.wallets, &wallet.0.to_be_bytes())?
+            .unwrap_or_default())
+    }
+
+    /// Applies a ledger operation with its idempotency key in one transaction.
+    ///
+    /// A key seen before with the same operation returns the first outcome and
+    /// changes nothing; with a different operation it is refused.
+    pub fn apply(
+        &self,
+        wallet: WalletId,
+        key: &str,
+        op: &LedgerOp,
+        now_ms: u64,
+    ) -> CoreResult<OpOutcome> {
+        ledger::validate_key(key)?;
+        let request = codec::encode(op).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let idempotency_key = pair_key(wallet.0, key.as_bytes());
+        (&self.wallets, &self.ledger, &self.idempotency, &self.meta)
+            .transaction(|(wallets, ledger_tree, idempotency, meta)| {
+                if let Some(seen) = idempotency.get(&idempotency_key)? {
+                    let seen: IdempotencyRecord = tx_decode(&seen)?;
+                    if seen.request != request {
+                        return Err(ConflictableTransactionError::Abort(
+                            CoreError::IdempotencyConflict {
+                                key: key.to_owned(),
+                            },
+                        ));
+                    }
+                    return Ok(seen.outcome);
+                }
+                let payer = tx_wallet(wallets, wallet)?;
+                let postings = ledger::plan(wallet, op, payer.balance)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                let mut outcome = None;
+                for posting in &postings {
+                    let counterparty = (postings.len() > 1)
+                        .then(|| postings.iter().find(|p| p.wallet != posting.wallet))
+                        .flatten()
+                        .map(|p| p.wallet);
+                    let (balance, seq) =
+                        tx_post(wallets, ledger_tree, posting, key, counterparty, now_ms)?;
+                    if posting.wallet == wallet && outcome.is_none() {
+                        outcome = Some(OpOutcome { balance, seq });
+                    }
+                }
+                let outcome = outcome.ok_or_else(|| {
+                    ConflictableTransactionError::Abort(CoreError::Internal(
+                        "operation made no posting on its own wallet".into(),
+                    ))
+                })?;
+                if op.external_flow() != 0 {
+                    tx_add_flow(meta, op)?;
+                }
+                let record = IdempotencyRecord {
+                    request: request.clone(),
+                    outcome,
+                };
+                idempotency.insert(idempotency_key.as_slice(), tx_encode(&record)?)?;
+                Ok(outcome)
+            })
+            .map_err(from_tx)
+    }
+
+    /// Up to `limit` ledger entries of a wallet from `from_seq` on.
+    pub fn history(
+        &self,
+        wallet: WalletId,
+        from_seq: u64,
+        limit: usize,
+    ) -> CoreResult<Vec<LedgerEntry>> {
+        let start = pair_key(wallet.0, &from_seq.to_be_bytes());
+        let end = pair_key(wallet.0, &u64::MAX.to_be_bytes());
+        self.ledger
+            .range(start..=end)
+            .take(limit.min(HISTORY_PAGE_MAX))
+            .map(|item| {
+                let (_, value) = item.map_err(storage)?;
+                codec::decode(&value).map_err(corrupt)
+            })
+            .collect()
+    }
+
+    /// Checks the whole ledger: conservation, no negative part, entries add up.
+    pub fn audit(&self) -> CoreResult<Audit> {
+        let mut audit = Audit {
+            flows: self.get(&self.meta, FLOWS_KEY)?.unwrap_or_default(),
+            ..Audit::default()
+        };
+        for item in self.wallets.iter() {
+            let (key, value) = item.map_err(storage)?;
+            let id = WalletId(u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| CoreError::Internal("bad wallet key".into()))?,
+            ));
+            let record: WalletRecord = codec::decode(&value).map_err(corrupt)?;
+            audit.wallets += 1;
+            audit.total_balance += i128::from(record.balance.total());
+            if record.balance.available < 0 || record.balance.held < 0 {
+                audit.negative_wallets.push(id);
+            }
+            if self.replay_ledger(id)? != record.balance {
+                audit.ledger_mismatches.push(id);
+            }
+        }
+        Ok(audit)
+    }
+
+    fn replay_ledger(&self, wallet: WalletId) -> CoreResult<Balance> {
+        let mut balance = Balance::default();
+        for item in self.ledger.scan_prefix(wallet.0.to_be_bytes()) {
+            let (_, value) = item.map_err(storage)?;
+            let entry: LedgerEntry = codec::decode(&value).map_err(corrupt)?;
+            balance.available += entry.available_delta;
+            balance.held += entry.held_delta;
+        }
+        Ok(balance)
+    }
+
+    /// Whether an idempotency key has been applied to a wallet.
+    pub fn key_applied(&self, wallet: WalletId, key: &str) -> CoreResult<bool> {
+        self.idempotency
+            .contains_key(pair_key(wallet.0, key.as_bytes()))
+            .map_err(storage)
+    }
+
+    /// Looks up which job a customer's request key created.
+    pub fn job_request(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> CoreResult<Option<JobRequestRecord>> {
+        self.get(&self.job_requests, &pair_key(customer.0, key.as_bytes()))
+    }
+
+    /// Records a new job, the request key that made it and its first timer, in one
+    /// transaction. A key seen before returns the job it made.
+    pub fn create_job<J: Serialize>(
+        &self,
+        customer: CustomerId,
+        key: &str,
+        request: Vec<u8>,
+        (job_id, job): (JobId, &J),
+        wake_at_ms: u64,
+    ) -> CoreResult<JobId> {
+        let request_key = pair_key(customer.0, key.as_bytes());
+        let job_bytes = codec::encode(job).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let timer_key = pair_key(wake_at_ms, &job_id.0.to_be_bytes());
+        (
+            &self.job_requests,
+            &self.jobs,
+            &self.customer_jobs,
+            &self.offer_deadlines,
+        )
+            .transaction(|(requests, jobs, customer_jobs, timers)| {
+                if let Some(seen) = requests.get(&request_key)? {
+                    let seen: JobRequestRecord = tx_decode(&seen)?;
+                    if seen.request != request {
+                        return Err(ConflictableTransactionError::Abort(
+                            CoreError::IdempotencyConflict {
+                                key: key.to_owned(),
+                            },
+                        ));
+                    }
+                    return Ok(seen.job);
+                }
+                let record = JobRequestRecord {
+                    request: request.clone(),
+                    job: job_id,
+                };
+                requests.insert(request_key.as_slice(), tx_encode(&record)?)?;
+                jobs.insert(&job_id.0.to_be_bytes(), job_bytes.as_slice())?;
+                customer_jobs.insert(pair_key(customer.0, &job_id.0.to_be_bytes()), &[])?;
+                timers.insert(timer_key.as_slice(), &[])?;
+                Ok(job_id)
+            })
+            .map_err(from_tx)
+    }
+
+    /// A new unique id (monotonic across restarts).
+    pub fn next_id(&self) -> CoreResult<u64> {
+        self.db.generate_id().map_err(storage).map(|id| id + 1)
+    }
+
+    /// The jobs of a customer, newest last.
+    pub fn customer_job_ids(&self, customer: CustomerId) -> CoreResult<Vec<JobId>> {
+        self.customer_jobs
+            .scan_prefix(customer.0.to_be_bytes())
+            .keys()
+            .map(|key| {
+                let key = key.map_err(storage)?;
+                let id: [u8; 8] = key[8..]
+                    .try_into()
+                    .map_err(|_| CoreError::Internal("bad customer job key".into()))?;
+                Ok(JobId(u64::from_be_bytes(id)))
+            })
+            .collect()
+    }
+
+    /// Reads one record by a u64 id.
+    pub(crate) fn get_by_id<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        id: u64,
+    ) -> CoreResult<Option<T>> {
+        self.get(tree, &id.to_be_bytes())
+    }
+
+    /// Writes one record by a u64 id.
+    pub(crate) fn put_by_id<T: Serialize>(
+        &self,
+        tree: &sled::Tree,
+        id: u64,
+        value: &T,
+    ) -> CoreResult<()> {
+        let bytes = codec::encode(value).map_err(|e| CoreError::Internal(e.to_string()))?;
+        tree.insert(id.to_be_bytes(), bytes).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Every record of a tree keyed by u64 id.
+    pub(crate) fn all_by_id<T: DeserializeOwned>(&self, tree: &sled::Tree) -> CoreResult<Vec<T>> {
+        tree.iter()
+            .values()
+            .map(|value| codec::decode(&value.map_err(storage)?).map_err(corrupt))
+            .collect()
+    }
+
+    /// Writes a job record and moves its offer-deadline index entry in one transaction.
+    pub(crate) fn put_job<J: Serialize>(
+        &self,
+        job: JobId,
+        record: &J,
+        old_deadline_ms: Option<u64>,
+        new_deadline_ms: Option<u64>,
+    ) -> CoreResult<()> {
+        let bytes = codec::encode(record).map_err(|e| CoreError::Internal(e.to_string()))?;
+        (&self.jobs, &self.offer_deadlines)
+            .transaction(|(jobs, deadlines)| {
+                jobs.insert(&job.0.to_be_bytes(), bytes.as_slice())?;
+                if let Some(old) = old_deadline_ms {
+                    deadlines.remove(pair_key(old, &job.0.to_be_bytes()))?;
+                }
+                if let Some(new) = new_deadline_ms {
+                    deadlines.insert(pair_key(new, &job.0.to_be_bytes()), &[])?;
+                }
+                Ok(())
+            })
+            .map_err(from_tx)
+    }
+
+    /// Jobs whose offer deadline is at or before `now_ms`, at most `limit`.
+    pub fn due_offers(&self, now_ms: u64, limit: usize) -> CoreResult<Vec<JobId>> {
+        let end = pair_key(now_ms, &u64::MAX.to_be_bytes());
+        self.offer_deadlines
+            .range(..=end)
+            .keys()
+            .take(limit)
+            .map(|key| {
+                let key = key.map_err(storage)?;
+                let id: [u8; 8] = key[8..]
+                    .try_into()
+                    .map_err(|_| CoreError::Internal("bad deadline key".into()))?;
+                Ok(JobId(u64::from_be_bytes(id)))
+            })
+            .collect()
+    }
+
+    fn get<T: DeserializeOwned>(&self, tree: &sled::Tree, key: &[u8]) -> CoreResult<Option<T>> {
+        match tree.get(key).map_err(storage)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(corrupt)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn tx_wallet(wallets: &TransactionalTree, wallet: WalletId) -> TxResult<WalletRecord> {
+    match wallets.get(wallet.0.to_be_bytes())? {
+        Some(bytes) => tx_decode(&bytes),
+        None => Ok(WalletRecord::default()),
+    }
+}
+
+fn tx_post(
+    wallets: &TransactionalTree,
+    ledger_tree: &TransactionalTree,
+    posting: &ledger::Posting,
+    key: &str,
+    counterparty: Option<WalletId>,
+    now_ms: u64,
+) -> TxResult<(Balance, u64)> {
+    let mut record = tx_wallet(wallets, posting.wallet)?;
+    let balance =
+        ledger::post(record.balance, posting).map_err(ConflictableTransactionError::Abort)?;
+    let entry = LedgerEntry {
+        seq: record.next_seq,
+        key: key.to_owned(),
+        kind: posting.kind,
+        available_delta: posting.available_delta,
+        held_delta: posting.held_delta,
+        balance_after: balance,
+        counterparty,
+        at_ms: now_ms,
+    };
+    ledger_tree.insert(
+        pair_key(posting.wallet.0, &entry.seq.to_be_bytes()),
+        tx_encode(&entry)?,
+    )?;
+    record.balance = balance;
+    record.next_seq += 1;
+    wallets.insert(&posting.wallet.0.to_be_bytes(), tx_encode(&record)?)?;
+    Ok((balance, entry.seq))
+}
+
+fn tx_add_flow(meta: &TransactionalTree, op: &LedgerOp) -> TxResult<()> {
+    let mut flows: Flows = match meta.get(FLOWS_KEY)? {
+        Some(bytes) => tx_decode(&bytes)?,
+        None => Flows::default(),
+    };
+    let flow = op.external_flow();
+    let total = if flow > 0 {
+        &mut flows.deposited
+    } else {
+        &mut flows.withdrawn
+    };
+    *total = total.checked_add(flow.abs()).ok_or_else(|| {
+        ConflictableTransactionError::Abort(CoreError::Invalid(
+            "node-wide deposit or withdrawal total would overflow".into(),
+        ))
+    })?;
+    meta.insert(FLOWS_KEY, tx_encode(&flows)?)?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The wallet actor: serializes one wallet's ledger operations and answers only
+//! once they are durable.
+
+use crate::context::NodeContext;
+use crate::entity::{EntityKind, Registry};
+use crate::error::{CoreError, CoreResult};
+use crate::ids::WalletId;
+use crate::ledger::{Balance, LedgerEntry, LedgerOp};
+use crate::store::OpOutcome;
+use ractor::RpcReplyPort;
+use std::sync::Arc;
+
+/// Commands of a wallet.
+pub enum WalletCommand {
+    /// Apply a ledger operation under an idempotency key.
+    Apply {
+        /// Idempotency key.
+        key: String,
+        /// The operation.
+        op: LedgerOp,
+        /// Answer, sent once durable.
+        reply: RpcReplyPort<CoreResult<OpOutcome>>,
+    },
+    /// Current balance.
+    Balance {
+        /// Answer.
+        reply: RpcReplyPort<CoreResult<Balance>>,
+    },
+    /// A page of the ledger.
+    History {
+        /// First entry wanted.
+        from_seq: u64,
+        /// Most entries wanted.
+        limit: usize,
+        /// Answer.
+        reply: RpcReplyPort<CoreResult<Vec<LedgerEntry>>>,
+    },
+}
+
+/// The wallet entity kind.
+pub struct WalletKind;
+
+/// A wallet actor's state: whether the wallet exists in storage.
+pub struct WalletState {
+    exists: bool,
+}
+
+impl EntityKind for WalletKind {
+    type Id = WalletId;
+    type Command = WalletCommand;
+    type State = WalletState;
+    const KIND: &'static str = "wallet";
+
+    fn raw_id(id: WalletId) -> u64 {
+        id.0
+    }
+
+    fn registry(ctx: &NodeContext) -> &Registry<Self> {
+        &ctx.wallets
+    }
+
+    async fn load(id: WalletId, ctx: &Arc<NodeContext>) -> CoreResult<WalletState> {
+        let record = ctx.store.wallet_record(id)?;
+        Ok(WalletState {
+            exists: record.next_seq > 0,
+        })
+    }
+
+    async fn handle(
+        id: WalletId,
+        state: &mut WalletState,
+        command: WalletCommand,
+        ctx: &Arc<NodeContext>,
+    ) {
+        match command {
+            WalletCommand::Apply { key, op, reply } => {
+                let result = ctx.store.apply(id, &key, &op, ctx.clock.now_ms());
+                state.exists |= result.is_ok();
+                ctx.durability.reply(reply, result).await;
+            }
+            WalletCommand::Balance { reply } => {
+                // Read from storage: captures by other wallets credit this one.
+                let record = ctx.store.wallet_record(id);
+                let result = record.and_then(|record| {
+                    if record.next_seq == 0 {
+                        Err(CoreError::NotFound(id.to_string()))
+                    } else {
+                        Ok(record.balance)
+                    }
+                });
+                let _ = reply.send(result);
+            }
+            WalletCommand::History {
+                from_seq,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(ctx.store.history(id, from_seq, limit));
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Chaos tooling for fixit-edge (see the chaos issue); empty until then.

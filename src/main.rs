@@ -1,0 +1,3 @@
+//! The `fixit` command line (subcommands arrive with the client-access issue).
+
+fn main() {}
