@@ -389,7 +389,9 @@ impl<K: EntityKind> Actor for EntityShell<K> {
         _myself: ActorRef<Self::Msg>,
         args: EntityArgs<K>,
     ) -> Result<ShellState<K>, ActorProcessingErr> {
-        let state = K::load(args.id, &args.ctx).await.map_err(Box::new)?;
+        let state = K::load(args.id, &args.ctx)
+            .await
+            .map_err(|error| Box::new(error) as ActorProcessingErr)?;
         Ok(ShellState { args, state })
     }
 

@@ -94,6 +94,21 @@ pub struct ServiceSlots {
 }
 
 impl ServiceSlots {
+    /// Whether both the notifier and the verifier are running now.
+    pub fn running(&self) -> bool {
+        let up = |status: Option<ractor::ActorStatus>| status == Some(ractor::ActorStatus::Running);
+        up(self
+            .notifier
+            .read()
+            .as_ref()
+            .map(|actor| actor.get_status()))
+            && up(self
+                .verifier
+                .read()
+                .as_ref()
+                .map(|actor| actor.get_status()))
+    }
+
     /// Hands a job event to the notifier; dropped (and counted) if it is down.
     pub fn notify_job(&self, stats: &NodeStats, event: JobEvent) {
         self.to_notifier(stats, NotifierMessage::Job(event));

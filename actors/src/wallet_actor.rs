@@ -10,6 +10,10 @@ use crate::store::OpOutcome;
 use ractor::RpcReplyPort;
 use std::sync::Arc;
 
+/// Fault-injection name of the point right after a wallet's transaction commits
+/// and before it replies: a crash there must not apply a retry twice.
+pub const COMMITTED_FAULT_KIND: &str = "wallet-committed";
+
 /// Commands of a wallet.
 pub enum WalletCommand {
     /// Apply a ledger operation under an idempotency key.
@@ -76,6 +80,8 @@ impl EntityKind for WalletKind {
             WalletCommand::Apply { key, op, reply } => {
                 let result = ctx.store.apply(id, &key, &op, ctx.clock.now_ms());
                 state.exists |= result.is_ok();
+                // Chaos hook: a crash after the commit, before the reply.
+                ctx.faults.check(COMMITTED_FAULT_KIND, id.0);
                 ctx.durability.reply(reply, result).await;
             }
             WalletCommand::Balance { reply } => {
