@@ -48,6 +48,19 @@ impl JobStatus {
         )
     }
 
+    /// A short lowercase name of the status.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobStatus::Requested => "requested",
+            JobStatus::Offered { .. } => "offered",
+            JobStatus::Accepted { .. } => "accepted",
+            JobStatus::InProgress { .. } => "in_progress",
+            JobStatus::Completed { .. } => "completed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Expired => "expired",
+        }
+    }
+
     /// The provider involved, if any.
     pub fn provider(&self) -> Option<ProviderId> {
         match *self {

@@ -183,6 +183,34 @@ impl Node {
         wake_due_jobs(&self.ctx).await
     }
 
+    /// Every stored job, counted by status ("requested", "offered", ..., "expired").
+    pub fn jobs_by_status(&self) -> CoreResult<std::collections::BTreeMap<&'static str, u64>> {
+        let mut counts = std::collections::BTreeMap::new();
+        for job in self.ctx.store.all_by_id::<Job>(&self.ctx.store.jobs)? {
+            *counts.entry(job.status.name()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Completed jobs whose capture is in the ledger, and completed jobs whose is not.
+    pub fn completed_jobs_paid(&self) -> CoreResult<(u64, u64)> {
+        let (mut paid, mut unpaid) = (0, 0);
+        for job in self.ctx.store.all_by_id::<Job>(&self.ctx.store.jobs)? {
+            if matches!(job.status, JobStatus::Completed { .. }) {
+                if self
+                    .ctx
+                    .store
+                    .key_applied(job.customer.into(), &job.capture_key())?
+                {
+                    paid += 1;
+                } else {
+                    unpaid += 1;
+                }
+            }
+        }
+        Ok((paid, unpaid))
+    }
+
     /// Audits the whole ledger in storage.
     pub fn audit(&self) -> CoreResult<Audit> {
         self.ctx.store.audit()

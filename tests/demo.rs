@@ -1,0 +1,68 @@
+//! The README's first command, short: `fixit demo` runs the simulated city against
+//! a real node on real sled, completes jobs and reports every invariant true.
+
+use std::process::Command;
+
+#[test]
+fn demo_completes_jobs_and_reports_invariants() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_fixit"))
+        .args([
+            "demo",
+            "--duration-s",
+            "8",
+            "--providers",
+            "60",
+            "--customers",
+            "40",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .status()
+        .unwrap();
+    assert!(status.success(), "fixit demo exited with {status}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(report["jobs_requested"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["jobs_completed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["payments_ok"], report["jobs_completed"], "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    for (name, held) in report["invariants"].as_object().unwrap() {
+        assert_eq!(held, true, "invariant {name}: {report}");
+    }
+}
+
+#[test]
+fn check_config_accepts_the_default_and_names_a_bad_field() {
+    let fixit = env!("CARGO_BIN_EXE_fixit");
+    let default = Command::new(fixit)
+        .args(["check-config", "--config", "config/node.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        default.status.success(),
+        "{}",
+        String::from_utf8_lossy(&default.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string("config/node.toml").unwrap();
+    std::fs::write(
+        &bad,
+        text.replace("entity_inflight_max = 64", "entity_inflight_max = 0"),
+    )
+    .unwrap();
+    let refused = Command::new(fixit)
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("limits.entity_inflight_max"),
+        "{stderr}"
+    );
+}
