@@ -2,18 +2,28 @@
 //! distances, geohash cells, and a cell-and-skill index for k-nearest searches.
 //!
 //! The index keeps each provider in the geohash cell of its position, once per skill it
-//! offers. A search grows a distance `d` from about one cell until `k` providers lie within
-//! `d` (nothing outside the cells it visited can then beat them) or `d` reaches the radius.
+//! offers, in a `BTreeMap` keyed by (skill, row, column) of the grid behind geohashes. A
+//! search visits the point's cell and its neighbours, then boxes of cells holding every point
+//! within a distance `d` that starts at one cell and doubles, nearest cells first, and stops
+//! as soon as `k` providers are certainly nearer than everything not yet visited, so a dense
+//! city never scans its whole radius. Results are ranked by [`rank`] and their distances are
+//! exactly [`haversine_m`], so a brute-force scan gives the same answer.
 
+mod cells;
 mod grid;
+mod search;
+mod skill_list;
 #[cfg(test)]
 mod tests;
 
 use crate::ids::{ProviderId, Skill};
-use grid::{Cell, Grid, SearchBox};
+use cells::{cell_key, CellStore, Member, SkillIndex};
+use grid::{Cell, Grid};
+use search::Search;
 use serde::{Deserialize, Serialize};
+use skill_list::{SkillList, SkillPlace};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Mean radius of the Earth in metres (IUGG), used by every distance here.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -95,38 +105,42 @@ impl Coord {
     }
 }
 
-/// A coordinate in radians with its latitude's cosine, ready for the haversine formula.
-#[derive(Clone, Copy, Debug)]
-struct SpherePoint {
-    lat_rad: f64,
-    lon_rad: f64,
-    cos_lat: f64,
+/// A point as a unit vector from the Earth's centre (x towards 0°E, z towards the north pole).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct UnitVector([f64; 3]);
+
+impl UnitVector {
+    fn new(coord: Coord) -> UnitVector {
+        let (sin_lat, cos_lat) = coord.lat.to_radians().sin_cos();
+        let (sin_lon, cos_lon) = coord.lon.to_radians().sin_cos();
+        UnitVector([cos_lat * cos_lon, cos_lat * sin_lon, sin_lat])
+    }
+
+    /// The squared length of the chord from `self` to `other`.
+    fn squared_chord(&self, other: &UnitVector) -> f64 {
+        let [x, y, z] = self.0;
+        let [other_x, other_y, other_z] = other.0;
+        let (dx, dy, dz) = (x - other_x, y - other_y, z - other_z);
+        dx * dx + dy * dy + dz * dz
+    }
 }
 
-impl SpherePoint {
-    fn new(coord: Coord) -> SpherePoint {
-        let lat_rad = coord.lat.to_radians();
-        SpherePoint {
-            lat_rad,
-            lon_rad: coord.lon.to_radians(),
-            cos_lat: lat_rad.cos(),
-        }
-    }
-
-    /// Great-circle distance in metres to `other`, by the haversine formula.
-    fn distance_m(&self, other: &SpherePoint) -> f64 {
-        let lat_sine = ((other.lat_rad - self.lat_rad) * 0.5).sin();
-        let lon_sine = ((other.lon_rad - self.lon_rad) * 0.5).sin();
-        let haversine = lat_sine * lat_sine + self.cos_lat * other.cos_lat * lon_sine * lon_sine;
-        2.0 * EARTH_RADIUS_M * haversine.sqrt().min(1.0).asin()
-    }
+/// Great-circle distance in metres along a chord of squared length `squared_chord`.
+///
+/// A quarter of the squared chord is the haversine of the central angle `θ`, so
+/// `θ = 2 asin(chord / 2)`.
+fn distance_of_squared_chord(squared_chord: f64) -> f64 {
+    2.0 * EARTH_RADIUS_M * (squared_chord.sqrt() * 0.5).min(1.0).asin()
 }
 
 /// Great-circle distance in metres between `a` and `b` on a sphere of [`EARTH_RADIUS_M`].
 ///
+/// This is the haversine formula, with the haversine of the central angle taken as a quarter
+/// of the squared chord between the points' unit vectors: accurate to nanometres at city
+/// scale (like any haversine, less so for nearly antipodal points), and cheap to compare.
 /// [`GeoIndex::nearby`] reports exactly this value, bit for bit, for `haversine_m(at, provider)`.
 pub fn haversine_m(a: Coord, b: Coord) -> f64 {
-    SpherePoint::new(a).distance_m(&SpherePoint::new(b))
+    distance_of_squared_chord(UnitVector::new(a).squared_chord(&UnitVector::new(b)))
 }
 
 /// The geohash of `precision` characters (1 to 12) of the cell holding `coord`.
@@ -177,40 +191,28 @@ pub fn rank(a: &Nearby, b: &Nearby) -> Ordering {
         .then_with(|| a.provider.cmp(&b.provider))
 }
 
-/// Index of an interned skill name.
-type SkillIndex = u32;
-
-/// Key of one cell's providers of one skill: (skill, row, column).
-type CellKey = (SkillIndex, u32, u32);
-
-/// Providers of one skill in one cell, keyed by skill, then row, then column.
-type CellMap = BTreeMap<CellKey, Vec<Member>>;
-
-/// A provider as stored in a cell: its position is kept there so a search reads it in place.
-#[derive(Clone, Copy, Debug)]
-struct Member {
-    provider: ProviderId,
-    point: SpherePoint,
-}
-
 /// What the index knows of one provider.
 #[derive(Clone, Debug)]
 struct Entry {
     coord: Coord,
     cell: Cell,
-    /// Interned skills, sorted and without repeats.
-    skills: Vec<SkillIndex>,
+    /// Interned skills, distinct, in the order they were given.
+    skills: SkillList,
 }
 
 /// Available providers indexed by geohash cell and skill, for k-nearest searches.
+///
+/// Each provider sits in the cell of its position once per skill it offers; cells are kept in
+/// a `BTreeMap` keyed by (skill, row, column), so the cells of one row of one skill form one
+/// ordered range, and each cell stores its providers' positions so a search reads them in
+/// place.
 #[derive(Clone, Debug)]
 pub struct GeoIndex {
     grid: Grid,
-    cells: CellMap,
+    cells: CellStore,
     entries: HashMap<ProviderId, Entry>,
     skill_indices: HashMap<Skill, SkillIndex>,
-    /// Reused by [`GeoIndex::upsert`] so that an update does not allocate.
-    skill_scratch: Vec<SkillIndex>,
+    skill_names: Vec<Skill>,
 }
 
 impl GeoIndex {
@@ -219,10 +221,10 @@ impl GeoIndex {
     pub fn new(precision: usize) -> Result<GeoIndex, GeoError> {
         Ok(GeoIndex {
             grid: Grid::new(valid_precision(precision)?),
-            cells: CellMap::new(),
+            cells: CellStore::default(),
             entries: HashMap::new(),
             skill_indices: HashMap::new(),
-            skill_scratch: Vec::new(),
+            skill_names: Vec::new(),
         })
     }
 
@@ -251,63 +253,58 @@ impl GeoIndex {
         self.entries.get(&provider).map(|entry| entry.coord)
     }
 
-    /// Places `provider` at `at` offering exactly `skills`, adding it if it is new.
+    /// Places `provider` at `at` offering exactly `skills` (repeats ignored), adding it if it
+    /// is new.
     ///
-    /// A move within the same cell with the same skills only rewrites the stored position.
+    /// The common update, same skills in the same order, interns nothing and, within the same
+    /// cell, only rewrites the stored position: it allocates nothing.
     pub fn upsert(&mut self, provider: ProviderId, at: Coord, skills: &[Skill]) {
-        let mut wanted = std::mem::take(&mut self.skill_scratch);
-        wanted.clear();
-        wanted.extend(skills.iter().map(|skill| self.intern(skill)));
-        wanted.sort_unstable();
-        wanted.dedup();
         let cell = self.grid.cell(at);
         let member = Member {
             provider,
-            point: SpherePoint::new(at),
+            position: UnitVector::new(at),
         };
-        match self.entries.get_mut(&provider) {
-            Some(entry) if entry.cell == cell && entry.skills == wanted => {
+        if let Some(entry) = self.entries.get_mut(&provider) {
+            if offers_exactly(&entry.skills, skills, &self.skill_names) {
+                relocate(&mut self.cells, entry, cell, member);
                 entry.coord = at;
-                refresh_members(&mut self.cells, member, cell, &entry.skills);
-            }
-            Some(entry) => {
-                detach_members(&mut self.cells, provider, entry.cell, &entry.skills);
-                attach_members(&mut self.cells, member, cell, &wanted);
-                entry.coord = at;
-                entry.cell = cell;
-                entry.skills.clone_from(&wanted);
-            }
-            None => {
-                attach_members(&mut self.cells, member, cell, &wanted);
-                let skills = wanted.clone();
-                self.entries.insert(
-                    provider,
-                    Entry {
-                        coord: at,
-                        cell,
-                        skills,
-                    },
-                );
+                return;
             }
         }
-        self.skill_scratch = wanted;
+        self.remove(provider);
+        let mut places = SkillList::new();
+        for skill in skills {
+            let skill = self.intern(skill);
+            if !places.contains(skill) {
+                let hint = self.cells.attach(cell_key(skill, cell), member);
+                places.push(SkillPlace { skill, hint });
+            }
+        }
+        let entry = Entry {
+            coord: at,
+            cell,
+            skills: places,
+        };
+        self.entries.insert(provider, entry);
     }
 
     /// Takes `provider` out of the index; false if it was not there.
     pub fn remove(&mut self, provider: ProviderId) -> bool {
-        match self.entries.remove(&provider) {
-            Some(entry) => {
-                detach_members(&mut self.cells, provider, entry.cell, &entry.skills);
-                true
-            }
-            None => false,
+        let Some(entry) = self.entries.remove(&provider) else {
+            return false;
+        };
+        for place in entry.skills.as_slice() {
+            self.cells
+                .detach(cell_key(place.skill, entry.cell), provider, place.hint);
         }
+        true
     }
 
     /// The `k` best providers of `skill` within `radius_m` metres (inclusive) of `at`, best
     /// first by [`rank`], leaving out every provider for which `exclude` returns true.
     ///
-    /// Fails if `radius_m` is not a finite number above zero.
+    /// Distances are [`haversine_m`]`(at, provider)`. Fails if `radius_m` is not a finite
+    /// number above zero.
     pub fn nearby(
         &self,
         at: Coord,
@@ -319,17 +316,18 @@ impl GeoIndex {
         if !(radius_m.is_finite() && radius_m > 0.0) {
             return Err(GeoError::InvalidRadius(radius_m));
         }
-        let Some(&skill_index) = self.skill_indices.get(skill) else {
+        let Some(&skill) = self.skill_indices.get(skill) else {
             return Ok(Vec::new());
         };
         if k == 0 {
             return Ok(Vec::new());
         }
         let search = Search {
-            index: self,
-            skill: skill_index,
+            grid: &self.grid,
+            cells: &self.cells,
+            skill,
             at,
-            point: SpherePoint::new(at),
+            position: UnitVector::new(at),
             radius_m,
             exclude,
         };
@@ -342,181 +340,37 @@ impl GeoIndex {
             return index;
         }
         // Four billion distinct skill names cannot fit in memory first.
-        let index = SkillIndex::try_from(self.skill_indices.len()).unwrap_or(SkillIndex::MAX);
+        let index = SkillIndex::try_from(self.skill_names.len()).unwrap_or(SkillIndex::MAX);
         self.skill_indices.insert(skill.clone(), index);
+        self.skill_names.push(skill.clone());
         index
     }
 }
 
-/// The key of `cell`'s providers of `skill`.
-fn cell_key(skill: SkillIndex, cell: Cell) -> CellKey {
-    (skill, cell.row, cell.col)
-}
-
-/// Adds `member` to `cell` under each of `skills`.
-fn attach_members(cells: &mut CellMap, member: Member, cell: Cell, skills: &[SkillIndex]) {
-    for &skill in skills {
-        cells.entry(cell_key(skill, cell)).or_default().push(member);
-    }
-}
-
-/// Takes `provider` out of `cell` under each of `skills`, dropping cells left empty.
-fn detach_members(cells: &mut CellMap, provider: ProviderId, cell: Cell, skills: &[SkillIndex]) {
-    for &skill in skills {
-        let key = cell_key(skill, cell);
-        let Some(members) = cells.get_mut(&key) else {
-            continue;
-        };
-        if let Some(slot) = members
+/// Whether `places` are exactly `skills`, in the same order, without interning anything.
+fn offers_exactly(places: &SkillList, skills: &[Skill], names: &[Skill]) -> bool {
+    let places = places.as_slice();
+    places.len() == skills.len()
+        && places
             .iter()
-            .position(|member| member.provider == provider)
-        {
-            members.swap_remove(slot);
-        }
-        if members.is_empty() {
-            cells.remove(&key);
-        }
-    }
+            .zip(skills)
+            .all(|(place, skill)| names.get(place.skill as usize) == Some(skill))
 }
 
-/// Rewrites the stored position of `member`, which stays in `cell` under each of `skills`.
-fn refresh_members(cells: &mut CellMap, member: Member, cell: Cell, skills: &[SkillIndex]) {
-    for &skill in skills {
-        let Some(members) = cells.get_mut(&cell_key(skill, cell)) else {
-            continue;
+/// Moves the provider of `entry`, keeping its skills, to `member`'s position in `cell`.
+fn relocate(cells: &mut CellStore, entry: &mut Entry, cell: Cell, member: Member) {
+    let same_cell = entry.cell == cell;
+    for place in entry.skills.as_mut_slice() {
+        place.hint = if same_cell {
+            cells.refresh(cell_key(place.skill, cell), member, place.hint)
+        } else {
+            cells.detach(
+                cell_key(place.skill, entry.cell),
+                member.provider,
+                place.hint,
+            );
+            cells.attach(cell_key(place.skill, cell), member)
         };
-        if let Some(stored) = members
-            .iter_mut()
-            .find(|stored| stored.provider == member.provider)
-        {
-            stored.point = member.point;
-        }
     }
-}
-
-/// One k-nearest search of one skill around one point.
-struct Search<'a> {
-    index: &'a GeoIndex,
-    skill: SkillIndex,
-    at: Coord,
-    point: SpherePoint,
-    radius_m: f64,
-    exclude: &'a dyn Fn(ProviderId) -> bool,
-}
-
-impl Search<'_> {
-    /// The `k` (at least one) best providers: searches ever wider boxes of cells, each holding
-    /// every point within twice the previous distance, until `k` found providers lie within
-    /// the current distance or the distance reaches the radius.
-    fn run(&self, k: usize) -> Vec<Nearby> {
-        let grid = &self.index.grid;
-        let mut found = Vec::new();
-        let mut visited: Option<SearchBox> = None;
-        let mut distance_m = grid.cell_height_m().min(self.radius_m);
-        loop {
-            let search_box = grid.search_box(self.at, distance_m);
-            self.collect(&search_box, visited.as_ref(), &mut found);
-            let finished = distance_m >= self.radius_m || search_box.covers_everything(grid);
-            let limit_m = if finished { self.radius_m } else { distance_m };
-            if finished || count_within(&found, limit_m) >= k {
-                return best(found, limit_m, k);
-            }
-            visited = Some(search_box);
-            distance_m = (distance_m * 2.0).min(self.radius_m);
-        }
-    }
-
-    /// Adds to `found` the wanted providers within the radius from the cells of `search_box`
-    /// that are not in `visited`.
-    fn collect(
-        &self,
-        search_box: &SearchBox,
-        visited: Option<&SearchBox>,
-        found: &mut Vec<Nearby>,
-    ) {
-        let grid = &self.index.grid;
-        let is_new = |cell: Cell| visited.is_none_or(|old| !old.contains(cell, grid));
-        self.for_each_cell(search_box, |cell, members| {
-            if is_new(cell) {
-                self.collect_members(members, found);
-            }
-        });
-    }
-
-    /// Adds to `found` the wanted providers of `members` within the radius.
-    fn collect_members(&self, members: &[Member], found: &mut Vec<Nearby>) {
-        for member in members {
-            let distance_m = self.point.distance_m(&member.point);
-            if distance_m <= self.radius_m && !(self.exclude)(member.provider) {
-                found.push(Nearby {
-                    provider: member.provider,
-                    distance_m,
-                });
-            }
-        }
-    }
-
-    /// Calls `visit` on every non-empty cell of the searched skill in `search_box`.
-    ///
-    /// Walks the cell map in key order and, on reaching a cell outside the box's columns, seeks
-    /// straight to the next column run, so the cost follows the occupied cells and not the
-    /// number of rows or columns in the box.
-    fn for_each_cell(&self, search_box: &SearchBox, mut visit: impl FnMut(Cell, &[Member])) {
-        let grid = &self.index.grid;
-        let runs = search_box.column_runs(grid);
-        let end: CellKey = (self.skill, search_box.row_last, runs.last_col());
-        let mut start: CellKey = (self.skill, search_box.row_first, runs.first_col());
-        'seek: while start <= end {
-            for (&(_, row, col), members) in self.index.cells.range(start..=end) {
-                let cell = Cell { row, col };
-                match next_wanted_cell(cell, runs.as_slice(), runs.first_col()) {
-                    None => visit(cell, members),
-                    Some(next) if next.row > search_box.row_last => break 'seek,
-                    Some(next) => {
-                        start = cell_key(self.skill, next);
-                        continue 'seek;
-                    }
-                }
-            }
-            break;
-        }
-    }
-}
-
-/// `None` if `cell` lies in one of `runs`, else the first cell after it that does.
-fn next_wanted_cell(cell: Cell, runs: &[grid::ColumnRun], first_col: u32) -> Option<Cell> {
-    for run in runs {
-        if cell.col < run.first {
-            return Some(Cell {
-                row: cell.row,
-                col: run.first,
-            });
-        }
-        if cell.col <= run.last {
-            return None;
-        }
-    }
-    Some(Cell {
-        row: cell.row.saturating_add(1),
-        col: first_col,
-    })
-}
-
-/// How many of `found` lie within `limit_m` metres.
-fn count_within(found: &[Nearby], limit_m: f64) -> usize {
-    found
-        .iter()
-        .filter(|nearby| nearby.distance_m <= limit_m)
-        .count()
-}
-
-/// The `k` (at least one) best of `found` within `limit_m` metres, best first.
-fn best(mut found: Vec<Nearby>, limit_m: f64, k: usize) -> Vec<Nearby> {
-    found.retain(|nearby| nearby.distance_m <= limit_m);
-    if found.len() > k {
-        found.select_nth_unstable_by(k - 1, rank);
-        found.truncate(k);
-    }
-    found.sort_unstable_by(rank);
-    found
+    entry.cell = cell;
 }

@@ -29,7 +29,9 @@ pub(super) struct Grid {
 impl Grid {
     /// The grid of geohashes of `precision` characters; `precision` must be in 1..=12.
     pub(super) fn new(precision: usize) -> Grid {
-        let bits = u32::try_from(precision * 5).unwrap_or(60);
+        let bits = u32::try_from(precision.saturating_mul(5))
+            .unwrap_or(60)
+            .min(60);
         Grid {
             precision,
             lat_bits: bits / 2,
@@ -94,7 +96,8 @@ impl Grid {
     }
 
     /// The cells that hold every point within `distance_m` of `centre`, widened by one cell on
-    /// each side so that rounding can never leave a point out.
+    /// each side so that rounding can never leave a point out (and so that distance 0 gives
+    /// the cell of `centre` and its eight neighbours).
     ///
     /// The spherical cap of angular radius `δ` around latitude `φ` spans latitudes `φ ± δ`
     /// and, unless it reaches a pole, longitudes `λ ± asin(sin δ / cos φ)`.
@@ -104,8 +107,14 @@ impl Grid {
         let south = centre.lat() - angle_deg;
         let north = centre.lat() + angle_deg;
         let rows = f64::from(self.rows());
-        let row_first = clamp_index(band_of(south + 90.0, 180.0, rows) - 1, self.rows());
-        let row_last = clamp_index(band_of(north + 90.0, 180.0, rows) + 1, self.rows());
+        let row_first = clamp_index(
+            band_of(south + 90.0, 180.0, rows).saturating_sub(1),
+            self.rows(),
+        );
+        let row_last = clamp_index(
+            band_of(north + 90.0, 180.0, rows).saturating_add(1),
+            self.rows(),
+        );
         let columns = if north >= 90.0 || south <= -90.0 {
             ColumnSpan::All
         } else {
@@ -126,9 +135,9 @@ impl Grid {
         }
         let half_width_deg = sine_ratio.asin().to_degrees();
         let cols = f64::from(self.cols());
-        let first = band_of(centre.lon() - half_width_deg + 180.0, 360.0, cols) - 1;
-        let last = band_of(centre.lon() + half_width_deg + 180.0, 360.0, cols) + 1;
-        let count = last - first + 1;
+        let first = band_of(centre.lon() - half_width_deg + 180.0, 360.0, cols).saturating_sub(1);
+        let last = band_of(centre.lon() + half_width_deg + 180.0, 360.0, cols).saturating_add(1);
+        let count = last.saturating_sub(first).saturating_add(1);
         if count >= i64::from(self.cols()) {
             ColumnSpan::All
         } else {
@@ -150,8 +159,13 @@ fn leading_significand_bits(fraction: f64, bits: u32) -> u32 {
 
 /// The (unbounded) index of the band holding `offset` when `span` is cut into `bands` bands.
 fn band_of(offset: f64, span: f64, bands: f64) -> i64 {
-    // `as` saturates, and the offsets here are bounded, so this never wraps.
+    // `as` saturates (and maps NaN to 0), so this never wraps.
     (offset / span * bands).floor() as i64
+}
+
+/// `index` taken modulo `count`.
+fn wrap_index(index: i64, count: u32) -> u32 {
+    u32::try_from(index.rem_euclid(i64::from(count))).unwrap_or(0)
 }
 
 /// `index` clamped into `0..count`.
@@ -277,13 +291,138 @@ impl SearchBox {
             && self.columns.contains(cell.col, grid.cols())
     }
 
-    /// Whether the box is the whole grid, so that nothing lies outside it.
-    pub(super) fn covers_everything(&self, grid: &Grid) -> bool {
-        self.row_first == 0 && self.row_last == grid.rows() - 1 && self.columns == ColumnSpan::All
-    }
-
     /// The box's columns as runs that do not wrap.
     pub(super) fn column_runs(&self, grid: &Grid) -> ColumnRuns {
         self.columns.runs(grid.cols())
     }
+}
+
+/// Relative slack taken off every bound: far above rounding errors (about 1e-15).
+const BOUND_SLACK: f64 = 1e-9;
+
+/// Slack, in degrees, taken off every latitude or longitude gap before bounding a distance:
+/// far above rounding errors (about 1e-13°), far below any cell (at least 1.6e-7°).
+const GAP_SLACK_DEG: f64 = 1e-10;
+
+/// Lower bounds on the squared chord from one search point to the points of a cell, or to
+/// every point outside a search box, from the gaps in latitude and longitude alone.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CellDistances {
+    cell: Cell,
+    /// How far the point is into its cell, from the south edge, as a fraction of its height.
+    north_fraction: f64,
+    /// How far the point is into its cell, from the west edge, as a fraction of its width.
+    east_fraction: f64,
+    cell_height_deg: f64,
+    cell_width_deg: f64,
+    rows: u32,
+    cols: u32,
+    cos_lat: f64,
+    /// Angular distance from the point to the nearer pole.
+    pole_angle: f64,
+}
+
+impl CellDistances {
+    pub(super) fn new(grid: &Grid, point: Coord) -> CellDistances {
+        let cell = grid.cell(point);
+        let south_edge = -90.0 + f64::from(cell.row) * grid.cell_height_deg();
+        let west_edge = -180.0 + f64::from(cell.col) * grid.cell_width_deg();
+        let lat = point.lat().to_radians();
+        CellDistances {
+            cell,
+            north_fraction: ((point.lat() - south_edge) / grid.cell_height_deg()).clamp(0.0, 1.0),
+            east_fraction: ((point.lon() - west_edge) / grid.cell_width_deg()).clamp(0.0, 1.0),
+            cell_height_deg: grid.cell_height_deg(),
+            cell_width_deg: grid.cell_width_deg(),
+            rows: grid.rows(),
+            cols: grid.cols(),
+            cos_lat: lat.cos(),
+            pole_angle: std::f64::consts::FRAC_PI_2 - lat.abs(),
+        }
+    }
+
+    /// A squared chord (on the unit sphere) that no point of `cell` is nearer than.
+    pub(super) fn lower_bound(&self, cell: Cell) -> f64 {
+        let by_latitude = self.latitude_bound(self.row_gap_deg(cell.row));
+        let by_longitude = self.longitude_bound(self.col_gap_deg(cell.col));
+        by_latitude.max(by_longitude) * (1.0 - BOUND_SLACK)
+    }
+
+    /// A squared chord that no point outside `search_box` is nearer than; infinite if the box
+    /// is the whole grid.
+    pub(super) fn outside_bound(&self, search_box: &SearchBox) -> f64 {
+        let mut nearest = f64::INFINITY;
+        if let Some(row) = search_box.row_first.checked_sub(1) {
+            nearest = nearest.min(self.latitude_bound(self.row_gap_deg(row)));
+        }
+        if search_box.row_last < self.rows - 1 {
+            let row = search_box.row_last + 1;
+            nearest = nearest.min(self.latitude_bound(self.row_gap_deg(row)));
+        }
+        if let ColumnSpan::Range { first, count } = search_box.columns {
+            for col in [first - 1, first + count] {
+                let col = wrap_index(col, self.cols);
+                nearest = nearest.min(self.longitude_bound(self.col_gap_deg(col)));
+            }
+        }
+        nearest * (1.0 - BOUND_SLACK)
+    }
+
+    /// A squared chord that no point whose latitude differs by at least `gap_deg` is nearer
+    /// than: such a point is at least that angle away.
+    fn latitude_bound(&self, gap_deg: f64) -> f64 {
+        squared_chord_of_angle_at_least(gap_deg.to_radians())
+    }
+
+    /// A squared chord that no point whose longitude differs by at least `gap_deg` is nearer
+    /// than: such a point is at least `asin(cos φ sin Δλ)` away, or as far as the nearer pole
+    /// once `Δλ` exceeds 90°. Sines are bounded below by `x - x³/6`.
+    fn longitude_bound(&self, gap_deg: f64) -> f64 {
+        let gap = gap_deg.to_radians();
+        if gap >= std::f64::consts::FRAC_PI_2 {
+            return squared_chord_of_angle_at_least(self.pole_angle);
+        }
+        let sine = self.cos_lat * sine_at_least(gap);
+        // 2 - 2 cos θ for sin θ = sine, written to avoid cancellation.
+        2.0 * sine * sine / (1.0 + (1.0 - sine * sine).max(0.0).sqrt())
+    }
+
+    /// Degrees of latitude between the point and the nearest edge of row `row`.
+    fn row_gap_deg(&self, row: u32) -> f64 {
+        let rows_between = f64::from(row.abs_diff(self.cell.row));
+        let gap_cells = match row.cmp(&self.cell.row) {
+            std::cmp::Ordering::Equal => 0.0,
+            std::cmp::Ordering::Greater => rows_between - self.north_fraction,
+            std::cmp::Ordering::Less => rows_between - 1.0 + self.north_fraction,
+        };
+        (gap_cells * self.cell_height_deg - GAP_SLACK_DEG).max(0.0)
+    }
+
+    /// Degrees of longitude between the point and the nearest edge of column `col`, going
+    /// east or west, whichever is shorter.
+    fn col_gap_deg(&self, col: u32) -> f64 {
+        if col == self.cell.col {
+            return 0.0;
+        }
+        let east_steps = if col > self.cell.col {
+            col - self.cell.col
+        } else {
+            self.cols - (self.cell.col - col)
+        };
+        let west_steps = self.cols - east_steps;
+        let east_cells = f64::from(east_steps) - self.east_fraction;
+        let west_cells = f64::from(west_steps) - 1.0 + self.east_fraction;
+        (east_cells.min(west_cells) * self.cell_width_deg - GAP_SLACK_DEG).max(0.0)
+    }
+}
+
+/// A lower bound of `sin x` for `x` in [0, π]: `x - x³/6`, and never below zero.
+fn sine_at_least(x: f64) -> f64 {
+    (x - x * x * x / 6.0).max(0.0)
+}
+
+/// A lower bound of the squared chord `4 sin²(θ/2)` of an angle of at least `angle` (at most π).
+fn squared_chord_of_angle_at_least(angle: f64) -> f64 {
+    let half_chord = sine_at_least(angle.min(std::f64::consts::PI) * 0.5);
+    4.0 * half_chord * half_chord
 }

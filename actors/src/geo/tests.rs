@@ -423,6 +423,36 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// The bounds that let a search skip cells never exceed a real squared chord.
+    #[test]
+    fn cell_bounds_never_exceed_real_distances(
+        lat in -90.0..=90.0f64,
+        lon in -180.0..180.0f64,
+        precision in 1..=12usize,
+        log_distance in -1.0..7.3f64,
+        bearing in 0.0..std::f64::consts::TAU,
+        box_fraction in 0.0..=1.5f64,
+        corner_seed in any::<u64>(),
+    ) {
+        let grid = Grid::new(precision);
+        let mut rng = SplitMix(corner_seed);
+        let centre = if corner_seed % 3 == 0 { cell_corner(&mut rng, precision) } else { coord(lat, lon) };
+        let distance_m = 10f64.powf(log_distance);
+        let target = destination(centre, bearing, distance_m);
+        let squared_chord = UnitVector::new(centre).squared_chord(&UnitVector::new(target));
+        let bounds = grid::CellDistances::new(&grid, centre);
+        let target_cell = grid.cell(target);
+        prop_assert!(bounds.lower_bound(target_cell) <= squared_chord, "{:?} {:?}", centre, target);
+        let search_box = grid.search_box(centre, distance_m * box_fraction);
+        if !search_box.contains(target_cell, &grid) {
+            prop_assert!(bounds.outside_bound(&search_box) <= squared_chord, "{:?} {:?}", centre, target);
+        }
+    }
+}
+
 /// The point `distance_m` from `start` along the initial `bearing` (radians from north).
 fn destination(start: Coord, bearing: f64, distance_m: f64) -> Coord {
     let angle = distance_m / EARTH_RADIUS_M;
@@ -476,6 +506,40 @@ fn moving_and_reskilling_a_provider_updates_every_answer() {
     assert!(index.remove(ProviderId(2)));
     assert!(index.is_empty());
     assert!(index.cells.is_empty());
+}
+
+#[test]
+fn extreme_queries_match_brute_force() {
+    for precision in [1, 2, 6, 12] {
+        let mut rng = SplitMix(0xe7_0000 + precision as u64);
+        println!("extreme queries seed: {:#x}", rng.0);
+        let mut index = GeoIndex::new(precision).expect("a valid precision");
+        let mut model = Model::default();
+        for id in 0..500 {
+            let at = random_placed_point(&mut rng, precision);
+            model.upsert(&mut index, ProviderId(id), at, &[skill(rng.below(2))]);
+        }
+        let places = [
+            coord(90.0, 0.0),
+            coord(-90.0, 135.0),
+            coord(0.0, 180.0),
+            coord(45.0, -180.0),
+        ];
+        for at in places {
+            for radius_m in [f64::MIN_POSITIVE, 1e-9, 1.0, 1e5, 2.0e7, 4.0e7, f64::MAX] {
+                for k in [1, 7, usize::MAX] {
+                    let query = Query {
+                        at,
+                        skill: skill(0),
+                        k,
+                        radius_m,
+                        exclude_multiples_of: 3,
+                    };
+                    model.check(&index, &query);
+                }
+            }
+        }
+    }
 }
 
 #[test]
