@@ -54,6 +54,62 @@ pub struct NodeConfig {
     pub geo: GeoSection,
     /// Durable writes.
     pub storage: StorageSection,
+    /// Client listeners (QUIC and HTTP).
+    pub server: ServerSection,
+    /// Bearer tokens.
+    pub auth: AuthSection,
+    /// Per-principal and per-address request rates.
+    pub rate_limits: RateLimitsSection,
+}
+
+/// Client listeners.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// QUIC listener for the client protocol (ALPN `fixit/1`).
+    pub quic_listen: std::net::SocketAddr,
+    /// HTTP bridge listener (JSON, WebSocket, OpenAPI, metrics, dashboard).
+    pub http_listen: std::net::SocketAddr,
+    /// Largest client frame accepted, in bytes; checked before allocating.
+    pub frame_bytes_max: u32,
+    /// Client connections at once; more are refused.
+    pub connections_max: u32,
+    /// Concurrent request streams one QUIC connection may open.
+    pub streams_per_connection_max: u32,
+    /// Requests in flight across the node before `Busy`.
+    pub requests_inflight_max: u32,
+    /// Largest HTTP request body, in bytes.
+    pub http_body_bytes_max: u32,
+    /// Time given to in-flight requests at shutdown.
+    pub shutdown_grace_ms: u64,
+    /// TLS certificate (PEM) of the QUIC listener; made (self-signed) if missing.
+    pub tls_cert_file: PathBuf,
+    /// Its private key (PEM); made if missing.
+    pub tls_key_file: PathBuf,
+}
+
+/// Bearer tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// File holding the node's token-signing secret (hex); made if missing.
+    pub secret_file: PathBuf,
+    /// Longest token lifetime `fixit token issue` grants.
+    pub token_ttl_max_s: u64,
+}
+
+/// Request rates: a token bucket per principal and per source address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsSection {
+    /// Sustained requests per second of one principal.
+    pub principal_per_s: u32,
+    /// Burst of one principal.
+    pub principal_burst: u32,
+    /// Sustained requests per second from one source address.
+    pub address_per_s: u32,
+    /// Burst from one source address.
+    pub address_burst: u32,
 }
 
 /// Identity and storage location.
@@ -213,6 +269,28 @@ impl NodeConfig {
                 group_commit_queue_max: 65_536,
                 cache_bytes: 256 * 1024 * 1024,
             },
+            server: ServerSection {
+                quic_listen: "127.0.0.1:4433".parse().expect("literal address"),
+                http_listen: "127.0.0.1:8080".parse().expect("literal address"),
+                frame_bytes_max: 64 * 1024,
+                connections_max: 20_000,
+                streams_per_connection_max: 64,
+                requests_inflight_max: 20_000,
+                http_body_bytes_max: 64 * 1024,
+                shutdown_grace_ms: 5_000,
+                tls_cert_file: data_dir.join("client-tls-cert.pem"),
+                tls_key_file: data_dir.join("client-tls-key.pem"),
+            },
+            auth: AuthSection {
+                secret_file: data_dir.join("token-secret.hex"),
+                token_ttl_max_s: 30 * 24 * 3600,
+            },
+            rate_limits: RateLimitsSection {
+                principal_per_s: 50,
+                principal_burst: 100,
+                address_per_s: 2_000,
+                address_burst: 4_000,
+            },
         }
     }
 
@@ -352,6 +430,88 @@ impl NodeConfig {
         if self.storage.cache_bytes < 1024 * 1024 {
             return Err(invalid("storage.cache_bytes", "must be at least 1 MiB"));
         }
+        self.validate_client_access(file)
+    }
+
+    fn validate_client_access(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let server = &self.server;
+        let limits = &self.rate_limits;
+        let checks: [(bool, &str, &str); 13] = [
+            (
+                server.quic_listen == server.http_listen && server.quic_listen.port() != 0,
+                "server.http_listen",
+                "must differ from server.quic_listen",
+            ),
+            (
+                !(1024..=16 * 1024 * 1024).contains(&server.frame_bytes_max),
+                "server.frame_bytes_max",
+                "must be 1024 to 16777216",
+            ),
+            (
+                !(1..=1_000_000).contains(&server.connections_max),
+                "server.connections_max",
+                "must be 1 to 1000000",
+            ),
+            (
+                !(1..=10_000).contains(&server.streams_per_connection_max),
+                "server.streams_per_connection_max",
+                "must be 1 to 10000",
+            ),
+            (
+                !(1..=10_000_000).contains(&server.requests_inflight_max),
+                "server.requests_inflight_max",
+                "must be 1 to 10000000",
+            ),
+            (
+                !(1024..=16 * 1024 * 1024).contains(&server.http_body_bytes_max),
+                "server.http_body_bytes_max",
+                "must be 1024 to 16777216",
+            ),
+            (
+                server.shutdown_grace_ms > 600_000,
+                "server.shutdown_grace_ms",
+                "must be at most 600000",
+            ),
+            (
+                server.tls_cert_file.as_os_str().is_empty()
+                    || server.tls_key_file.as_os_str().is_empty(),
+                "server.tls_cert_file",
+                "certificate and key paths must not be empty",
+            ),
+            (
+                self.auth.secret_file.as_os_str().is_empty(),
+                "auth.secret_file",
+                "must not be empty",
+            ),
+            (
+                !(60..=365 * 24 * 3600).contains(&self.auth.token_ttl_max_s),
+                "auth.token_ttl_max_s",
+                "must be 60 to 31536000",
+            ),
+            (
+                limits.principal_per_s == 0 || limits.principal_burst == 0,
+                "rate_limits.principal_per_s",
+                "rate and burst must be at least 1",
+            ),
+            (
+                limits.address_per_s == 0 || limits.address_burst == 0,
+                "rate_limits.address_per_s",
+                "rate and burst must be at least 1",
+            ),
+            (
+                limits.principal_burst > 1_000_000 || limits.address_burst > 1_000_000,
+                "rate_limits.principal_burst",
+                "bursts must be at most 1000000",
+            ),
+        ];
+        if let Some((_, field, reason)) = checks.iter().find(|(bad, _, _)| *bad) {
+            return Err(invalid(field, reason));
+        }
         Ok(())
     }
 }
@@ -370,6 +530,7 @@ mod tests {
         let file = Path::new("config/node.toml");
         let parsed = NodeConfig::parse(&shipped_default(), file).unwrap();
         assert_eq!(parsed, NodeConfig::single_node(&parsed.node.data_dir));
+        assert_eq!(parsed.server.http_listen.to_string(), "127.0.0.1:8080");
     }
 
     #[test]
