@@ -86,6 +86,9 @@ pub struct ServerSection {
     pub tls_cert_file: PathBuf,
     /// Its private key (PEM); made if missing.
     pub tls_key_file: PathBuf,
+    /// Serve the dashboard's live data without a token (demo only); otherwise the
+    /// dashboard needs an admin token.
+    pub dashboard_open: bool,
 }
 
 /// Bearer tokens.
@@ -280,6 +283,7 @@ impl NodeConfig {
                 shutdown_grace_ms: 5_000,
                 tls_cert_file: data_dir.join("client-tls-cert.pem"),
                 tls_key_file: data_dir.join("client-tls-key.pem"),
+                dashboard_open: false,
             },
             auth: AuthSection {
                 secret_file: data_dir.join("token-secret.hex"),

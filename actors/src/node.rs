@@ -192,6 +192,37 @@ impl Node {
         Ok(counts)
     }
 
+    /// Up to `limit` stored providers (for dashboards), lowest ids first.
+    pub fn providers_snapshot(&self, limit: usize) -> CoreResult<Vec<Provider>> {
+        self.ctx
+            .store
+            .providers
+            .iter()
+            .values()
+            .take(limit)
+            .map(|value| {
+                let value = value.map_err(|e| CoreError::Unavailable(format!("storage: {e}")))?;
+                codec::decode(&value).map_err(|e| CoreError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The `limit` most recent jobs (for dashboards), newest first.
+    pub fn recent_jobs(&self, limit: usize) -> CoreResult<Vec<Job>> {
+        self.ctx
+            .store
+            .jobs
+            .iter()
+            .values()
+            .rev()
+            .take(limit)
+            .map(|value| {
+                let value = value.map_err(|e| CoreError::Unavailable(format!("storage: {e}")))?;
+                codec::decode(&value).map_err(|e| CoreError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Completed jobs whose capture is in the ledger, and completed jobs whose is not.
     pub fn completed_jobs_paid(&self) -> CoreResult<(u64, u64)> {
         let (mut paid, mut unpaid) = (0, 0);

@@ -1,0 +1,6 @@
+//! fixit-edge's node assembly and client access: the API every transport shares,
+//! tokens, admission control, the QUIC client protocol and SDK, and the HTTP bridge.
+
+pub mod api;
+pub mod auth;
+pub mod limits;
