@@ -3,4 +3,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod cli_client;
+pub mod http;
 pub mod limits;
+pub mod quic;
+pub mod sdk;
+pub mod tls;

@@ -1,0 +1,1 @@
+//! `fixit client` verbs over QUIC (being written).

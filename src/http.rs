@@ -1,0 +1,1 @@
+//! HTTP bridge (being written).

@@ -1,0 +1,1 @@
+//! QUIC client protocol server (being written).

@@ -1,0 +1,1 @@
+//! Rust client SDK over QUIC (being written).
