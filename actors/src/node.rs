@@ -194,33 +194,14 @@ impl Node {
 
     /// Up to `limit` stored providers (for dashboards), lowest ids first.
     pub fn providers_snapshot(&self, limit: usize) -> CoreResult<Vec<Provider>> {
-        self.ctx
-            .store
-            .providers
-            .iter()
-            .values()
-            .take(limit)
-            .map(|value| {
-                let value = value.map_err(|e| CoreError::Unavailable(format!("storage: {e}")))?;
-                codec::decode(&value).map_err(|e| CoreError::Internal(e.to_string()))
-            })
-            .collect()
+        let store = &self.ctx.store;
+        store.records_by_id(&store.providers, limit, false)
     }
 
     /// The `limit` most recent jobs (for dashboards), newest first.
     pub fn recent_jobs(&self, limit: usize) -> CoreResult<Vec<Job>> {
-        self.ctx
-            .store
-            .jobs
-            .iter()
-            .values()
-            .rev()
-            .take(limit)
-            .map(|value| {
-                let value = value.map_err(|e| CoreError::Unavailable(format!("storage: {e}")))?;
-                codec::decode(&value).map_err(|e| CoreError::Internal(e.to_string()))
-            })
-            .collect()
+        let store = &self.ctx.store;
+        store.records_by_id(&store.jobs, limit, true)
     }
 
     /// Completed jobs whose capture is in the ledger, and completed jobs whose is not.

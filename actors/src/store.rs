@@ -392,10 +392,24 @@ impl Store {
 
     /// Every record of a tree keyed by u64 id.
     pub(crate) fn all_by_id<T: DeserializeOwned>(&self, tree: &sled::Tree) -> CoreResult<Vec<T>> {
-        tree.iter()
-            .values()
-            .map(|value| codec::decode(&value.map_err(storage)?).map_err(corrupt))
-            .collect()
+        self.records_by_id(tree, usize::MAX, false)
+    }
+
+    /// Up to `limit` records of a tree keyed by u64 id, lowest or highest ids first.
+    pub(crate) fn records_by_id<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        limit: usize,
+        highest_first: bool,
+    ) -> CoreResult<Vec<T>> {
+        let decode = |value: sled::Result<sled::IVec>| {
+            codec::decode(&value.map_err(storage)?).map_err(corrupt)
+        };
+        if highest_first {
+            tree.iter().values().rev().take(limit).map(decode).collect()
+        } else {
+            tree.iter().values().take(limit).map(decode).collect()
+        }
     }
 
     /// Writes a job record and moves its offer-deadline index entry in one transaction.
