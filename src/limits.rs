@@ -114,8 +114,9 @@ mod tests {
             sub: 2,
         };
         let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut permits = Vec::new();
         for _ in 0..3 {
-            admission.admit(&noisy, here).unwrap();
+            permits.push(admission.admit(&noisy, here).unwrap());
         }
         match admission.admit(&noisy, here) {
             Err(ApiError::RateLimited { retry_after_ms }) => {

@@ -1,1 +1,269 @@
-//! Rust client SDK over QUIC (being written).
+//! The Rust client of the QUIC protocol: connect (TLS pinned to the node's
+//! certificate, then the hello), call commands one stream each (concurrent calls
+//! share the connection), and receive pushes. Errors come back as [`ApiError`];
+//! transport failures as `Core(Unavailable)`.
+
+mod commands;
+mod error_body;
+mod pushes;
+
+pub use error_body::api_error_from_body;
+pub use pushes::PushStream;
+
+use crate::api::{ApiError, Request, Response, PROTOCOL_VERSION};
+use crate::quic::wire::{
+    Hello, HelloReply, ReplyFrame, RequestFrame, StreamFrame, SubscribeFrame, SubscribeReply,
+    Welcome, CLOSE_DONE, HELLO_BYTES_MAX, REPLY_BYTES_MAX,
+};
+use crate::quic::{socket, IDLE_TIMEOUT_MS, KEEP_ALIVE_INTERVAL_MS};
+use crate::tls::{self, TlsError};
+use fixit_actors::codec::{encode_frame, read_frame};
+use fixit_actors::error::CoreError;
+use quinn::{Connection, Endpoint, EndpointConfig, IdleTimeout, RecvStream, SendStream, VarInt};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Time `close` waits for the close to reach the node, in ms.
+pub const CLOSE_FLUSH_MS: u64 = 1_000;
+
+/// A connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The pinned certificate could not be read or used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The local UDP endpoint could not be made.
+    #[error("local endpoint: {0}")]
+    Endpoint(#[from] std::io::Error),
+    /// The node could not be reached or the handshake failed (e.g. the node's
+    /// certificate is not the pinned one, or the node is at `connections_max`).
+    #[error("connect to {addr}: {reason}")]
+    Connect {
+        /// The node's address.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+    /// The node refused the hello (`unsupported_version`, `unauthorized`,
+    /// `rate_limited`, `bad_request`); it then closed the connection.
+    #[error("hello refused: {0}")]
+    Refused(ApiError),
+}
+
+/// A local QUIC endpoint that trusts one node certificate; it can open many
+/// connections (one per token), e.g. for a load generator.
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Endpoint,
+    config: quinn::ClientConfig,
+}
+
+impl Connector {
+    /// An endpoint bound to `bind` (e.g. `0.0.0.0:0`) trusting exactly the first
+    /// certificate of the PEM file `server_cert_pem_path`.
+    pub fn new(server_cert_pem_path: &Path, bind: SocketAddr) -> Result<Connector, ClientError> {
+        let mut config = quinn::ClientConfig::new(tls::client_crypto(server_cert_pem_path)?);
+        config.transport_config(Arc::new(client_transport()));
+        let socket = socket::bind_udp(bind)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint = Endpoint::new(EndpointConfig::default(), None, socket, runtime)?;
+        Ok(Connector { endpoint, config })
+    }
+
+    /// Connects to the node at `addr` and says hello with `token`.
+    pub async fn connect(&self, addr: SocketAddr, token: &str) -> Result<Client, ClientError> {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+        };
+        self.connect_with_hello(addr, &hello).await
+    }
+
+    /// Connects and sends `hello` as given (tests use it to send a wrong version).
+    pub async fn connect_with_hello(
+        &self,
+        addr: SocketAddr,
+        hello: &Hello,
+    ) -> Result<Client, ClientError> {
+        let connection = self.connect_without_hello(addr).await?;
+        let welcome = say_hello(&connection, hello)
+            .await
+            .map_err(|error| match error {
+                ApiError::Core(CoreError::Unavailable(reason)) => {
+                    ClientError::Connect { addr, reason }
+                }
+                refused => ClientError::Refused(refused),
+            })?;
+        Ok(Client {
+            connection,
+            endpoint: self.endpoint.clone(),
+            welcome: Arc::new(welcome),
+        })
+    }
+
+    /// A connection after the TLS handshake, before any hello: the escape hatch for
+    /// tests of what a node does with a client that skips or garbles its hello.
+    pub async fn connect_without_hello(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
+        let failed = |reason: String| ClientError::Connect { addr, reason };
+        self.endpoint
+            .connect_with(self.config.clone(), addr, tls::SERVER_NAME)
+            .map_err(|e| failed(e.to_string()))?
+            .await
+            .map_err(|e| failed(e.to_string()))
+    }
+}
+
+/// The client side's transport: keep-alives keep an idle connection open; the node
+/// never opens streams toward the client.
+fn client_transport() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS)))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    transport
+}
+
+/// Sends the hello on the connection's first stream and reads the answer.
+async fn say_hello(connection: &Connection, hello: &Hello) -> Result<Welcome, ApiError> {
+    let frame = encode_frame(hello, HELLO_BYTES_MAX).map_err(bad_request)?;
+    let (send, mut recv) = connection.open_bi().await.map_err(unavailable)?;
+    send_frame(send, &frame).await?;
+    let reply: HelloReply = read_reply(&mut recv).await?;
+    reply.map_err(|body| api_error_from_body(&body))
+}
+
+/// A connection to a node, after a successful hello. Cheap to clone; clones share
+/// the connection. Each call uses its own stream, so calls may run concurrently
+/// (up to the node's `streams_per_connection_max`; more wait for a free stream).
+#[derive(Clone)]
+pub struct Client {
+    connection: Connection,
+    endpoint: Endpoint,
+    welcome: Arc<Welcome>,
+}
+
+impl Client {
+    /// Connects to the node at `addr`, trusting exactly the certificate in
+    /// `server_cert_pem_path`, and says hello with `token`.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_cert_pem_path: &Path,
+        token: &str,
+    ) -> Result<Client, ClientError> {
+        let bind: SocketAddr = if addr.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        Connector::new(server_cert_pem_path, bind)?
+            .connect(addr, token)
+            .await
+    }
+
+    /// What the node said in its welcome (principal, node id, frame maximum).
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Runs one command; the node makes the request id.
+    pub async fn call(&self, request: Request) -> Result<Response, ApiError> {
+        self.reply(request, None)
+            .await?
+            .result
+            .map_err(|body| api_error_from_body(&body))
+    }
+
+    /// Runs one command under the given request id (1 to 64 printable ASCII bytes).
+    pub async fn call_with_id(
+        &self,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let reply = self.reply(request, Some(request_id)).await?;
+        reply.result.map_err(|body| api_error_from_body(&body))
+    }
+
+    /// Runs one command and returns the node's reply frame as sent (with the error
+    /// body and the request id, e.g. for printing). `Err` only for failures before
+    /// a reply: transport (`unavailable`) or a request over the frame maximum.
+    pub async fn reply(
+        &self,
+        request: Request,
+        request_id: Option<&str>,
+    ) -> Result<ReplyFrame, ApiError> {
+        let frame = StreamFrame::Request(RequestFrame {
+            request_id: request_id.map(str::to_owned),
+            request,
+        });
+        let bytes =
+            encode_frame(&frame, self.welcome.frame_bytes_max as usize).map_err(bad_request)?;
+        let (send, mut recv) = self.open_raw().await?;
+        send_frame(send, &bytes).await?;
+        read_reply(&mut recv).await
+    }
+
+    /// Opens the principal's push stream (job events for a customer, offers for a
+    /// provider); returns once the node has subscribed it.
+    pub async fn subscribe(&self) -> Result<PushStream, ApiError> {
+        let frame = StreamFrame::Subscribe(SubscribeFrame { request_id: None });
+        let bytes =
+            encode_frame(&frame, self.welcome.frame_bytes_max as usize).map_err(bad_request)?;
+        let (send, mut recv) = self.open_raw().await?;
+        send_frame(send, &bytes).await?;
+        let reply: SubscribeReply = read_reply(&mut recv).await?;
+        reply.result.map_err(|body| api_error_from_body(&body))?;
+        Ok(PushStream::new(recv))
+    }
+
+    /// Opens a bidirectional stream with nothing sent: the escape hatch for tests
+    /// that send malformed frames.
+    pub async fn open_raw(&self) -> Result<(SendStream, RecvStream), ApiError> {
+        self.connection.open_bi().await.map_err(unavailable)
+    }
+
+    /// The underlying QUIC connection.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Closes the connection (for every clone) and waits briefly for the node to
+    /// hear of it.
+    pub async fn close(self) {
+        self.connection.close(VarInt::from_u32(CLOSE_DONE), b"done");
+        let flush = Duration::from_millis(CLOSE_FLUSH_MS);
+        let _ = tokio::time::timeout(flush, self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Writes one whole frame and finishes the stream. A stream the node stopped still
+/// has its answer to read, so that is not a failure here.
+async fn send_frame(mut send: SendStream, frame: &[u8]) -> Result<(), ApiError> {
+    match send.write_all(frame).await {
+        Ok(()) | Err(quinn::WriteError::Stopped(_)) => {}
+        Err(error) => return Err(unavailable(error)),
+    }
+    let _ = send.finish();
+    Ok(())
+}
+
+/// Reads the one answer frame of a stream.
+async fn read_reply<T: DeserializeOwned>(recv: &mut RecvStream) -> Result<T, ApiError> {
+    match read_frame::<T, _>(recv, REPLY_BYTES_MAX).await {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => Err(unavailable("the node closed the stream without answering")),
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+fn unavailable(error: impl ToString) -> ApiError {
+    ApiError::Core(CoreError::Unavailable(error.to_string()))
+}
+
+fn bad_request(error: impl ToString) -> ApiError {
+    ApiError::BadRequest(error.to_string())
+}

@@ -1,1 +1,185 @@
-//! TLS material for the client listener (being written).
+//! TLS for the client protocol: the listener's self-signed certificate (made once,
+//! kept as PEM beside the node's data), the server's rustls config, and a client
+//! config that trusts exactly that certificate. Both speak only TLS 1.3 with ALPN
+//! [`ALPN`].
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The application protocol of the client listener, negotiated in the handshake.
+pub const ALPN: &[u8] = b"fixit/1";
+
+/// The name a client checks the server's certificate against. The certificate is
+/// pinned, so this is the name every made certificate carries, not a DNS lookup.
+pub const SERVER_NAME: &str = "localhost";
+
+/// Subject alternative names of a made certificate.
+pub const SUBJECT_ALT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// A certificate chain and its private key.
+pub type CertifiedKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// TLS material could not be made, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read, written or parsed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The self-signed certificate could not be generated.
+    #[error("certificate generation: {0}")]
+    Generate(String),
+    /// rustls or quinn refused the material (e.g. a key that does not match).
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, reason: impl ToString) -> TlsError {
+    TlsError::File {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn config_error(error: impl ToString) -> TlsError {
+    TlsError::Config(error.to_string())
+}
+
+/// Reads the certificate and key at the given paths; if both are missing, makes a
+/// self-signed certificate for [`SUBJECT_ALT_NAMES`] and writes both (key mode 0600).
+/// Exactly one of them missing is an error: nothing is overwritten.
+pub fn load_or_create(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+    match (cert_path.exists(), key_path.exists()) {
+        (false, false) => create(cert_path, key_path)?,
+        (true, true) => {}
+        (false, true) => return Err(file_error(cert_path, "missing while its key exists")),
+        (true, false) => return Err(file_error(key_path, "missing while its certificate exists")),
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_error(key_path, e))?;
+    Ok((read_certificates(cert_path)?, key))
+}
+
+fn create(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
+    let names: Vec<String> = SUBJECT_ALT_NAMES.iter().map(|n| n.to_string()).collect();
+    let made =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_new(key_path, &made.signing_key.serialize_pem(), true)?;
+    write_new(cert_path, &made.cert.pem(), false)?;
+    tracing::info!(cert = %cert_path.display(), "made a self-signed client-listener certificate");
+    Ok(())
+}
+
+fn write_new(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| file_error(path, e))
+}
+
+/// The certificates of a PEM file, in order; at least one.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e))?;
+    if certificates.is_empty() {
+        return Err(file_error(path, "no certificate in the file"));
+    }
+    Ok(certificates)
+}
+
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The listener's TLS config: TLS 1.3, no client certificates, ALPN [`ALPN`].
+pub fn server_crypto(certified: CertifiedKey) -> Result<Arc<QuicServerConfig>, TlsError> {
+    let (certificates, key) = certified;
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(config_error)?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .map_err(config_error)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(
+        QuicServerConfig::try_from(config).map_err(config_error)?,
+    ))
+}
+
+/// A client TLS config that trusts exactly the first certificate of the PEM file at
+/// `server_cert_pem` (the listener's self-signed certificate) and nothing else.
+pub fn client_crypto(server_cert_pem: &Path) -> Result<Arc<QuicClientConfig>, TlsError> {
+    let pinned = read_certificates(server_cert_pem)?.swap_remove(0);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(pinned)
+        .map_err(|e| file_error(server_cert_pem, e))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(config_error)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(
+        QuicClientConfig::try_from(config).map_err(config_error)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_made_once_with_a_private_key_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("tls/cert.pem");
+        let key = dir.path().join("tls/key.pem");
+        let (made, _) = load_or_create(&cert, &key).unwrap();
+        let (again, _) = load_or_create(&cert, &key).unwrap();
+        assert_eq!(made, again, "the second call reads, it does not remake");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(server_crypto(load_or_create(&cert, &key).unwrap()).is_ok());
+        assert!(client_crypto(&cert).is_ok());
+    }
+
+    #[test]
+    fn half_present_or_garbage_material_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "not a key").unwrap();
+        assert!(matches!(
+            load_or_create(&cert, &key),
+            Err(TlsError::File { .. })
+        ));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(load_or_create(&cert, &key).is_err());
+        assert!(client_crypto(&cert).is_err());
+    }
+}
