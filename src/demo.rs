@@ -1,7 +1,8 @@
-//! `fixit demo`: one node on a temporary data dir and a simulated city driving it
-//! through the same API the client layer uses — providers moving about and taking
-//! offers, customers booking and sometimes cancelling — with a live summary and a
-//! JSON report whose invariants are checked against storage at the end.
+//! `fixit demo`: one node on a temporary data dir with its QUIC listener and HTTP
+//! bridge (dashboard at http://127.0.0.1:8080/), and a simulated city driving it —
+//! providers moving about and taking offers, customers booking and sometimes
+//! cancelling — with a live summary and a JSON report whose invariants are checked
+//! against storage at the end.
 
 use anyhow::Context;
 use fixit_actors::clock::SystemClock;
@@ -10,8 +11,10 @@ use fixit_actors::ids::{CustomerId, ProviderId, WalletId};
 use fixit_actors::job::JobStatus;
 use fixit_actors::services::ProviderPush;
 use fixit_actors::Node;
+use fixit_edge::server::RunningNode;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +49,12 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulation's randomness.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Where the HTTP bridge and dashboard listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Where the QUIC client listener listens.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    quic_listen: SocketAddr,
 }
 
 /// A small seeded generator (splitmix64): the demo needs repeatable, not strong, randomness.
@@ -119,13 +128,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::single_node(dir.path());
     config.dispatch.offer_timeout_ms = 3_000;
     config.passivation.entity_idle_ms = 30_000;
-    let node = Arc::new(
-        Node::start(config, Arc::new(SystemClock))
-            .await
-            .context("starting the node")?,
+    config.server.http_listen = args.http_listen;
+    config.server.quic_listen = args.quic_listen;
+    config.server.dashboard_open = true;
+    let running = RunningNode::start(config, Arc::new(SystemClock))
+        .await
+        .context("starting the node")?;
+    let node = running.node().clone();
+    println!(
+        "fixit demo: dashboard at http://{}/ (also /health, /metrics, /openapi.json), QUIC on {}",
+        running.http_addr(),
+        running.quic_addr()
     );
     println!(
-        "fixit demo: one node, data in {}, {} providers, {} customers, {} bookings/s, {} s",
+        "one node, data in {}, {} providers, {} customers, {} bookings/s, {} s",
         dir.path().display(),
         args.providers,
         args.customers,
@@ -172,8 +188,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
-    let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("node still shared at exit"))?;
-    node.shutdown().await?;
+    drop(node);
+    running.shutdown().await?;
     anyhow::ensure!(
         report.invariants.values().all(|held| *held),
         "an invariant failed: {:?}",

@@ -8,4 +8,5 @@ pub mod http;
 pub mod limits;
 pub mod quic;
 pub mod sdk;
+pub mod server;
 pub mod tls;

@@ -1,10 +1,14 @@
-//! The `fixit` command line: run the demo city, check a node config.
+//! The `fixit` command line: run a node, the demo city, issue tokens, call a node.
 
 mod demo;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use fixit_actors::clock::SystemClock;
+use fixit_actors::config::NodeConfig;
+use fixit_edge::auth::{now_s, Principal, Role, TokenKey};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -13,14 +17,38 @@ use std::path::PathBuf;
     about = "fixit-edge: an edge runtime for local-service marketplaces"
 )]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node on a temporary data dir with a simulated city, printing a live summary.
+    /// Run one node: actors on its sled data dir, QUIC client listener, HTTP bridge.
+    Node {
+        /// The node's TOML config.
+        #[arg(long, default_value = "config/node.toml")]
+        config: PathBuf,
+    },
+    /// Run a node on a temporary data dir with a simulated city and a live dashboard.
     Demo(demo::DemoArgs),
+    /// Bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Call a node over QUIC.
+    Client(fixit_edge::cli_client::ClientArgs),
     /// Validate a node config file and print it back resolved.
     CheckConfig {
         /// The TOML file.
@@ -29,23 +57,79 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed token for a principal.
+    Issue {
+        /// customer, provider or admin.
+        #[arg(long)]
+        role: Role,
+        /// The principal's id (customer, provider or operator id).
+        #[arg(long)]
+        sub: u64,
+        /// Lifetime in seconds (at most the config's auth.token_ttl_max_s).
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+        /// The node config naming the secret file.
+        #[arg(long, default_value = "config/node.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     match cli.command {
+        Command::Node { config } => {
+            let config = NodeConfig::load(&config)?;
+            runtime.block_on(fixit_edge::server::run_until_signal(
+                config,
+                Arc::new(SystemClock),
+            ))
+        }
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    role,
+                    sub,
+                    ttl_s,
+                    config,
+                },
+        } => issue_token(role, sub, ttl_s, &config),
+        Command::Client(args) => runtime.block_on(fixit_edge::cli_client::run(args)),
         Command::CheckConfig { config } => {
-            let config = fixit_actors::config::NodeConfig::load(&config)?;
+            let config = NodeConfig::load(&config)?;
             println!("{config:#?}");
             Ok(())
         }
     }
+}
+
+fn issue_token(role: Role, sub: u64, ttl_s: u64, config: &std::path::Path) -> anyhow::Result<()> {
+    let config = NodeConfig::load(config)?;
+    anyhow::ensure!(
+        (1..=config.auth.token_ttl_max_s).contains(&ttl_s),
+        "--ttl-s must be 1 to {} (auth.token_ttl_max_s)",
+        config.auth.token_ttl_max_s
+    );
+    let key = TokenKey::load_or_create(&config.auth.secret_file)?;
+    println!("{}", key.issue(Principal { role, sub }, now_s() + ttl_s));
+    Ok(())
 }

@@ -1,0 +1,54 @@
+//! The dashboard: `GET /` serves a self-contained page (no network beyond this
+//! server) that polls `GET /v1/dashboard` every second and draws the live map,
+//! counters and recent jobs.
+
+mod snapshot;
+
+use super::extract::{source_address, Caller};
+use super::failure::Failure;
+use super::request_id::RequestId;
+use super::state::AppState;
+use crate::api::ApiError;
+use crate::auth::Role;
+use axum::extract::State;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use fixit_actors::error::CoreError;
+
+/// The page, embedded in the binary.
+const PAGE_HTML: &str = include_str!("dashboard/page.html");
+
+/// Serves the page; it asks for data itself, with the token from `/#token=...`.
+pub(crate) async fn page() -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE_HTML)).into_response()
+}
+
+/// The live data: needs an admin token unless the dashboard is open (demo).
+pub(crate) async fn data(State(state): State<AppState>, parts: Parts) -> Result<Response, Failure> {
+    let request_id = RequestId::of(&parts);
+    let fail = |error: ApiError| Failure::new(error, &request_id);
+    if !state.dashboard_open() {
+        let caller = Caller::authenticate(&parts, &state, None)?;
+        if caller.principal.role != Role::Admin {
+            return Err(fail(ApiError::Forbidden(
+                "the dashboard needs an admin token".into(),
+            )));
+        }
+    }
+    state
+        .api()
+        .admission()
+        .admit_address(source_address(&parts))
+        .map_err(fail)?;
+    let node = state.api().node().clone();
+    let node_id = state.node_id().to_owned();
+    let websockets_open = state.websockets().open();
+    let snapshot =
+        tokio::task::spawn_blocking(move || snapshot::take(&node, node_id, websockets_open))
+            .await
+            .map_err(|error| fail(ApiError::Core(CoreError::Internal(error.to_string()))))?
+            .map_err(|error| fail(ApiError::Core(error)))?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(snapshot)).into_response())
+}

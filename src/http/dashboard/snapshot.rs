@@ -1,0 +1,131 @@
+//! What the dashboard shows, read from the node: providers with positions, recent
+//! jobs and counters.
+
+use fixit_actors::error::CoreResult;
+use fixit_actors::job::Job;
+use fixit_actors::provider::{Provider, ProviderStatus};
+use fixit_actors::Node;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// Most providers one snapshot lists (lowest ids first).
+pub(crate) const DASHBOARD_PROVIDERS_MAX: usize = 2_000;
+
+/// Most jobs one snapshot lists (newest first).
+pub(crate) const DASHBOARD_JOBS_MAX: usize = 200;
+
+/// The answer of `GET /v1/dashboard`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Snapshot {
+    node: String,
+    providers: Vec<ProviderView>,
+    jobs: Vec<JobView>,
+    counters: Counters,
+}
+
+#[derive(Debug, Serialize)]
+struct ProviderView {
+    id: u64,
+    status: &'static str,
+    job: Option<u64>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    skills: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct JobView {
+    id: u64,
+    customer: u64,
+    provider: Option<u64>,
+    status: &'static str,
+    skill: String,
+    lat: f64,
+    lon: f64,
+    price: i64,
+    created_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Counters {
+    jobs_by_status: BTreeMap<&'static str, u64>,
+    live: BTreeMap<&'static str, usize>,
+    restarts: BTreeMap<&'static str, u64>,
+    pushes_sent: u64,
+    pushes_dropped: u64,
+    websockets_open: usize,
+}
+
+/// Reads a snapshot (blocking: scans storage).
+pub(crate) fn take(node: &Node, node_id: String, websockets_open: usize) -> CoreResult<Snapshot> {
+    let providers = node
+        .providers_snapshot(DASHBOARD_PROVIDERS_MAX)?
+        .iter()
+        .map(provider_view)
+        .collect();
+    let jobs = node
+        .recent_jobs(DASHBOARD_JOBS_MAX)?
+        .iter()
+        .map(job_view)
+        .collect();
+    Ok(Snapshot {
+        node: node_id,
+        providers,
+        jobs,
+        counters: counters(node, websockets_open)?,
+    })
+}
+
+fn counters(node: &Node, websockets_open: usize) -> CoreResult<Counters> {
+    let live = node.live();
+    let stats = node.stats();
+    Ok(Counters {
+        jobs_by_status: node.jobs_by_status()?,
+        live: BTreeMap::from([
+            ("wallets", live.wallets),
+            ("providers", live.providers),
+            ("jobs", live.jobs),
+            ("sessions", live.sessions),
+        ]),
+        restarts: stats.restarts(),
+        pushes_sent: stats.pushes_sent.load(Ordering::Relaxed),
+        pushes_dropped: stats.pushes_dropped.load(Ordering::Relaxed),
+        websockets_open,
+    })
+}
+
+fn provider_view(provider: &Provider) -> ProviderView {
+    let (status, job) = match provider.status {
+        ProviderStatus::Offline => ("offline", None),
+        ProviderStatus::Available => ("available", None),
+        ProviderStatus::Offered(job, _) => ("offered", Some(job.0)),
+        ProviderStatus::Busy(job) => ("busy", Some(job.0)),
+    };
+    ProviderView {
+        id: provider.id.0,
+        status,
+        job,
+        lat: provider.location.map(|at| at.lat()),
+        lon: provider.location.map(|at| at.lon()),
+        skills: provider
+            .skills
+            .iter()
+            .map(|skill| skill.as_str().to_owned())
+            .collect(),
+    }
+}
+
+fn job_view(job: &Job) -> JobView {
+    JobView {
+        id: job.id.0,
+        customer: job.customer.0,
+        provider: job.status.provider().map(|provider| provider.0),
+        status: job.status.name(),
+        skill: job.request.skill.as_str().to_owned(),
+        lat: job.request.location.lat(),
+        lon: job.request.location.lon(),
+        price: job.request.price,
+        created_ms: job.created_ms,
+    }
+}

@@ -1,0 +1,282 @@
+//! The OpenAPI 3.1 document of the bridge, written by hand and built from the route
+//! table: every route, its parameters, request body, success body and error body.
+
+mod schemas;
+
+use super::routes::{Operation, Route, Verb, ROUTES};
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+/// Who may call an operation.
+#[derive(Clone, Copy)]
+enum Access {
+    /// No token.
+    Open,
+    /// A bearer token; the text says whose.
+    Token(&'static str),
+}
+
+/// What the document says about one operation.
+struct Spec {
+    summary: &'static str,
+    access: Access,
+    /// Name of the request body schema, if the operation takes a body.
+    body: Option<&'static str>,
+    /// The success answer: status, media type and schema.
+    success: (u16, &'static str, Value),
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn command(
+    summary: &'static str,
+    who: &'static str,
+    body: Option<&'static str>,
+    answer: &str,
+) -> Spec {
+    Spec {
+        summary,
+        access: Access::Token(who),
+        body,
+        success: (200, "application/json", schema(answer)),
+    }
+}
+
+fn open(summary: &'static str, media: &'static str, answer: Value) -> Spec {
+    Spec {
+        summary,
+        access: Access::Open,
+        body: None,
+        success: (200, media, answer),
+    }
+}
+
+fn spec(operation: Operation) -> Spec {
+    use Operation as O;
+    let text = json!({ "type": "string" });
+    match operation {
+        O::Balance => command("A wallet's balance", "the wallet's owner or an admin", None, "Balance"),
+        O::History => Spec {
+            success: (200, "application/json", json!({ "type": "array", "items": schema("LedgerEntry") })),
+            ..command("A page of a wallet's ledger", "the wallet's owner or an admin", None, "LedgerEntry")
+        },
+        O::Deposit => command("Money into a wallet", "an admin", Some("MoneyBody"), "OpOutcome"),
+        O::Withdraw => command("Money out of a wallet", "the wallet's owner or an admin", Some("MoneyBody"), "OpOutcome"),
+        O::ProviderStatus => command("A provider's record", "the provider or an admin", None, "Provider"),
+        O::ProviderOnline => command("The provider goes online with skills", "the provider or an admin", Some("OnlineBody"), "Provider"),
+        O::ProviderOffline => command("The provider goes offline (body empty or {})", "the provider or an admin", None, "Provider"),
+        O::ProviderLocation => command("The provider's position", "the provider or an admin", Some("LocationBody"), "Provider"),
+        O::BookJob => command("A customer books a job; the price is held in escrow", "the customer or an admin", Some("BookBody"), "Job"),
+        O::JobStatus => command("A job's record (others' jobs answer not_found)", "its customer, a provider it concerns, or an admin", None, "Job"),
+        O::Accept => command("The offered provider accepts", "the provider or an admin", Some("ProviderBody"), "Job"),
+        O::Decline => command("The offered provider declines; the job cascades", "the provider or an admin", Some("ProviderBody"), "Job"),
+        O::Start => command("The assigned provider starts work", "the provider or an admin", Some("ProviderBody"), "Job"),
+        O::Complete => command("The assigned provider completes; the customer pays", "the provider or an admin", Some("CompleteBody"), "Job"),
+        O::Cancel => command("The customer cancels before work starts", "the customer or an admin", Some("CustomerBody"), "Job"),
+        O::Events => Spec {
+            summary: "WebSocket of pushes: each text message is one Push as JSON. The token may also be given as ?token= (browsers cannot set WebSocket headers). The server closes with 1001 when it stops and 1008 when the client stops reading.",
+            access: Access::Token("a customer (job events) or a provider (offers); an admin has none"),
+            body: None,
+            success: (101, "application/json", schema("Push")),
+        },
+        O::DashboardData => Spec {
+            access: Access::Token("an admin, unless the node's dashboard is open (demo)"),
+            ..command("The dashboard's live data", "", None, "Dashboard")
+        },
+        O::DashboardPage => open("The dashboard page (self-contained HTML; token in /#token=...)", "text/html", text),
+        O::Health => open("200 ok while the process serves", "text/plain", text),
+        O::Ready => open("200 while the supervision tree runs, else 503", "text/plain", text),
+        O::Metrics => open("Prometheus text: requests, latency, actors, group commit, pushes, websockets", "text/plain", text),
+        O::OpenApi => open("This document", "application/json", json!({ "type": "object" })),
+    }
+}
+
+/// The document (built once).
+pub(crate) fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(build)
+}
+
+fn build() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let item = paths
+            .entry(route.path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(item) = item {
+            item.insert(route.verb.openapi_key().to_owned(), operation(route));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fixit-edge HTTP bridge",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "JSON endpoints for every command of a fixit-edge node. Money is integer minor units (i64). Every answer has an x-request-id header (the client's, if 1 to 64 printable ASCII characters without spaces, else generated). Every error answer is an ErrorBody; retryable ones also carry Retry-After (seconds, rounded up).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas::all(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": { "Error": error_response() },
+        },
+    })
+}
+
+fn operation(route: &Route) -> Value {
+    let spec = spec(route.operation);
+    let (status, media, answer) = &spec.success;
+    let mut responses = Map::new();
+    let description = if *status == 101 {
+        "Switching to WebSocket"
+    } else {
+        "Success"
+    };
+    responses.insert(
+        status.to_string(),
+        json!({ "description": description, "content": { *media: { "schema": answer } } }),
+    );
+    for status in error_statuses(route, spec.access) {
+        responses.insert(
+            status.to_string(),
+            json!({ "$ref": "#/components/responses/Error" }),
+        );
+    }
+    let mut operation = json!({
+        "operationId": format!("{:?}", route.operation),
+        "summary": spec.summary,
+        "parameters": parameters(route),
+        "responses": responses,
+    });
+    if let Access::Token(who) = spec.access {
+        operation["security"] = json!([{ "bearer": [] }]);
+        operation["description"] = json!(format!("Token: {who}."));
+    }
+    if let Some(body) = spec.body {
+        operation["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": schema(body) } },
+        });
+    }
+    operation
+}
+
+fn parameters(route: &Route) -> Value {
+    let mut parameters = Vec::new();
+    if route.path.contains("{id}") {
+        parameters.push(json!({
+            "name": "id", "in": "path", "required": true,
+            "schema": { "type": "integer", "format": "uint64", "minimum": 0 },
+        }));
+    }
+    if route.operation == Operation::History {
+        parameters.push(json!({ "name": "from_seq", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 0 } }));
+        parameters.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": crate::api::HISTORY_LIMIT_MAX, "default": super::wallets::HISTORY_LIMIT_DEFAULT } }));
+    }
+    if route.operation == Operation::Events {
+        parameters.push(json!({ "name": "token", "in": "query", "schema": { "type": "string" }, "description": "Bearer token, when the Authorization header cannot be set." }));
+    }
+    Value::Array(parameters)
+}
+
+/// The error statuses an operation may answer.
+fn error_statuses(route: &Route, access: Access) -> Vec<u16> {
+    match (access, route.operation) {
+        (Access::Open, Operation::Ready) => vec![503],
+        (Access::Open, _) => vec![],
+        (Access::Token(_), Operation::Events | Operation::DashboardData) => {
+            vec![400, 401, 403, 429, 500, 503]
+        }
+        (Access::Token(_), _) => {
+            let mut statuses = vec![400, 401, 402, 403, 404, 409, 429, 500, 503];
+            if route.verb != Verb::Get {
+                statuses.push(413);
+            }
+            statuses.sort_unstable();
+            statuses
+        }
+    }
+}
+
+fn error_response() -> Value {
+    json!({
+        "description": "An error: `error` is the kind (see ErrorBody), `message` the detail.",
+        "headers": {
+            "Retry-After": { "description": "Seconds to wait, for retryable errors.", "schema": { "type": "integer" } },
+            "x-request-id": { "description": "The request's id.", "schema": { "type": "string" } },
+        },
+        "content": { "application/json": { "schema": schema("ErrorBody") } },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described_with_its_bodies_and_errors() {
+        let document = document();
+        let mut described = 0;
+        for route in ROUTES {
+            let operation = &document["paths"][route.path][route.verb.openapi_key()];
+            assert!(operation.is_object(), "{route:?} is not described");
+            described += 1;
+            let responses = operation["responses"].as_object().expect("responses");
+            assert!(!responses.is_empty(), "{route:?} has no responses");
+            if let Some(body) =
+                operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            {
+                let name = body.trim_start_matches("#/components/schemas/");
+                assert!(
+                    document["components"]["schemas"][name].is_object(),
+                    "{name} missing"
+                );
+            }
+            if operation["security"].is_array() {
+                assert!(
+                    responses.contains_key("401"),
+                    "{route:?} lacks its error body"
+                );
+            }
+        }
+        let operations: usize = document["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .map(|item| item.as_object().map_or(0, Map::len))
+            .sum();
+        assert_eq!(
+            operations, described,
+            "the document describes a route the router lacks"
+        );
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let text = document.to_string();
+        for piece in text.split("\"$ref\":\"").skip(1) {
+            let target = piece.split('"').next().unwrap_or_default();
+            let pointer = target.trim_start_matches('#');
+            assert!(document.pointer(pointer).is_some(), "dangling {target}");
+        }
+    }
+
+    #[test]
+    fn the_error_body_lists_every_kind_with_its_status() {
+        let kinds =
+            &document()["components"]["schemas"]["ErrorBody"]["properties"]["error"]["enum"];
+        let kinds: Vec<&str> = kinds
+            .as_array()
+            .expect("enum")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for (kind, _status) in schemas::error_kinds() {
+            assert!(kinds.contains(&kind), "{kind}");
+        }
+        assert!(kinds.contains(&"rate_limited") && kinds.contains(&"insufficient_funds"));
+    }
+}

@@ -1,0 +1,247 @@
+//! JSON schemas of the bridge's bodies, as serde writes and reads them.
+
+use crate::api::ApiError;
+use fixit_actors::error::CoreError;
+use serde_json::{json, Value};
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn int64() -> Value {
+    json!({ "type": "integer", "format": "int64" })
+}
+
+fn uint64() -> Value {
+    json!({ "type": "integer", "format": "uint64", "minimum": 0 })
+}
+
+fn nullable(schema: Value) -> Value {
+    json!({ "oneOf": [schema, { "type": "null" }] })
+}
+
+/// A closed object: every listed property required, no others.
+fn object(properties: Value) -> Value {
+    let required: Vec<String> = properties
+        .as_object()
+        .map(|map| map.keys().cloned().collect())
+        .unwrap_or_default();
+    json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
+}
+
+/// A serde externally tagged variant with content: `{ "<name>": content }`.
+fn tagged(name: &str, content: Value) -> Value {
+    object(json!({ name: content }))
+}
+
+fn constant(name: &str) -> Value {
+    json!({ "const": name })
+}
+
+/// Every error kind with its HTTP status.
+pub(super) fn error_kinds() -> Vec<(&'static str, u16)> {
+    let text = String::new;
+    [
+        ApiError::BadRequest(text()),
+        ApiError::Unauthorized(text()),
+        ApiError::Forbidden(text()),
+        ApiError::RateLimited { retry_after_ms: 1 },
+        ApiError::UnsupportedVersion(0),
+        ApiError::Core(CoreError::Invalid(text())),
+        ApiError::Core(CoreError::InsufficientFunds {
+            available: 0,
+            needed: 0,
+        }),
+        ApiError::Core(CoreError::IdempotencyConflict { key: text() }),
+        ApiError::Core(CoreError::NotFound(text())),
+        ApiError::Core(CoreError::Conflict(text())),
+        ApiError::Core(CoreError::Busy { retry_after_ms: 1 }),
+        ApiError::Core(CoreError::Unavailable(text())),
+        ApiError::Core(CoreError::Internal(text())),
+    ]
+    .iter()
+    .map(|error| (error.kind(), error.http_status()))
+    .collect()
+}
+
+fn error_body() -> Value {
+    let kinds = error_kinds();
+    let table: Vec<String> = kinds
+        .iter()
+        .map(|(kind, status)| format!("{kind} ({status})"))
+        .collect();
+    let names: Vec<&str> = kinds.iter().map(|(kind, _)| *kind).collect();
+    let mut schema = object(json!({
+        "error": { "type": "string", "enum": names, "description": format!(
+            "The kind, with its HTTP status: {}. A body over the size limit is bad_request with 413; an unknown route is not_found with 404; a wrong method is bad_request with 405.",
+            table.join(", ")) },
+        "message": { "type": "string" },
+        "retry_after_ms": nullable(uint64()),
+        "request_id": { "type": "string" },
+    }));
+    schema["description"] = json!("The body of every error answer. Nothing changed unless the kind is unavailable or internal (then retry with the same idempotency key).");
+    schema
+}
+
+fn domain() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Balance",
+            object(json!({ "available": int64(), "held": int64() })),
+        ),
+        (
+            "OpOutcome",
+            object(json!({ "balance": reference("Balance"), "seq": uint64() })),
+        ),
+        (
+            "EntryKind",
+            json!({ "type": "string", "enum": ["Deposit", "Withdraw", "Hold", "Release", "Capture", "Payment", "Fee"] }),
+        ),
+        (
+            "LedgerEntry",
+            object(json!({
+                "seq": uint64(), "key": { "type": "string" }, "kind": reference("EntryKind"),
+                "available_delta": int64(), "held_delta": int64(), "balance_after": reference("Balance"),
+                "counterparty": nullable(uint64()), "at_ms": uint64(),
+            })),
+        ),
+        (
+            "Coord",
+            object(json!({
+                "lat": { "type": "number", "minimum": -90, "maximum": 90 },
+                "lon": { "type": "number", "minimum": -180, "maximum": 180 },
+            })),
+        ),
+        (
+            "ProviderStatus",
+            json!({ "oneOf": [
+                constant("Offline"), constant("Available"),
+                tagged("Offered", json!({ "type": "array", "prefixItems": [uint64(), uint64()], "description": "[job id, offer deadline ms]" })),
+                tagged("Busy", uint64()),
+            ]}),
+        ),
+        (
+            "Provider",
+            object(json!({
+                "id": uint64(), "skills": { "type": "array", "items": { "type": "string" } },
+                "location": nullable(reference("Coord")), "status": reference("ProviderStatus"),
+            })),
+        ),
+        (
+            "JobStatus",
+            json!({ "oneOf": [
+                constant("Requested"),
+                tagged("Offered", object(json!({ "provider": uint64(), "deadline_ms": uint64() }))),
+                tagged("Accepted", object(json!({ "provider": uint64() }))),
+                tagged("InProgress", object(json!({ "provider": uint64() }))),
+                tagged("Completed", object(json!({ "provider": uint64() }))),
+                constant("Cancelled"), constant("Expired"),
+            ]}),
+        ),
+        (
+            "JobRequest",
+            object(
+                json!({ "skill": { "type": "string" }, "location": reference("Coord"), "price": int64() }),
+            ),
+        ),
+        (
+            "Job",
+            object(json!({
+                "id": uint64(), "customer": uint64(), "request": reference("JobRequest"), "fee": int64(),
+                "status": reference("JobStatus"), "tried": { "type": "array", "items": uint64() },
+                "offers": { "type": "integer", "minimum": 0 }, "hold_key": { "type": "string" },
+                "wake_at_ms": nullable(uint64()), "verified": nullable(json!({ "type": "boolean" })),
+                "created_ms": uint64(),
+            })),
+        ),
+        (
+            "JobEvent",
+            object(
+                json!({ "job": uint64(), "customer": uint64(), "status": reference("JobStatus"), "at_ms": uint64() }),
+            ),
+        ),
+        (
+            "ProviderPush",
+            json!({ "oneOf": [
+                tagged("Offer", object(json!({
+                    "job": uint64(), "skill": { "type": "string" }, "location": reference("Coord"),
+                    "price": int64(), "deadline_ms": uint64(),
+                }))),
+                tagged("OfferEnded", object(json!({ "job": uint64() }))),
+            ]}),
+        ),
+        (
+            "Push",
+            json!({ "oneOf": [tagged("Job", reference("JobEvent")), tagged("Provider", reference("ProviderPush"))] }),
+        ),
+    ]
+}
+
+fn bodies() -> Vec<(&'static str, Value)> {
+    let key = json!({ "type": "string", "minLength": 1, "maxLength": fixit_actors::ledger::IDEMPOTENCY_KEY_BYTES_MAX, "description": "Idempotency key: a retry with the same key and content returns the first result; other content is idempotency_conflict." });
+    let amount = json!({ "type": "integer", "format": "int64", "minimum": 1, "maximum": fixit_actors::ledger::AMOUNT_MAX });
+    let latitude = json!({ "type": "number", "minimum": -90, "maximum": 90 });
+    let longitude = json!({ "type": "number", "minimum": -180, "maximum": 180 });
+    vec![
+        ("MoneyBody", object(json!({ "key": key, "amount": amount }))),
+        (
+            "OnlineBody",
+            object(
+                json!({ "skills": { "type": "array", "maxItems": fixit_actors::provider::SKILLS_MAX, "items": { "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" } } }),
+            ),
+        ),
+        (
+            "LocationBody",
+            object(json!({ "lat": latitude, "lon": longitude })),
+        ),
+        (
+            "BookBody",
+            object(json!({
+                "customer": uint64(), "key": key, "skill": { "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" },
+                "lat": latitude, "lon": longitude, "price": { "type": "integer", "format": "int64", "minimum": 1 },
+            })),
+        ),
+        ("ProviderBody", object(json!({ "provider": uint64() }))),
+        (
+            "CompleteBody",
+            object(json!({
+                "provider": uint64(),
+                "proof": { "type": "string", "contentEncoding": "base64", "description": "Proof of work (e.g. a photo hash), standard padded base64 of at most 64 KiB." },
+            })),
+        ),
+        ("CustomerBody", object(json!({ "customer": uint64() }))),
+    ]
+}
+
+fn dashboard() -> Value {
+    let counts = json!({ "type": "object", "additionalProperties": { "type": "integer" } });
+    object(json!({
+        "node": { "type": "string" },
+        "providers": { "type": "array", "items": object(json!({
+            "id": uint64(), "status": { "enum": ["offline", "available", "offered", "busy"] },
+            "job": nullable(uint64()), "lat": nullable(json!({ "type": "number" })),
+            "lon": nullable(json!({ "type": "number" })), "skills": { "type": "array", "items": { "type": "string" } },
+        })) },
+        "jobs": { "type": "array", "items": object(json!({
+            "id": uint64(), "customer": uint64(), "provider": nullable(uint64()),
+            "status": { "enum": ["requested", "offered", "accepted", "in_progress", "completed", "cancelled", "expired"] },
+            "skill": { "type": "string" }, "lat": { "type": "number" }, "lon": { "type": "number" },
+            "price": int64(), "created_ms": uint64(),
+        })) },
+        "counters": object(json!({
+            "jobs_by_status": counts, "live": counts, "restarts": counts,
+            "pushes_sent": uint64(), "pushes_dropped": uint64(), "websockets_open": uint64(),
+        })),
+    }))
+}
+
+/// Every schema by name.
+pub(super) fn all() -> Value {
+    let mut schemas = serde_json::Map::new();
+    schemas.insert("ErrorBody".into(), error_body());
+    schemas.insert("Dashboard".into(), dashboard());
+    for (name, schema) in domain().into_iter().chain(bodies()) {
+        schemas.insert(name.into(), schema);
+    }
+    Value::Object(schemas)
+}

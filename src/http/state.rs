@@ -1,0 +1,102 @@
+//! What every HTTP handler shares: the API, the token key, settings and the count
+//! of open WebSockets.
+
+use crate::api::Api;
+use crate::auth::TokenKey;
+use fixit_actors::config::ServerSection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Handler state; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+struct Shared {
+    api: Arc<Api>,
+    tokens: TokenKey,
+    node_id: String,
+    dashboard_open: bool,
+    websockets: Arc<WebSocketCount>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        api: Arc<Api>,
+        tokens: TokenKey,
+        config: &ServerSection,
+        node_id: &str,
+        stopping: watch::Receiver<bool>,
+    ) -> AppState {
+        AppState(Arc::new(Shared {
+            api,
+            tokens,
+            node_id: node_id.to_owned(),
+            dashboard_open: config.dashboard_open,
+            websockets: Arc::new(WebSocketCount::default()),
+            stopping,
+        }))
+    }
+
+    pub(crate) fn api(&self) -> &Arc<Api> {
+        &self.0.api
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenKey {
+        &self.0.tokens
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+
+    /// Whether the dashboard's data is served without a token (demo only).
+    pub(crate) fn dashboard_open(&self) -> bool {
+        self.0.dashboard_open
+    }
+
+    pub(crate) fn websockets(&self) -> &Arc<WebSocketCount> {
+        &self.0.websockets
+    }
+
+    /// Becomes true when the server begins to stop.
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.0.stopping.clone()
+    }
+}
+
+/// Open WebSockets, bounded by [`WEBSOCKETS_OPEN_MAX`].
+#[derive(Debug, Default)]
+pub(crate) struct WebSocketCount {
+    open: AtomicUsize,
+}
+
+/// Most WebSockets one server keeps open; more are answered `busy`.
+pub(crate) const WEBSOCKETS_OPEN_MAX: usize = 10_000;
+
+impl WebSocketCount {
+    /// WebSockets open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a place for one more socket, or `None` at the bound.
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<WebSocketSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < WEBSOCKETS_OPEN_MAX).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| WebSocketSlot(self.clone()))
+    }
+}
+
+/// One counted socket; dropping it frees the place.
+pub(crate) struct WebSocketSlot(Arc<WebSocketCount>);
+
+impl Drop for WebSocketSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,141 @@
+//! Node assembly: the actor system on its sled data dir, the QUIC listener and the
+//! HTTP bridge in front of it, and a clean shutdown (stop taking requests, finish
+//! in-flight ones, flush, exit).
+
+use crate::api::Api;
+use crate::auth::TokenKey;
+use crate::http::HttpServer;
+use crate::quic::QuicServer;
+use anyhow::Context;
+use fixit_actors::clock::SharedClock;
+use fixit_actors::config::NodeConfig;
+use fixit_actors::Node;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A node with its client listeners.
+pub struct RunningNode {
+    node: Arc<Node>,
+    api: Arc<Api>,
+    tokens: TokenKey,
+    quic: QuicServer,
+    http: HttpServer,
+    grace: Duration,
+}
+
+impl RunningNode {
+    /// Starts the node from `config`: storage, actors, token key, QUIC and HTTP.
+    pub async fn start(config: NodeConfig, clock: SharedClock) -> anyhow::Result<RunningNode> {
+        let node = Arc::new(
+            Node::start(config.clone(), clock)
+                .await
+                .with_context(|| format!("starting node {}", config.node.id))?,
+        );
+        let tokens = TokenKey::load_or_create(&config.auth.secret_file)?;
+        let api = Arc::new(Api::new(node.clone()));
+        let quic = crate::quic::start(api.clone(), tokens.clone(), &config.server)
+            .await
+            .with_context(|| format!("QUIC listener on {}", config.server.quic_listen))?;
+        let http = crate::http::start(api.clone(), tokens.clone(), &config.server, &config.node.id)
+            .await
+            .with_context(|| format!("HTTP bridge on {}", config.server.http_listen))?;
+        tracing::info!(
+            node = %config.node.id,
+            quic = %quic.local_addr(),
+            http = %http.local_addr(),
+            data_dir = %config.node.data_dir.display(),
+            "serving"
+        );
+        Ok(RunningNode {
+            node,
+            api,
+            tokens,
+            quic,
+            http,
+            grace: Duration::from_millis(config.server.shutdown_grace_ms),
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The API in front of it.
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
+    }
+
+    /// The node's token key (to issue tokens in tests and the demo).
+    pub fn tokens(&self) -> &TokenKey {
+        &self.tokens
+    }
+
+    /// Where the QUIC listener is bound.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic.local_addr()
+    }
+
+    /// Where the HTTP bridge is bound.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Stops taking requests, lets in-flight ones finish (up to the grace time),
+    /// then stops the actors and flushes storage.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let RunningNode {
+            node,
+            api,
+            quic,
+            http,
+            grace,
+            ..
+        } = self;
+        tokio::join!(http.stop(grace), quic.stop(grace));
+        drop(api);
+        let node = wait_for_sole_owner(node, grace).await?;
+        node.shutdown().await.context("stopping the node")?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+/// Waits until the listeners' tasks have let go of the node.
+async fn wait_for_sole_owner(mut node: Arc<Node>, grace: Duration) -> anyhow::Result<Node> {
+    let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(1);
+    loop {
+        match Arc::try_unwrap(node) {
+            Ok(node) => return Ok(node),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                node = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => anyhow::bail!("requests still hold the node after the grace time"),
+        }
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM, then shuts it down cleanly.
+pub async fn run_until_signal(config: NodeConfig, clock: SharedClock) -> anyhow::Result<()> {
+    let running = RunningNode::start(config, clock).await?;
+    wait_for_signal().await?;
+    tracing::info!("signal received; shutting down");
+    running.shutdown().await
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("SIGINT handler")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("Ctrl-C handler")?;
+    Ok(())
+}

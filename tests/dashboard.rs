@@ -1,0 +1,202 @@
+//! The dashboard page in a real headless Chromium against a real node: the page
+//! loads with no network beyond 127.0.0.1, polls its data, draws the providers and
+//! shows counters that follow the node's state. Skipped (passing) when Chromium is
+//! not installed.
+
+#[path = "http/client.rs"]
+mod client;
+#[path = "http/harness.rs"]
+mod harness;
+
+use fixit_edge::auth::Role;
+use harness::{TestNode, STOP_GRACE};
+use serde_json::json;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's `chromium` package.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Page time Chromium fast-forwards through: enough for several one-second polls.
+const VIRTUAL_TIME_BUDGET_MS: u64 = 3_500;
+
+/// Longest real time one Chromium run may take before it is killed.
+const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Pause between checks whether Chromium has exited.
+const EXIT_POLL: Duration = Duration::from_millis(50);
+
+const CUSTOMER: u64 = 1_001;
+
+/// Runs headless Chromium on `url` and returns the DOM after the time budget.
+fn dump_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let output_path = profile.path().join("dom.html");
+    let output = std::fs::File::create(&output_path).expect("output file");
+    let mut chromium = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            "--run-all-compositor-stages-before-draw",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}"))
+        .arg("--dump-dom")
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(output))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let started = Instant::now();
+    let bound = (CHROMIUM_TIMEOUT.as_millis() / EXIT_POLL.as_millis()) as usize;
+    for _ in 0..bound {
+        if chromium.try_wait().expect("chromium status").is_some() {
+            break;
+        }
+        std::thread::sleep(EXIT_POLL);
+    }
+    if chromium.try_wait().expect("chromium status").is_none() {
+        let _ = chromium.kill();
+        let _ = chromium.wait();
+        panic!("chromium did not finish within {:?}", started.elapsed());
+    }
+    std::fs::read_to_string(&output_path).expect("dumped DOM")
+}
+
+async fn render(node: &TestNode) -> String {
+    let url = format!("http://{}/", node.http.addr);
+    tokio::task::spawn_blocking(move || dump_dom(&url))
+        .await
+        .expect("chromium run")
+}
+
+/// The text of the element with `id`, from a DOM dump.
+fn text_of(dom: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let start = dom
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"))
+        + marker.len();
+    dom[start..]
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of `attribute` on the first element that has it.
+fn attribute_of(dom: &str, attribute: &str) -> String {
+    let marker = format!("{attribute}=\"");
+    let start = dom
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {attribute} in the page:\n{dom}"))
+        + marker.len();
+    dom[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn provider_at(node: &TestNode, provider: u64, lat: f64, lon: f64) {
+    let token = node.token(Role::Provider, provider);
+    let online = json!({ "skills": ["plumbing"] });
+    let reply = node
+        .http
+        .post(
+            &format!("/v1/providers/{provider}/online"),
+            Some(&token),
+            &online,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let at = json!({ "lat": lat, "lon": lon });
+    let path = format!("/v1/providers/{provider}/location");
+    let reply = node.http.call("PUT", &path, Some(&token), &at).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+async fn book(node: &TestNode) -> u64 {
+    let admin = node.admin();
+    let top_up = json!({ "key": "top-up", "amount": 100_000 });
+    let path = format!("/v1/wallets/{CUSTOMER}/deposit");
+    assert_eq!(
+        node.http.post(&path, Some(&admin), &top_up).await.status,
+        200
+    );
+    let customer = node.token(Role::Customer, CUSTOMER);
+    let job = json!({ "customer": CUSTOMER, "key": "job-1", "skill": "plumbing",
+        "lat": 52.5201, "lon": 13.4051, "price": 5_000 });
+    let reply = node.http.post("/v1/jobs", Some(&customer), &job).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["id"].as_u64().expect("job id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_providers_and_counters_that_follow_the_node() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("chromium not installed: apt-get install chromium; skipping");
+        return;
+    }
+    let node = TestNode::start(|config| config.server.dashboard_open = true).await;
+    for (provider, lat, lon) in [
+        (2_001, 52.52, 13.405),
+        (2_002, 52.53, 13.41),
+        (2_003, 52.51, 13.39),
+    ] {
+        provider_at(&node, provider, lat, lon).await;
+    }
+    let job = book(&node).await;
+
+    let first = render(&node).await;
+    assert_eq!(text_of(&first, "node-id"), "test-node");
+    assert_eq!(text_of(&first, "providers-count"), "3");
+    assert_eq!(text_of(&first, "jobs-offered"), "1");
+    assert_eq!(text_of(&first, "jobs-accepted"), "0");
+    assert_eq!(
+        attribute_of(&first, "data-points"),
+        "3",
+        "three providers drawn"
+    );
+    assert!(first.contains(&format!("data-job-id=\"{job}\"")), "{first}");
+    let polls: u32 = attribute_of(&first, "data-polls")
+        .parse()
+        .expect("poll count");
+    assert!(polls >= 2, "the page polls again ({polls} polls)");
+
+    for (provider, lat, lon) in [(2_004, 52.54, 13.42), (2_005, 52.50, 13.38)] {
+        provider_at(&node, provider, lat, lon).await;
+    }
+    let offered_to = node
+        .http
+        .get(&format!("/v1/jobs/{job}"), Some(&node.admin()))
+        .await
+        .json()["status"]["Offered"]["provider"]
+        .as_u64()
+        .expect("offered");
+    let accept = json!({ "provider": offered_to });
+    let token = node.token(Role::Provider, offered_to);
+    let reply = node
+        .http
+        .post(&format!("/v1/jobs/{job}/accept"), Some(&token), &accept)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    let second = render(&node).await;
+    assert_eq!(text_of(&second, "providers-count"), "5");
+    assert_eq!(attribute_of(&second, "data-points"), "5");
+    assert_eq!(text_of(&second, "jobs-offered"), "0");
+    assert_eq!(text_of(&second, "jobs-accepted"), "1");
+    assert!(second.contains("data-status=\"accepted\""), "{second}");
+    node.server.stop(STOP_GRACE).await;
+}
