@@ -46,6 +46,7 @@ fn start(config: &Path) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the node never logged its addresses");
 }
 
@@ -78,6 +79,7 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the node did not stop within 30 s of SIGTERM");
 }
 
