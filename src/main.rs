@@ -49,11 +49,35 @@ enum Command {
     },
     /// Call a node over QUIC.
     Client(fixit_edge::cli_client::ClientArgs),
+    /// Cluster certificates: nodes link over mutual TLS from one cluster CA.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Validate a node config file and print it back resolved.
     CheckConfig {
         /// The TOML file.
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make the cluster CA (ca-cert.pem, ca-key.pem) in a directory.
+    Init {
+        /// Directory for the CA; existing files are never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a node certificate signed by the cluster CA.
+    Node {
+        /// The node's name (1-63 of a-z, 0-9, '-'); also its TLS server name.
+        #[arg(long)]
+        name: String,
+        /// The directory holding the CA; the node's files are written there too.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
     },
 }
 
@@ -126,12 +150,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => issue_token(role, sub, ttl_s, &config),
         Command::Client(args) => runtime.block_on(fixit_edge::cli_client::run(args)),
+        Command::Certs { command } => certs(command),
         Command::CheckConfig { config } => {
             let config = NodeConfig::load(&config)?;
             println!("{config:#?}");
             Ok(())
         }
     }
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    use fixit_cluster::ClusterCa;
+    match command {
+        CertsCommand::Init { out } => {
+            ClusterCa::create(&out)?;
+            println!("cluster CA written to {}", out.display());
+        }
+        CertsCommand::Node { name, dir } => {
+            let paths = ClusterCa::load(&dir)?.issue_node(&name, &dir)?;
+            println!("{}\n{}", paths.cert.display(), paths.key.display());
+        }
+    }
+    Ok(())
 }
 
 fn issue_token(role: Role, sub: u64, ttl_s: u64, config: &std::path::Path) -> anyhow::Result<()> {

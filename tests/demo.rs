@@ -66,3 +66,29 @@ fn check_config_accepts_the_default_and_names_a_bad_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn certs_init_and_node_make_a_ca_and_refuse_bad_names_and_overwrites() {
+    let fixit = env!("CARGO_BIN_EXE_fixit");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(fixit)
+            .args(args)
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["certs", "init", "--out"]).status.success());
+    assert!(dir.path().join("ca-cert.pem").exists());
+    assert!(
+        !run(&["certs", "init", "--out"]).status.success(),
+        "an existing CA is not overwritten"
+    );
+    assert!(run(&["certs", "node", "--name", "edge-a", "--dir"])
+        .status
+        .success());
+    assert!(dir.path().join("edge-a-cert.pem").exists());
+    let refused = run(&["certs", "node", "--name", "Not_A_Name", "--dir"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Not_A_Name"));
+}

@@ -1,1 +1,26 @@
-//! Cluster links between fixit-edge nodes (see the cluster issue); empty until then.
+//! Node-to-node links of a fixit-edge cluster: a cluster CA and node certificates,
+//! mutual-TLS QUIC endpoints carrying one typed call per stream, peer links that
+//! reconnect with backoff, and the pure placement rules (regions and wallet homes).
+//!
+//! Layers, bottom up: [`names`] and [`placement`] are pure; [`backoff`] is a pure
+//! schedule; [`certs`] and [`tls`] make and load key material; [`wire`] is the call
+//! format; [`link`] is the QUIC endpoint that serves calls; [`peers`] keeps one
+//! outgoing connection per configured peer and makes calls over it.
+
+pub mod backoff;
+pub mod certs;
+pub mod error;
+pub mod link;
+pub mod names;
+pub mod peers;
+pub mod placement;
+pub mod tls;
+pub mod wire;
+
+pub use certs::{ClusterCa, NodeCertPaths};
+pub use error::{ClusterError, LinkError};
+pub use link::{CallHandler, ClusterEndpoint, LinkLimits};
+pub use peers::{LinkState, PeerState, Peers};
+pub use placement::{home_of_wallet, PlacementError, Regions};
+pub use tls::NodeIdentity;
+pub use wire::{Envelope, Reply, Target};
