@@ -4,6 +4,7 @@
 //! Every answer carries an `x-request-id` header (the client's, when valid, else a
 //! generated one); every error answer is an [`ErrorBody`](crate::api::ErrorBody).
 
+mod cluster;
 mod dashboard;
 mod events;
 mod extract;
@@ -23,6 +24,7 @@ pub use request_id::REQUEST_ID_BYTES_MAX;
 
 use crate::api::Api;
 use crate::auth::TokenKey;
+use crate::cluster::ClusterStatus;
 use fixit_actors::config::ServerSection;
 use state::AppState;
 use std::net::SocketAddr;
@@ -90,12 +92,14 @@ impl HttpServer {
     }
 }
 
-/// Starts the HTTP bridge for `api` on `config.http_listen`.
+/// Starts the HTTP bridge for `api` on `config.http_listen`; `cluster` is what
+/// `GET /cluster` reports (`None` on a single node).
 pub async fn start(
     api: Arc<Api>,
     tokens: TokenKey,
     config: &ServerSection,
     node_id: &str,
+    cluster: Option<ClusterStatus>,
 ) -> Result<HttpServer, HttpError> {
     let bind_failed = |error: std::io::Error| HttpError::Bind {
         address: config.http_listen,
@@ -108,7 +112,7 @@ pub async fn start(
     // Install the recorder now, so requests before the first scrape are counted.
     prometheus_handle();
     let (shutdown, stopping) = watch::channel(false);
-    let state = AppState::new(api, tokens, config, node_id, stopping.clone());
+    let state = AppState::new(api, tokens, config, node_id, stopping.clone(), cluster);
     let app = routes::router(state.clone(), config.http_body_bytes_max as usize);
     let serving = tokio::spawn(serve(listener, app, stopping));
     tracing::info!(%local_addr, node = node_id, "HTTP bridge listening");

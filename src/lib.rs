@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli_client;
+pub mod cluster;
 pub mod http;
 pub mod limits;
 pub mod quic;

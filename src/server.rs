@@ -1,9 +1,10 @@
-//! Node assembly: the actor system on its sled data dir, the QUIC listener and the
-//! HTTP bridge in front of it, and a clean shutdown (stop taking requests, finish
-//! in-flight ones, flush, exit).
+//! Node assembly: the actor system on its sled data dir, its cluster links (when
+//! configured), the QUIC listener and the HTTP bridge in front of it, and a clean
+//! shutdown (stop taking requests, finish in-flight ones, close links, flush, exit).
 
 use crate::api::Api;
 use crate::auth::TokenKey;
+use crate::cluster::ClusterLinks;
 use crate::http::HttpServer;
 use crate::quic::QuicServer;
 use anyhow::Context;
@@ -21,12 +22,18 @@ pub struct RunningNode {
     tokens: TokenKey,
     quic: QuicServer,
     http: HttpServer,
+    cluster: Option<ClusterLinks>,
     grace: Duration,
 }
 
 impl RunningNode {
-    /// Starts the node from `config`: storage, actors, token key, QUIC and HTTP.
+    /// Starts the node from `config`: storage, actors, token key, cluster links
+    /// (if configured), QUIC and HTTP.
     pub async fn start(config: NodeConfig, clock: SharedClock) -> anyhow::Result<RunningNode> {
+        let cluster = match &config.cluster {
+            Some(section) => Some(ClusterLinks::start(section, clock.clone())?),
+            None => None,
+        };
         let node = Arc::new(
             Node::start(config.clone(), clock)
                 .await
@@ -37,9 +44,16 @@ impl RunningNode {
         let quic = crate::quic::start(api.clone(), tokens.clone(), &config.server)
             .await
             .with_context(|| format!("QUIC listener on {}", config.server.quic_listen))?;
-        let http = crate::http::start(api.clone(), tokens.clone(), &config.server, &config.node.id)
-            .await
-            .with_context(|| format!("HTTP bridge on {}", config.server.http_listen))?;
+        let cluster_status = cluster.as_ref().map(ClusterLinks::status);
+        let http = crate::http::start(
+            api.clone(),
+            tokens.clone(),
+            &config.server,
+            &config.node.id,
+            cluster_status,
+        )
+        .await
+        .with_context(|| format!("HTTP bridge on {}", config.server.http_listen))?;
         tracing::info!(
             node = %config.node.id,
             quic = %quic.local_addr(),
@@ -53,6 +67,7 @@ impl RunningNode {
             tokens,
             quic,
             http,
+            cluster,
             grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
     }
@@ -82,18 +97,27 @@ impl RunningNode {
         self.http.local_addr()
     }
 
+    /// Where the cluster link endpoint is bound, if the node is in a cluster.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster.as_ref().map(ClusterLinks::local_addr)
+    }
+
     /// Stops taking requests, lets in-flight ones finish (up to the grace time),
-    /// then stops the actors and flushes storage.
+    /// closes the cluster links, then stops the actors and flushes storage.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let RunningNode {
             node,
             api,
             quic,
             http,
+            cluster,
             grace,
             ..
         } = self;
         tokio::join!(http.stop(grace), quic.stop(grace));
+        if let Some(cluster) = cluster {
+            cluster.stop().await;
+        }
         drop(api);
         let node = wait_for_sole_owner(node, grace).await?;
         node.shutdown().await.context("stopping the node")?;

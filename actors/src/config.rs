@@ -1,6 +1,8 @@
 //! Node configuration: every limit explicit, units in the names, checked at start.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A configuration file could not be used; says which file, which field and why.
@@ -60,6 +62,110 @@ pub struct NodeConfig {
     pub auth: AuthSection,
     /// Per-principal and per-address request rates.
     pub rate_limits: RateLimitsSection,
+    /// Links to the other nodes of a cluster; absent on a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSection>,
+}
+
+/// Longest node name in a cluster, in characters: one DNS label.
+pub const CLUSTER_NAME_CHARS_MAX: usize = 63;
+
+/// Most peers one node links to: each holds a connection and a reconnect task.
+pub const CLUSTER_PEERS_MAX: usize = 256;
+
+/// Most region prefixes: the table is searched on every placement.
+pub const CLUSTER_REGIONS_MAX: usize = 100_000;
+
+/// Links to the other nodes of a cluster (mutual TLS over QUIC).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node's cluster name, as in its certificate: 1–63 of `[a-z0-9-]`.
+    pub name: String,
+    /// UDP address of the node-link listener.
+    pub listen: SocketAddr,
+    /// Directory holding `ca-cert.pem`, `<name>-cert.pem` and `<name>-key.pem`.
+    pub certs_dir: PathBuf,
+    /// The other nodes: name → link address (this node excluded).
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// Geohash prefix → the node that owns that region.
+    pub regions: BTreeMap<String, String>,
+    /// Calls this node may have in flight to one peer; past it, `Busy`.
+    pub calls_per_peer_max: u32,
+    /// Longest a call to a peer may take, in ms.
+    pub call_timeout_ms: u64,
+}
+
+/// Whether `name` looks like a node name (the cluster crate checks it fully at start).
+fn is_plain_node_name(name: &str) -> bool {
+    (1..=CLUSTER_NAME_CHARS_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Whether `prefix` is 1–12 geohash characters (base32 without a, i, l, o).
+fn is_geohash_prefix(prefix: &str) -> bool {
+    (1..=12).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b))
+}
+
+impl ClusterSection {
+    /// Checks the section; the error is `(field, reason)`.
+    fn check(&self, server: &ServerSection) -> Result<(), (String, String)> {
+        let bad = |field: &str, reason: String| Err((format!("cluster.{field}"), reason));
+        if !is_plain_node_name(&self.name) {
+            return bad(
+                "name",
+                "must be 1 to 63 of [a-z0-9-], no hyphen at either end".into(),
+            );
+        }
+        if self.listen == server.quic_listen || self.listen == server.http_listen {
+            return bad(
+                "listen",
+                "must differ from server.quic_listen and server.http_listen".into(),
+            );
+        }
+        if self.certs_dir.as_os_str().is_empty() {
+            return bad("certs_dir", "must not be empty".into());
+        }
+        if self.peers.len() > CLUSTER_PEERS_MAX {
+            return bad("peers", format!("at most {CLUSTER_PEERS_MAX} peers"));
+        }
+        if let Some(name) = self.peers.keys().find(|name| !is_plain_node_name(name)) {
+            return bad("peers", format!("{name:?} is not 1 to 63 of [a-z0-9-]"));
+        }
+        if self.peers.contains_key(&self.name) {
+            return bad("peers", format!("must not list this node ({})", self.name));
+        }
+        if self.regions.len() > CLUSTER_REGIONS_MAX {
+            return bad("regions", format!("at most {CLUSTER_REGIONS_MAX} prefixes"));
+        }
+        if let Some(prefix) = self.regions.keys().find(|p| !is_geohash_prefix(p)) {
+            return bad(
+                "regions",
+                format!("{prefix:?} is not a 1 to 12 character geohash prefix"),
+            );
+        }
+        let known = |node: &String| *node == self.name || self.peers.contains_key(node);
+        if let Some((prefix, node)) = self.regions.iter().find(|(_, node)| !known(node)) {
+            return bad(
+                "regions",
+                format!("{prefix} names {node:?}, neither this node nor a peer"),
+            );
+        }
+        if !(1..=100_000).contains(&self.calls_per_peer_max) {
+            return bad("calls_per_peer_max", "must be 1 to 100000".into());
+        }
+        if !(1..=600_000).contains(&self.call_timeout_ms) {
+            return bad("call_timeout_ms", "must be 1 to 600000".into());
+        }
+        Ok(())
+    }
 }
 
 /// Client listeners.
@@ -295,6 +401,7 @@ impl NodeConfig {
                 address_per_s: 2_000,
                 address_burst: 4_000,
             },
+            cluster: None,
         }
     }
 
@@ -516,7 +623,20 @@ impl NodeConfig {
         if let Some((_, field, reason)) = checks.iter().find(|(bad, _, _)| *bad) {
             return Err(invalid(field, reason));
         }
-        Ok(())
+        self.validate_cluster(file)
+    }
+
+    fn validate_cluster(&self, file: &Path) -> Result<(), ConfigError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        cluster
+            .check(&self.server)
+            .map_err(|(field, reason)| ConfigError::Invalid {
+                file: file.to_owned(),
+                field,
+                reason,
+            })
     }
 }
 
@@ -568,5 +688,45 @@ mod tests {
 
         let error = NodeConfig::load(Path::new("/nonexistent/node.toml")).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/node.toml"));
+    }
+
+    const CLUSTER: &str = "\n[cluster]\nname = \"a\"\nlisten = \"127.0.0.1:7441\"\ncerts_dir = \"certs\"\ncalls_per_peer_max = 256\ncall_timeout_ms = 5000\n[cluster.peers]\nb = \"127.0.0.1:7442\"\n[cluster.regions]\nu33d = \"a\"\nu33e = \"b\"\n";
+
+    #[test]
+    fn the_cluster_section_is_optional_and_checked() {
+        let file = Path::new("cluster.toml");
+        let parsed = NodeConfig::parse(&(shipped_default() + CLUSTER), file).unwrap();
+        let cluster = parsed.cluster.expect("cluster section");
+        assert_eq!(cluster.peers.len(), 1);
+        assert_eq!(cluster.regions["u33e"], "b");
+
+        for (from, to, field) in [
+            ("name = \"a\"", "name = \"A_1\"", "cluster.name"),
+            (
+                "b = \"127.0.0.1:7442\"",
+                "a = \"127.0.0.1:7442\"",
+                "cluster.peers",
+            ),
+            ("u33e = \"b\"", "u33e = \"z\"", "cluster.regions"),
+            ("u33e = \"b\"", "u33a = \"b\"", "cluster.regions"),
+            (
+                "calls_per_peer_max = 256",
+                "calls_per_peer_max = 0",
+                "cluster.calls_per_peer_max",
+            ),
+            (
+                "call_timeout_ms = 5000",
+                "call_timeout_ms = 0",
+                "cluster.call_timeout_ms",
+            ),
+            ("\"127.0.0.1:7441\"", "\"127.0.0.1:8080\"", "cluster.listen"),
+        ] {
+            let text = shipped_default() + &CLUSTER.replace(from, to);
+            let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+            assert!(error.contains(field), "{to}: {error}");
+        }
+        let text = shipped_default() + &CLUSTER.replace("[cluster]", "[cluster]\nseeds = 1");
+        let error = NodeConfig::parse(&text, file).unwrap_err().to_string();
+        assert!(error.contains("seeds"), "{error}");
     }
 }

@@ -85,6 +85,10 @@ fn spec(operation: Operation) -> Spec {
             access: Access::Token("an admin, unless the node's dashboard is open (demo)"),
             ..command("The dashboard's live data", "", None, "Dashboard")
         },
+        O::Cluster => Spec {
+            access: Access::Token("an admin, unless the node's dashboard is open (demo)"),
+            ..command("This node's cluster links: each peer and its link state (single node: cluster false, no peers)", "", None, "ClusterStatus")
+        },
         O::DashboardPage => open("The dashboard page (self-contained HTML; token in /#token=...)", "text/html", text),
         O::Health => open("200 ok while the process serves", "text/plain", text),
         O::Ready => open("200 while the supervision tree runs, else 503", "text/plain", text),
@@ -186,7 +190,7 @@ fn error_statuses(route: &Route, access: Access) -> Vec<u16> {
     match (access, route.operation) {
         (Access::Open, Operation::Ready) => vec![503],
         (Access::Open, _) => vec![],
-        (Access::Token(_), Operation::Events | Operation::DashboardData) => {
+        (Access::Token(_), Operation::Events | Operation::DashboardData | Operation::Cluster) => {
             vec![400, 401, 403, 429, 500, 503]
         }
         (Access::Token(_), _) => {

@@ -2,7 +2,7 @@
 //! is built from it and so is the OpenAPI document, so the two cannot drift apart.
 
 use super::state::AppState;
-use super::{dashboard, events, jobs, operations, providers, request_id, wallets};
+use super::{cluster, dashboard, events, jobs, operations, providers, request_id, wallets};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
@@ -55,6 +55,7 @@ pub(crate) enum Operation {
     Events,
     DashboardData,
     DashboardPage,
+    Cluster,
     Health,
     Ready,
     Metrics,
@@ -109,6 +110,7 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Verb::Get, "/v1/events", Operation::Events),
     route(Verb::Get, "/v1/dashboard", Operation::DashboardData),
     route(Verb::Get, "/", Operation::DashboardPage),
+    route(Verb::Get, "/cluster", Operation::Cluster),
     route(Verb::Get, "/health", Operation::Health),
     route(Verb::Get, "/ready", Operation::Ready),
     route(Verb::Get, "/metrics", Operation::Metrics),
@@ -137,6 +139,7 @@ fn handler(verb: Verb, operation: Operation) -> MethodRouter<AppState> {
         Operation::Events => on(filter, events::open),
         Operation::DashboardData => on(filter, dashboard::data),
         Operation::DashboardPage => on(filter, dashboard::page),
+        Operation::Cluster => on(filter, cluster::status),
         Operation::Health => on(filter, operations::health),
         Operation::Ready => on(filter, operations::ready),
         Operation::Metrics => on(filter, operations::metrics),

@@ -1,8 +1,9 @@
-//! What every HTTP handler shares: the API, the token key, settings and the count
-//! of open WebSockets.
+//! What every HTTP handler shares: the API, the token key, settings, the count
+//! of open WebSockets and the cluster links' status.
 
 use crate::api::Api;
 use crate::auth::TokenKey;
+use crate::cluster::ClusterStatus;
 use fixit_actors::config::ServerSection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ struct Shared {
     dashboard_open: bool,
     websockets: Arc<WebSocketCount>,
     stopping: watch::Receiver<bool>,
+    cluster: Option<ClusterStatus>,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
         config: &ServerSection,
         node_id: &str,
         stopping: watch::Receiver<bool>,
+        cluster: Option<ClusterStatus>,
     ) -> AppState {
         AppState(Arc::new(Shared {
             api,
@@ -36,6 +39,7 @@ impl AppState {
             dashboard_open: config.dashboard_open,
             websockets: Arc::new(WebSocketCount::default()),
             stopping,
+            cluster,
         }))
     }
 
@@ -58,6 +62,11 @@ impl AppState {
 
     pub(crate) fn websockets(&self) -> &Arc<WebSocketCount> {
         &self.0.websockets
+    }
+
+    /// The node's cluster links, if it is in a cluster.
+    pub(crate) fn cluster(&self) -> Option<&ClusterStatus> {
+        self.0.cluster.as_ref()
     }
 
     /// Becomes true when the server begins to stop.

@@ -40,9 +40,10 @@ impl TestNode {
         );
         let api = Arc::new(Api::new(node.clone()));
         let tokens = TokenKey::load_or_create(&config.auth.secret_file).expect("token key");
-        let server = fixit_edge::http::start(api, tokens.clone(), &config.server, "test-node")
-            .await
-            .expect("HTTP bridge starts");
+        let server =
+            fixit_edge::http::start(api, tokens.clone(), &config.server, "test-node", None)
+                .await
+                .expect("HTTP bridge starts");
         let http = Http {
             addr: server.local_addr(),
         };

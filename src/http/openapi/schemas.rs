@@ -235,11 +235,27 @@ fn dashboard() -> Value {
     }))
 }
 
+fn cluster_status() -> Value {
+    object(json!({
+        "node": { "type": "string" },
+        "cluster": { "type": "boolean" },
+        "peers": { "type": "array", "items": object(json!({
+            "name": { "type": "string" },
+            "addr": { "type": "string" },
+            "state": { "enum": ["Idle", "Connecting", "Up", "Down"] },
+            "rtt_ms": nullable(uint64()),
+            "since_ms": nullable(uint64()),
+            "last_error": nullable(json!({ "type": "string" })),
+        })) },
+    }))
+}
+
 /// Every schema by name.
 pub(super) fn all() -> Value {
     let mut schemas = serde_json::Map::new();
     schemas.insert("ErrorBody".into(), error_body());
     schemas.insert("Dashboard".into(), dashboard());
+    schemas.insert("ClusterStatus".into(), cluster_status());
     for (name, schema) in domain().into_iter().chain(bodies()) {
         schemas.insert(name.into(), schema);
     }

@@ -1,0 +1,103 @@
+//! `GET /cluster`: this node's cluster links, one row per configured peer. Needs an
+//! admin token unless the dashboard is open (the same rule as `/v1/dashboard`).
+
+use super::extract::{source_address, Caller};
+use super::failure::Failure;
+use super::request_id::RequestId;
+use super::state::AppState;
+use crate::api::ApiError;
+use crate::auth::Role;
+use axum::extract::State;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fixit_cluster::{LinkState, PeerState};
+use serde::Serialize;
+use std::net::SocketAddr;
+
+/// The answer of `GET /cluster`.
+#[derive(Debug, Serialize)]
+struct ClusterView {
+    /// This node's cluster name (its node id on a single node).
+    node: String,
+    /// Whether the node is configured into a cluster.
+    cluster: bool,
+    /// Each configured peer, sorted by name.
+    peers: Vec<PeerView>,
+}
+
+/// One peer's link, flattened for JSON clients.
+#[derive(Debug, Serialize)]
+struct PeerView {
+    name: String,
+    addr: SocketAddr,
+    /// `Idle`, `Connecting`, `Up` or `Down`.
+    state: &'static str,
+    rtt_ms: Option<u64>,
+    /// While down: since when, in ms since the Unix epoch.
+    since_ms: Option<u64>,
+    /// While down: the latest failure.
+    last_error: Option<String>,
+}
+
+impl From<PeerState> for PeerView {
+    fn from(peer: PeerState) -> PeerView {
+        let (state, since_ms, last_error) = match peer.state {
+            LinkState::Idle => ("Idle", None, None),
+            LinkState::Connecting => ("Connecting", None, None),
+            LinkState::Up => ("Up", None, None),
+            LinkState::Down {
+                since_ms,
+                last_error,
+            } => ("Down", Some(since_ms), Some(last_error)),
+        };
+        PeerView {
+            name: peer.name,
+            addr: peer.addr,
+            state,
+            rtt_ms: peer.rtt_ms,
+            since_ms,
+            last_error,
+        }
+    }
+}
+
+/// The peers and their links now.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<Response, Failure> {
+    let request_id = RequestId::of(&parts);
+    let fail = |error: ApiError| Failure::new(error, &request_id);
+    if !state.dashboard_open() {
+        let caller = Caller::authenticate(&parts, &state, None)?;
+        if caller.principal.role != Role::Admin {
+            return Err(fail(ApiError::Forbidden(
+                "the cluster status needs an admin token".into(),
+            )));
+        }
+    }
+    state
+        .api()
+        .admission()
+        .admit_address(source_address(&parts))
+        .map_err(fail)?;
+    let view = match state.cluster() {
+        Some(cluster) => ClusterView {
+            node: cluster.name.clone(),
+            cluster: true,
+            peers: cluster
+                .peer_states()
+                .into_iter()
+                .map(PeerView::from)
+                .collect(),
+        },
+        None => ClusterView {
+            node: state.node_id().to_owned(),
+            cluster: false,
+            peers: Vec::new(),
+        },
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+}

@@ -1,0 +1,235 @@
+//! A node joins its cluster links at start: three nodes in one process, linked
+//! over QUIC with mutual TLS, each reporting its peers on `GET /cluster`; a node
+//! that stops is seen leaving. Also: the shipped cluster configs are valid.
+
+use fixit_actors::clock::SystemClock;
+use fixit_actors::config::{ClusterSection, NodeConfig};
+use fixit_cluster::ClusterCa;
+use fixit_edge::auth::{Principal, Role};
+use fixit_edge::server::RunningNode;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// Bound of every wait loop: 200 polls of 100 ms, 20 s in all.
+const WAIT_ROUNDS: u32 = 200;
+const WAIT_STEP: Duration = Duration::from_millis(100);
+
+/// Free UDP ports on loopback, picked by binding port 0 and letting go (all are
+/// held until every one is picked, so they differ).
+fn free_link_addrs(count: usize) -> Vec<SocketAddr> {
+    let sockets: Vec<UdpSocket> = (0..count)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("free UDP port"))
+        .collect();
+    sockets
+        .iter()
+        .map(|socket| socket.local_addr().expect("bound address"))
+        .collect()
+}
+
+fn cluster_config(dir: &Path, name: &str, links: &BTreeMap<String, SocketAddr>) -> NodeConfig {
+    let mut config = NodeConfig::single_node(&dir.join(name));
+    config.node.id = name.to_owned();
+    config.server.quic_listen = "127.0.0.1:0".parse().expect("address");
+    config.server.http_listen = "127.0.0.1:0".parse().expect("address");
+    let peers = links
+        .iter()
+        .filter(|(peer, _)| peer.as_str() != name)
+        .map(|(peer, addr)| (peer.clone(), *addr))
+        .collect();
+    let regions = [("u33d", "a"), ("u33e", "b"), ("u336", "c")]
+        .into_iter()
+        .map(|(prefix, node)| (prefix.to_owned(), node.to_owned()))
+        .collect();
+    config.cluster = Some(ClusterSection {
+        name: name.to_owned(),
+        listen: links[name],
+        certs_dir: dir.join("certs"),
+        peers,
+        regions,
+        calls_per_peer_max: 16,
+        call_timeout_ms: 2_000,
+    });
+    config.validate(Path::new("test")).expect("valid config");
+    config
+}
+
+fn admin_token(node: &RunningNode) -> String {
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let admin = Principal {
+        role: Role::Admin,
+        sub: 0,
+    };
+    node.tokens().issue(admin, now_s + 3_600)
+}
+
+async fn get_cluster(
+    client: &reqwest::Client,
+    node: &RunningNode,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut request = client.get(format!("http://{}/cluster", node.http_addr()));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("GET /cluster");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// Each peer's state in a `GET /cluster` answer.
+fn states(view: &Value) -> BTreeMap<String, String> {
+    view["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|peer| {
+            let name = peer["name"].as_str().expect("name").to_owned();
+            (name, peer["state"].as_str().expect("state").to_owned())
+        })
+        .collect()
+}
+
+/// Polls node's `GET /cluster` until `done` holds; panics after 20 s.
+async fn wait_for(
+    client: &reqwest::Client,
+    node: &RunningNode,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, String>) -> bool,
+) -> Value {
+    let token = admin_token(node);
+    let mut last = Value::Null;
+    for _ in 0..WAIT_ROUNDS {
+        let (status, view) = get_cluster(client, node, Some(&token)).await;
+        assert_eq!(status, 200, "{view}");
+        if done(&states(&view)) {
+            return view;
+        }
+        last = view;
+        tokio::time::sleep(WAIT_STEP).await;
+    }
+    panic!("{what}: not within 20 s; last answer {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_link_up_and_see_a_peer_leave() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let ca = ClusterCa::create(&certs).expect("cluster CA");
+    for name in NAMES {
+        ca.issue_node(name, &certs).expect("node certificate");
+    }
+    let links: BTreeMap<String, SocketAddr> = NAMES
+        .iter()
+        .map(|name| name.to_string())
+        .zip(free_link_addrs(NAMES.len()))
+        .collect();
+    println!("link addresses {links:?}");
+    let mut nodes = Vec::new();
+    for name in NAMES {
+        let config = cluster_config(dir.path(), name, &links);
+        let node = RunningNode::start(config, Arc::new(SystemClock))
+            .await
+            .expect("node starts");
+        assert_eq!(node.cluster_addr(), Some(links[name]));
+        nodes.push(node);
+    }
+    let client = reqwest::Client::new();
+    let node_c = nodes.pop().expect("c");
+    let node_a = &nodes[0];
+
+    let (status, _) = get_cluster(&client, node_a, None).await;
+    assert_eq!(status, 401, "the cluster status needs a token");
+
+    let view = wait_for(&client, node_a, "a sees b and c up", |states| {
+        states.len() == 2 && states.values().all(|state| state == "Up")
+    })
+    .await;
+    assert_eq!(view["node"], "a");
+    assert_eq!(view["cluster"], true);
+    let c_row = &view["peers"][1];
+    assert_eq!(c_row["name"], "c");
+    assert_eq!(c_row["addr"], links["c"].to_string());
+    assert!(c_row["last_error"].is_null(), "{c_row}");
+    wait_for(&client, &node_c, "c sees a and b up", |states| {
+        states.values().all(|state| state == "Up")
+    })
+    .await;
+
+    node_c.shutdown().await.expect("c stops");
+    let view = wait_for(&client, node_a, "a sees c leave, b stay", |states| {
+        states["c"] != "Up" && states["b"] == "Up"
+    })
+    .await;
+    println!("after c stopped: {view}");
+
+    for node in nodes {
+        node.shutdown().await.expect("node stops");
+    }
+}
+
+#[tokio::test]
+async fn a_single_node_reports_no_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = NodeConfig::single_node(dir.path());
+    config.server.quic_listen = "127.0.0.1:0".parse().expect("address");
+    config.server.http_listen = "127.0.0.1:0".parse().expect("address");
+    config.server.dashboard_open = true;
+    let node = RunningNode::start(config, Arc::new(SystemClock))
+        .await
+        .expect("node starts");
+    assert_eq!(node.cluster_addr(), None);
+    let (status, view) = get_cluster(&reqwest::Client::new(), &node, None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        view,
+        serde_json::json!({ "node": "local-1", "cluster": false, "peers": [] })
+    );
+    node.shutdown().await.expect("node stops");
+}
+
+#[test]
+fn shipped_cluster_configs_are_valid_and_agree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let configs: BTreeMap<&str, NodeConfig> = NAMES
+        .iter()
+        .map(|name| {
+            let path = root.join(format!("config/cluster-3/{name}.toml"));
+            (*name, NodeConfig::load(&path).expect("valid config"))
+        })
+        .collect();
+    for (name, config) in &configs {
+        let cluster = config.cluster.as_ref().expect("a [cluster] section");
+        assert_eq!(cluster.name, *name);
+        assert_eq!(cluster.certs_dir, Path::new("data/cluster-3/certs"));
+        assert_eq!(config.node.data_dir, Path::new("data/cluster-3").join(name));
+        let others: Vec<&str> = NAMES.iter().copied().filter(|n| n != name).collect();
+        assert_eq!(
+            cluster.peers.keys().map(String::as_str).collect::<Vec<_>>(),
+            others
+        );
+        for (peer, addr) in &cluster.peers {
+            let listen = configs[peer.as_str()].cluster.as_ref().map(|c| c.listen);
+            assert_eq!(
+                Some(*addr),
+                listen,
+                "{name} has {peer} at the wrong address"
+            );
+        }
+        assert_eq!(
+            cluster.regions,
+            configs["a"].cluster.as_ref().expect("a").regions
+        );
+    }
+    let default = NodeConfig::load(&root.join("config/node.toml")).expect("valid default");
+    assert_eq!(default, NodeConfig::single_node(&default.node.data_dir));
+    assert!(default.cluster.is_none());
+}
