@@ -77,23 +77,7 @@ fn create(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
 }
 
 fn write_new(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| file_error(path, e))
+    fixit_cluster::files::write_new(path, text, private).map_err(|e| file_error(path, e))
 }
 
 /// The certificates of a PEM file, in order; at least one.

@@ -141,23 +141,7 @@ fn read_text(path: &Path) -> Result<String, ClusterError> {
 
 /// Writes a new file (never overwrites); `private` files get mode 0600.
 fn write_new(path: &Path, text: &str, private: bool) -> Result<(), ClusterError> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| file_error(path, e))
+    crate::files::write_new(path, text, private).map_err(|e| file_error(path, e))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod certs;
 pub mod error;
+pub mod files;
 pub mod link;
 pub mod names;
 pub mod peers;

@@ -1,12 +1,8 @@
 //! `GET /cluster`: this node's cluster links, one row per configured peer. Needs an
 //! admin token unless the dashboard is open (the same rule as `/v1/dashboard`).
 
-use super::extract::{source_address, Caller};
 use super::failure::Failure;
-use super::request_id::RequestId;
 use super::state::AppState;
-use crate::api::ApiError;
-use crate::auth::Role;
 use axum::extract::State;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -68,21 +64,7 @@ pub(crate) async fn status(
     State(state): State<AppState>,
     parts: Parts,
 ) -> Result<Response, Failure> {
-    let request_id = RequestId::of(&parts);
-    let fail = |error: ApiError| Failure::new(error, &request_id);
-    if !state.dashboard_open() {
-        let caller = Caller::authenticate(&parts, &state, None)?;
-        if caller.principal.role != Role::Admin {
-            return Err(fail(ApiError::Forbidden(
-                "the cluster status needs an admin token".into(),
-            )));
-        }
-    }
-    state
-        .api()
-        .admission()
-        .admit_address(source_address(&parts))
-        .map_err(fail)?;
+    super::dashboard::admit_operator_view(&state, &parts, "the cluster status")?;
     let view = match state.cluster() {
         Some(cluster) => ClusterView {
             node: cluster.name.clone(),

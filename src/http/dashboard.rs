@@ -25,23 +25,35 @@ pub(crate) async fn page() -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE_HTML)).into_response()
 }
 
-/// The live data: needs an admin token unless the dashboard is open (demo).
-pub(crate) async fn data(State(state): State<AppState>, parts: Parts) -> Result<Response, Failure> {
-    let request_id = RequestId::of(&parts);
+/// Admits a request for an operator view (dashboard data, cluster status): an admin
+/// token unless the dashboard is open (demo), and the per-address rate limit.
+pub(crate) fn admit_operator_view(
+    state: &AppState,
+    parts: &Parts,
+    what: &str,
+) -> Result<(), Failure> {
+    let request_id = RequestId::of(parts);
     let fail = |error: ApiError| Failure::new(error, &request_id);
     if !state.dashboard_open() {
-        let caller = Caller::authenticate(&parts, &state, None)?;
+        let caller = Caller::authenticate(parts, state, None)?;
         if caller.principal.role != Role::Admin {
-            return Err(fail(ApiError::Forbidden(
-                "the dashboard needs an admin token".into(),
-            )));
+            return Err(fail(ApiError::Forbidden(format!(
+                "{what} needs an admin token"
+            ))));
         }
     }
     state
         .api()
         .admission()
-        .admit_address(source_address(&parts))
-        .map_err(fail)?;
+        .admit_address(source_address(parts))
+        .map_err(fail)
+}
+
+/// The live data: needs an admin token unless the dashboard is open (demo).
+pub(crate) async fn data(State(state): State<AppState>, parts: Parts) -> Result<Response, Failure> {
+    admit_operator_view(&state, &parts, "the dashboard")?;
+    let request_id = RequestId::of(&parts);
+    let fail = |error: ApiError| Failure::new(error, &request_id);
     let node = state.api().node().clone();
     let node_id = state.node_id().to_owned();
     let websockets_open = state.websockets().open();
