@@ -41,6 +41,16 @@ pub enum TlsError {
     Config(String),
 }
 
+impl From<fixit_cluster::ClusterError> for TlsError {
+    fn from(error: fixit_cluster::ClusterError) -> Self {
+        match error {
+            fixit_cluster::ClusterError::File { path, reason } => TlsError::File { path, reason },
+            fixit_cluster::ClusterError::Generate(reason) => TlsError::Generate(reason),
+            other => TlsError::Config(other.to_string()),
+        }
+    }
+}
+
 fn file_error(path: &Path, reason: impl ToString) -> TlsError {
     TlsError::File {
         path: path.to_owned(),
@@ -82,14 +92,7 @@ fn write_new(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
 
 /// The certificates of a PEM file, in order; at least one.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(path, e))?;
-    if certificates.is_empty() {
-        return Err(file_error(path, "no certificate in the file"));
-    }
-    Ok(certificates)
+    Ok(fixit_cluster::tls::read_certificates(path)?)
 }
 
 fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -99,16 +102,13 @@ fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// The listener's TLS config: TLS 1.3, no client certificates, ALPN [`ALPN`].
 pub fn server_crypto(certified: CertifiedKey) -> Result<Arc<QuicServerConfig>, TlsError> {
     let (certificates, key) = certified;
-    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_error)?
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)
-        .map_err(config_error)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Arc::new(
-        QuicServerConfig::try_from(config).map_err(config_error)?,
-    ))
+    let no_client_auth = rustls::server::WebPkiClientVerifier::no_client_auth();
+    Ok(fixit_cluster::tls::quic_server_config(
+        no_client_auth,
+        certificates,
+        key,
+        ALPN,
+    )?)
 }
 
 /// A client TLS config that trusts exactly the first certificate of the PEM file at

@@ -82,13 +82,25 @@ pub fn server_crypto(identity: &NodeIdentity) -> Result<Arc<QuicServerConfig>, C
         WebPkiClientVerifier::builder_with_provider(cluster_roots(&identity.ca_cert)?, provider())
             .build()
             .map_err(tls_error)?;
+    quic_server_config(verifier, certificates, key, ALPN)
+}
+
+/// A QUIC server config on ring with TLS 1.3 only, the given client-certificate
+/// verifier and one ALPN protocol: the one place both listeners (node links and
+/// clients) get their server TLS from.
+pub fn quic_server_config(
+    client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    certificates: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<Arc<QuicServerConfig>, ClusterError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(client_verifier)
         .with_single_cert(certificates, key)
         .map_err(tls_error)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(
         QuicServerConfig::try_from(config).map_err(tls_error)?,
     ))
