@@ -2,12 +2,16 @@
 //! same way whether it arrived over QUIC or HTTP.
 
 use crate::auth::{Principal, Role};
+use crate::cluster::peer_api::{PeerAnswer, PeerCommand};
+use crate::cluster::router::Traffic;
+use crate::cluster::ClusterRouter;
 use crate::limits::Admission;
 use fixit_actors::error::CoreError;
+use fixit_actors::geo::{rank, Nearby};
 use fixit_actors::ids::{CustomerId, JobId, ProviderId, WalletId};
 use fixit_actors::job::Job;
 use fixit_actors::ledger::{Balance, LedgerEntry, LedgerOp};
-use fixit_actors::provider::Provider;
+use fixit_actors::provider::{Provider, ProviderStatus};
 use fixit_actors::services::{JobEvent, ProviderPush};
 use fixit_actors::store::OpOutcome;
 use fixit_actors::Node;
@@ -140,6 +144,20 @@ pub enum Request {
         /// Job id.
         job: u64,
     },
+    /// The nearest available providers of a skill around a point (any role). In a
+    /// cluster, every node whose regions reach into the circle is asked.
+    Nearby {
+        /// Skill wanted.
+        skill: String,
+        /// Latitude, degrees.
+        lat: f64,
+        /// Longitude, degrees.
+        lon: f64,
+        /// Search radius in metres (at most the node's dispatch radius).
+        radius_m: f64,
+        /// Most providers returned (1 to 100).
+        limit: u32,
+    },
 }
 
 impl Request {
@@ -161,6 +179,7 @@ impl Request {
             Request::RequestJob { .. } => "request_job",
             Request::CancelJob { .. } => "cancel_job",
             Request::JobStatus { .. } => "job_status",
+            Request::Nearby { .. } => "nearby",
         }
     }
 }
@@ -178,6 +197,18 @@ pub enum Response {
     Provider(Provider),
     /// A job record.
     Job(Job),
+    /// Providers near a point.
+    Nearby(NearbyAnswer),
+}
+
+/// The answer to a nearby search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NearbyAnswer {
+    /// Providers, nearest first.
+    pub providers: Vec<Nearby>,
+    /// Nodes that should have been asked but did not answer in time: the list may
+    /// miss providers of their regions.
+    pub unanswered: Vec<String>,
 }
 
 /// A push from the node to a connected client.
@@ -214,6 +245,13 @@ pub enum ApiError {
     /// The client speaks another protocol version.
     #[error("unsupported protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
     UnsupportedVersion(u16),
+    /// The position belongs to another node's region: the provider went offline
+    /// here and should go online at `node`.
+    #[error("moved: this position belongs to node {node}; go online there")]
+    Moved {
+        /// The owning node's name.
+        node: String,
+    },
 }
 
 impl ApiError {
@@ -226,6 +264,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UnsupportedVersion(_) => "unsupported_version",
+            ApiError::Moved { .. } => "moved",
         }
     }
 
@@ -239,6 +278,7 @@ impl ApiError {
             ApiError::Core(CoreError::NotFound(_)) => 404,
             ApiError::Core(CoreError::Conflict(_) | CoreError::IdempotencyConflict { .. }) => 409,
             ApiError::UnsupportedVersion(_) => 426,
+            ApiError::Moved { .. } => 421,
             ApiError::RateLimited { .. } | ApiError::Core(CoreError::Busy { .. }) => 429,
             ApiError::Core(CoreError::Unavailable(_)) => 503,
             ApiError::Core(CoreError::Internal(_)) => 500,
@@ -329,7 +369,7 @@ pub fn authorize(principal: &Principal, request: &Request) -> Result<(), ApiErro
             as_role(Role::Customer)?;
             own(*customer, "customer")
         }
-        Request::JobStatus { .. } => Ok(()),
+        Request::JobStatus { .. } | Request::Nearby { .. } => Ok(()),
     }
 }
 
@@ -351,6 +391,7 @@ fn may_see(principal: &Principal, job: &Job) -> bool {
 pub struct Api {
     node: Arc<Node>,
     admission: Admission,
+    cluster: Option<Arc<ClusterRouter>>,
 }
 
 impl Api {
@@ -360,7 +401,21 @@ impl Api {
         Api {
             admission: Admission::new(&config.rate_limits, config.server.requests_inflight_max),
             node,
+            cluster: None,
         }
+    }
+
+    /// The API of a cluster member: requests owned by other nodes are forwarded.
+    pub fn in_cluster(node: Arc<Node>, router: Arc<ClusterRouter>) -> Api {
+        Api {
+            cluster: Some(router),
+            ..Api::new(node)
+        }
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Arc<ClusterRouter>> {
+        self.cluster.as_ref()
     }
 
     /// The node served.
@@ -386,7 +441,7 @@ impl Api {
         let result = async {
             let _permit = self.admission.admit(principal, source)?;
             authorize(principal, &request)?;
-            self.dispatch(principal, request).await
+            self.route(principal, request, request_id).await
         }
         .await;
         let outcome = match &result {
@@ -404,6 +459,179 @@ impl Api {
             Ok(_) => tracing::debug!(request_id, op, "request served"),
         }
         result
+    }
+
+    /// Serves a request another node forwarded here: authorized again, served here
+    /// and never forwarded further (nodes that disagree about placement answer
+    /// rather than bounce a request between them).
+    pub async fn handle_forwarded(
+        &self,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let op = request.name();
+        authorize(principal, &request)?;
+        let result = match request {
+            Request::Nearby { .. } => self.nearby(request, None, request_id).await,
+            request => self.dispatch(principal, request).await,
+        };
+        if let Err(error) = &result {
+            tracing::info!(request_id, op, %error, "forwarded request refused");
+        }
+        result
+    }
+
+    /// Serves `request` here, or where it belongs: wallet commands at the wallet's
+    /// home, job commands at the node holding the job, a booking at the owner of its
+    /// position; a location in another region moves a free provider there.
+    async fn route(
+        &self,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let Some(router) = &self.cluster else {
+            return match request {
+                Request::Nearby { .. } => self.nearby(request, None, request_id).await,
+                request => self.dispatch(principal, request).await,
+            };
+        };
+        if let Request::Nearby { .. } = request {
+            return self.nearby(request, Some(router), request_id).await;
+        }
+        if let Request::Location { provider, lat, lon } = request {
+            if let Some(owner) = router.remote_owner_of(lat, lon) {
+                return self
+                    .provider_moving(ProviderId(provider), owner, request)
+                    .await;
+            }
+        }
+        match remote_node(router, &request) {
+            Some(node) => {
+                self.forward(router, &node, principal, request, request_id)
+                    .await
+            }
+            None => self.dispatch(principal, request).await,
+        }
+    }
+
+    async fn forward(
+        &self,
+        router: &ClusterRouter,
+        node: &str,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        Traffic::count(&router.traffic.forwarded_out);
+        let command = PeerCommand::Client {
+            principal: *principal,
+            request,
+        };
+        match router.call(node, &command, None, request_id).await? {
+            PeerAnswer::Response(response) => Ok(response),
+            other => Err(ApiError::Core(CoreError::Internal(format!(
+                "node {node} answered a forwarded request with {other:?}"
+            )))),
+        }
+    }
+
+    /// A location in another node's region: a free provider goes offline here and
+    /// is told where to go online; one holding an offer or a job stays here until
+    /// it ends (the location is recorded as usual).
+    async fn provider_moving(
+        &self,
+        provider: ProviderId,
+        owner: String,
+        request: Request,
+    ) -> Result<Response, ApiError> {
+        let current = self.node.provider(provider).await?;
+        match current.status {
+            ProviderStatus::Offered(..) | ProviderStatus::Busy(_) => {
+                let principal = Principal {
+                    role: Role::Provider,
+                    sub: provider.0,
+                };
+                self.dispatch(&principal, request).await
+            }
+            ProviderStatus::Available => {
+                self.node.provider_offline(provider).await?;
+                Err(ApiError::Moved { node: owner })
+            }
+            ProviderStatus::Offline => Err(ApiError::Moved { node: owner }),
+        }
+    }
+
+    /// A nearby search: this node's index, plus (in a cluster) every other node
+    /// whose regions reach into the circle, each asked once with the link deadline.
+    /// Nodes that do not answer are listed, and their providers are missing.
+    async fn nearby(
+        &self,
+        request: Request,
+        router: Option<&Arc<ClusterRouter>>,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let Request::Nearby {
+            skill,
+            lat,
+            lon,
+            radius_m,
+            limit,
+        } = request
+        else {
+            return Err(ApiError::BadRequest("not a nearby search".into()));
+        };
+        let mut providers = self
+            .node
+            .nearby(&skill, lat, lon, radius_m, limit as usize)?;
+        let mut unanswered = Vec::new();
+        let others: Vec<String> = match router {
+            Some(router) => router
+                .regions()
+                .owners_near(lat, lon, radius_m)
+                .map_err(|error| CoreError::Invalid(error.to_string()))?
+                .into_iter()
+                .filter(|node| *node != router.name())
+                .map(str::to_owned)
+                .collect(),
+            None => Vec::new(),
+        };
+        if let (Some(router), false) = (router, others.is_empty()) {
+            Traffic::count(&router.traffic.nearby_fanouts);
+            let command = PeerCommand::Nearby {
+                skill,
+                lat,
+                lon,
+                radius_m,
+                limit,
+            };
+            let mut asks = tokio::task::JoinSet::new();
+            for node in others {
+                let router = router.clone();
+                let command = command.clone();
+                let request_id = request_id.to_owned();
+                asks.spawn(async move {
+                    let answer = router.call(&node, &command, None, &request_id).await;
+                    (node, answer)
+                });
+            }
+            while let Some(joined) = asks.join_next().await {
+                match joined {
+                    Ok((_, Ok(PeerAnswer::Nearby(found)))) => providers.extend(found),
+                    Ok((node, _)) => unanswered.push(node),
+                    Err(error) => tracing::warn!(%error, "nearby leg panicked"),
+                }
+            }
+        }
+        providers.sort_by(rank);
+        providers.dedup_by_key(|found| found.provider);
+        providers.truncate(limit as usize);
+        unanswered.sort();
+        Ok(Response::Nearby(NearbyAnswer {
+            providers,
+            unanswered,
+        }))
     }
 
     async fn dispatch(
@@ -493,6 +721,11 @@ impl Api {
                 }
                 Response::Job(found)
             }
+            Request::Nearby { .. } => {
+                return Err(ApiError::BadRequest(
+                    "nearby searches are served by Api::nearby".into(),
+                ))
+            }
         };
         Ok(response)
     }
@@ -528,6 +761,33 @@ impl Api {
             Role::Admin => return Err(forbid("an admin has no push stream")),
         }
         Ok(receiver)
+    }
+}
+
+/// The node a request belongs on when that is another node: a wallet's home, the
+/// holder of a job, the owner of a booking's position. `None`: serve it here.
+fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
+    let home = |wallet: u64| {
+        let home = router.home_of(WalletId(wallet));
+        (home != router.name()).then(|| home.to_owned())
+    };
+    match request {
+        Request::Balance { wallet }
+        | Request::History { wallet, .. }
+        | Request::Deposit { wallet, .. }
+        | Request::Withdraw { wallet, .. } => home(*wallet),
+        Request::RequestJob { lat, lon, .. } => router.remote_owner_of(*lat, *lon),
+        Request::Accept { job, .. }
+        | Request::Decline { job, .. }
+        | Request::Start { job, .. }
+        | Request::Complete { job, .. }
+        | Request::CancelJob { job, .. }
+        | Request::JobStatus { job } => router.remote_holder_of_job(*job),
+        Request::ProviderOnline { .. }
+        | Request::ProviderOffline { .. }
+        | Request::Location { .. }
+        | Request::ProviderStatus { .. }
+        | Request::Nearby { .. } => None,
     }
 }
 

@@ -1,30 +1,23 @@
-//! A node's cluster links at start: its TLS identity, the link endpoint, and one
-//! link per configured peer, connected at once and kept up in the background.
-//! No command crosses them yet: every incoming call is refused.
+//! A node in a cluster: where things live ([`router`]), the commands nodes send
+//! each other ([`peer_api`]), outbox delivery ([`outbox`]), and the links at start
+//! (its TLS identity, the link endpoint, one link per configured peer).
 
+pub mod outbox;
+pub mod peer_api;
+pub mod router;
+
+use crate::api::Api;
 use anyhow::Context;
 use fixit_actors::clock::SharedClock;
 use fixit_actors::config::ClusterSection;
-use fixit_cluster::names::validate_node_name;
-use fixit_cluster::{
-    CallHandler, ClusterEndpoint, Envelope, LinkError, LinkLimits, NodeIdentity, PeerState, Peers,
-    Regions,
-};
+use fixit_cluster::{ClusterEndpoint, LinkLimits, NodeIdentity, PeerState, Peers};
+use peer_api::PeerHandler;
+pub use router::{ClusterRouter, TrafficView};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-
-/// What an incoming call is told until cluster commands exist.
-pub const NO_COMMANDS_YET: &str = "no cluster commands yet";
-
-/// Refuses every call from another node: no command is served across nodes yet.
-struct RefuseEveryCall;
-
-impl CallHandler for RefuseEveryCall {
-    async fn handle(&self, _from: &str, _envelope: Envelope) -> Result<Vec<u8>, LinkError> {
-        Err(LinkError::Refused(NO_COMMANDS_YET.into()))
-    }
-}
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// This node's view of its cluster, for `GET /cluster`: its name and a way to
 /// read its peers' links now (empty once the links are stopped).
@@ -33,6 +26,7 @@ pub struct ClusterStatus {
     /// This node's cluster name.
     pub name: String,
     peers: Weak<Peers>,
+    router: Weak<ClusterRouter>,
 }
 
 impl ClusterStatus {
@@ -43,41 +37,61 @@ impl ClusterStatus {
             .map(|peers| peers.peer_states())
             .unwrap_or_default()
     }
+
+    /// Cross-node traffic so far (zeros once the node is gone).
+    pub fn traffic(&self) -> TrafficView {
+        self.router
+            .upgrade()
+            .map(|router| router.traffic.view())
+            .unwrap_or_default()
+    }
 }
 
 /// The running links of a node.
 pub struct ClusterLinks {
     endpoint: ClusterEndpoint,
     peers: Arc<Peers>,
+    router: Arc<ClusterRouter>,
+    stop_delivery: watch::Sender<bool>,
+    delivery: JoinHandle<()>,
 }
 
 impl ClusterLinks {
-    /// Loads the node's identity from `certs_dir`, binds `listen`, and starts
-    /// connecting to every peer. Must be called inside a tokio runtime.
-    pub fn start(section: &ClusterSection, clock: SharedClock) -> anyhow::Result<ClusterLinks> {
-        validate_node_name(&section.name).context("cluster.name")?;
-        for name in section.peers.keys() {
-            validate_node_name(name).context("cluster.peers")?;
-        }
-        Regions::new(section.regions.clone()).context("cluster.regions")?;
+    /// Loads the node's identity from `certs_dir`, binds `listen` with `api` serving
+    /// calls from peers, starts connecting to every peer, and starts delivering the
+    /// outbox. Must be called inside a tokio runtime.
+    pub fn start(
+        section: &ClusterSection,
+        clock: SharedClock,
+        router: Arc<ClusterRouter>,
+        api: Arc<Api>,
+    ) -> anyhow::Result<ClusterLinks> {
         let identity = NodeIdentity::in_dir(&section.certs_dir, &section.name);
         let limits = LinkLimits {
             calls_per_peer_max: section.calls_per_peer_max,
             call_duration_max_ms: section.call_timeout_ms,
             ..LinkLimits::default()
         };
-        let endpoint = ClusterEndpoint::bind(
-            &identity,
-            section.listen,
-            limits,
-            Arc::new(RefuseEveryCall),
-            clock,
-        )
-        .with_context(|| format!("cluster link endpoint on {}", section.listen))?;
+        let handler = PeerHandler {
+            api: api.clone(),
+            router: router.clone(),
+        };
+        let endpoint =
+            ClusterEndpoint::bind(&identity, section.listen, limits, Arc::new(handler), clock)
+                .with_context(|| format!("cluster link endpoint on {}", section.listen))?;
         let seed = seed_of(&section.name);
         let peers = Arc::new(Peers::new(&endpoint, section.peers.clone(), seed));
         peers.connect_all();
-        Ok(ClusterLinks { endpoint, peers })
+        router.attach(&peers);
+        let (stop_delivery, stopped) = watch::channel(false);
+        let delivery = tokio::spawn(outbox::deliver(api.node().clone(), router.clone(), stopped));
+        Ok(ClusterLinks {
+            endpoint,
+            peers,
+            router,
+            stop_delivery,
+            delivery,
+        })
     }
 
     /// Where the link endpoint is bound.
@@ -90,12 +104,22 @@ impl ClusterLinks {
         ClusterStatus {
             name: self.endpoint.name().to_owned(),
             peers: Arc::downgrade(&self.peers),
+            router: Arc::downgrade(&self.router),
         }
     }
 
-    /// Stops reconnecting, closes every link and waits briefly for the closes.
+    /// Stops delivering the outbox and reconnecting, closes every link and waits
+    /// briefly for the closes. Undelivered transfers stay in the outbox.
     pub async fn stop(self) {
-        let ClusterLinks { endpoint, peers } = self;
+        let ClusterLinks {
+            endpoint,
+            peers,
+            stop_delivery,
+            delivery,
+            ..
+        } = self;
+        stop_delivery.send_replace(true);
+        let _ = delivery.await;
         drop(peers);
         endpoint.stop().await;
     }

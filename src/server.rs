@@ -4,11 +4,13 @@
 
 use crate::api::Api;
 use crate::auth::TokenKey;
-use crate::cluster::ClusterLinks;
+use crate::cluster::router::Hooks;
+use crate::cluster::{ClusterLinks, ClusterRouter};
 use crate::http::HttpServer;
 use crate::quic::QuicServer;
 use anyhow::Context;
 use fixit_actors::clock::SharedClock;
+use fixit_actors::cluster_hooks::ClusterHooks;
 use fixit_actors::config::NodeConfig;
 use fixit_actors::Node;
 use std::net::SocketAddr;
@@ -30,17 +32,29 @@ impl RunningNode {
     /// Starts the node from `config`: storage, actors, token key, cluster links
     /// (if configured), QUIC and HTTP.
     pub async fn start(config: NodeConfig, clock: SharedClock) -> anyhow::Result<RunningNode> {
-        let cluster = match &config.cluster {
-            Some(section) => Some(ClusterLinks::start(section, clock.clone())?),
+        let router = match &config.cluster {
+            Some(section) => Some(Arc::new(ClusterRouter::new(section, clock.clone())?)),
             None => None,
         };
+        let hooks = router
+            .clone()
+            .map(|router| Arc::new(Hooks(router)) as Arc<dyn ClusterHooks>);
         let node = Arc::new(
-            Node::start(config.clone(), clock)
+            Node::start_in_cluster(config.clone(), clock.clone(), hooks)
                 .await
                 .with_context(|| format!("starting node {}", config.node.id))?,
         );
         let tokens = TokenKey::load_or_create(&config.auth.secret_file)?;
-        let api = Arc::new(Api::new(node.clone()));
+        let api = Arc::new(match &router {
+            Some(router) => Api::in_cluster(node.clone(), router.clone()),
+            None => Api::new(node.clone()),
+        });
+        let cluster = match (&config.cluster, router) {
+            (Some(section), Some(router)) => {
+                Some(ClusterLinks::start(section, clock, router, api.clone())?)
+            }
+            _ => None,
+        };
         let quic = crate::quic::start(api.clone(), tokens.clone(), &config.server)
             .await
             .with_context(|| format!("QUIC listener on {}", config.server.quic_listen))?;

@@ -11,6 +11,7 @@ use fixit_actors::clock::SystemClock;
 use fixit_actors::config::NodeConfig;
 use fixit_actors::ids::WalletId;
 use fixit_actors::ledger::LedgerOp;
+use fixit_actors::store::all_local;
 use fixit_actors::store::Store;
 use fixit_actors::Node;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,7 @@ fn store_only(c: &mut Criterion) {
                     &format!("k{n}"),
                     &LedgerOp::Deposit { amount: 1 },
                     0,
+                    &all_local,
                 )
                 .unwrap()
         })
@@ -52,6 +54,7 @@ fn store_only(c: &mut Criterion) {
                     &format!("k{n}"),
                     &LedgerOp::Deposit { amount: 1 },
                     0,
+                    &all_local,
                 )
                 .unwrap();
             store.flush().unwrap()

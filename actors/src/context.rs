@@ -1,16 +1,22 @@
 //! Everything the actors of one node share: config, clock, store, registries, geo index.
 
 use crate::clock::SharedClock;
+use crate::cluster_hooks::{ClusterHooks, JOB_ID_NODE_SHIFT};
 use crate::config::NodeConfig;
 use crate::durability::Durability;
 use crate::entity::{CallLimits, Registry};
+use crate::error::CoreResult;
 use crate::faults::Faults;
 use crate::geo::GeoIndex;
+use crate::ids::WalletId;
 use crate::job_actor::JobKind;
+use crate::ledger::LedgerOp;
 use crate::provider_actor::ProviderKind;
 use crate::services::{PushHub, ServiceSlots};
 use crate::session_actor::SessionKind;
+use crate::store::OpOutcome;
 use crate::store::Store;
+use crate::wallet_actor::WalletCommand;
 use crate::wallet_actor::WalletKind;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
@@ -80,4 +86,38 @@ pub struct NodeContext {
     pub services: ServiceSlots,
     /// Push channels of connected providers.
     pub pushes: PushHub,
+    /// The cluster this node belongs to, if any.
+    pub cluster: Option<Arc<dyn ClusterHooks>>,
+}
+
+impl NodeContext {
+    /// The home node of `wallet` when that is another node.
+    pub fn remote_home(&self, wallet: WalletId) -> Option<String> {
+        self.cluster.as_ref()?.remote_home(wallet)
+    }
+
+    /// Applies a ledger operation to `wallet` wherever it lives: through its actor
+    /// here, or over the cluster link to its home node.
+    pub async fn wallet_op(
+        &self,
+        wallet: WalletId,
+        key: String,
+        op: LedgerOp,
+    ) -> CoreResult<OpOutcome> {
+        if let Some(cluster) = &self.cluster {
+            if let Some(home) = cluster.remote_home(wallet) {
+                return cluster.apply_remote(home, wallet, key, op).await;
+            }
+        }
+        self.wallets
+            .call(wallet, |reply| WalletCommand::Apply { key, op, reply })
+            .await
+    }
+
+    /// The first id of the jobs this node makes: its node number in the top bits.
+    pub fn job_id_base(&self) -> u64 {
+        self.cluster.as_ref().map_or(0, |cluster| {
+            u64::from(cluster.node_number()) << JOB_ID_NODE_SHIFT
+        })
+    }
 }

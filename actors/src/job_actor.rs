@@ -9,7 +9,6 @@ use crate::job::{Job, JobStatus};
 use crate::ledger::LedgerOp;
 use crate::provider_actor::ProviderCommand;
 use crate::services::{JobEvent, ProviderPush};
-use crate::wallet_actor::WalletCommand;
 use ractor::RpcReplyPort;
 use std::sync::Arc;
 
@@ -161,10 +160,7 @@ async fn wallet_op(
     key: String,
     op: LedgerOp,
 ) -> CoreResult<()> {
-    ctx.wallets
-        .call(wallet, |reply| WalletCommand::Apply { key, op, reply })
-        .await
-        .map(drop)
+    ctx.wallet_op(wallet, key, op).await.map(drop)
 }
 
 async fn provider_call(

@@ -63,6 +63,16 @@ pub enum LedgerOp {
         /// Who is paid.
         payee: WalletId,
     },
+    /// Money arrives from a capture on another node (applied by the receiving node
+    /// under the transfer's id as idempotency key; never sent by clients).
+    TransferIn {
+        /// Amount in minor units.
+        amount: i64,
+        /// The paying wallet, on the sending node.
+        from: WalletId,
+        /// Whether this is the platform fee of the capture (else the payment).
+        fee: bool,
+    },
 }
 
 impl LedgerOp {
@@ -74,13 +84,16 @@ impl LedgerOp {
             LedgerOp::Hold { .. } => EntryKind::Hold,
             LedgerOp::Release { .. } => EntryKind::Release,
             LedgerOp::Capture { .. } => EntryKind::Capture,
+            LedgerOp::TransferIn { fee: true, .. } => EntryKind::Fee,
+            LedgerOp::TransferIn { fee: false, .. } => EntryKind::Payment,
         }
     }
 
-    /// Money this operation brings into (positive) or takes out of (negative) the system.
+    /// Money this operation brings into (positive) or takes out of (negative) the
+    /// node's wallets: deposits, withdrawals and transfers from other nodes.
     pub fn external_flow(&self) -> i64 {
         match self {
-            LedgerOp::Deposit { amount } => *amount,
+            LedgerOp::Deposit { amount } | LedgerOp::TransferIn { amount, .. } => *amount,
             LedgerOp::Withdraw { amount } => -*amount,
             _ => 0,
         }
@@ -200,6 +213,18 @@ pub fn plan(wallet: WalletId, op: &LedgerOp, balance: Balance) -> CoreResult<Vec
         }
         LedgerOp::Capture { amount, fee, payee } => {
             plan_capture(wallet, amount, fee, payee, balance)?
+        }
+        LedgerOp::TransferIn { amount, from, fee } => {
+            validate_amount(amount)?;
+            if from == wallet {
+                return Err(CoreError::Invalid("a wallet cannot pay itself".into()));
+            }
+            let kind = if fee {
+                EntryKind::Fee
+            } else {
+                EntryKind::Payment
+            };
+            vec![one(kind, amount, 0)]
         }
     };
     debug_assert_eq!(

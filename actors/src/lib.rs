@@ -8,6 +8,7 @@
 //! [`node::Node`] assembles them under the [`root`] supervisor.
 
 pub mod clock;
+pub mod cluster_hooks;
 pub mod codec;
 pub mod config;
 pub mod context;

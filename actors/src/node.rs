@@ -2,6 +2,7 @@
 //! marketplace command. Input is validated here; entities never see bad input.
 
 use crate::clock::SharedClock;
+use crate::cluster_hooks::ClusterHooks;
 use crate::codec;
 use crate::config::NodeConfig;
 use crate::context::{NodeContext, NodeStats};
@@ -10,7 +11,7 @@ use crate::entity::CallLimits;
 use crate::entity::Registry;
 use crate::error::{CoreError, CoreResult};
 use crate::faults::Faults;
-use crate::geo::{Coord, GeoIndex};
+use crate::geo::{Coord, GeoIndex, Nearby};
 use crate::ids::{CustomerId, JobId, ProviderId, Skill, WalletId};
 use crate::job::{Job, JobRequest, JobStatus};
 use crate::job_actor::JobCommand;
@@ -20,7 +21,7 @@ use crate::provider_actor::ProviderCommand;
 use crate::root::{BranchName, Root, RootMessage};
 use crate::services::{JobEvent, ProviderPush, PushHub, ServiceSlots};
 use crate::session_actor::{SessionCommand, SessionView};
-use crate::store::{Audit, OpOutcome, Store};
+use crate::store::{Audit, OpOutcome, Store, Transfer};
 use crate::wallet_actor::WalletCommand;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorId, ActorRef, ActorStatus};
@@ -56,6 +57,9 @@ impl LiveCounts {
     }
 }
 
+/// Most providers one nearby search returns.
+pub const NEARBY_LIMIT_MAX: usize = 100;
+
 /// A running node.
 pub struct Node {
     ctx: Arc<NodeContext>,
@@ -68,6 +72,16 @@ impl Node {
     /// Opens storage in `config.node.data_dir`, rebuilds the geo index and starts
     /// the supervision tree and the deadline ticker.
     pub async fn start(config: NodeConfig, clock: SharedClock) -> CoreResult<Node> {
+        Node::start_in_cluster(config, clock, None).await
+    }
+
+    /// [`Node::start`] for a member of a cluster: wallets homed elsewhere are
+    /// reached through `cluster`, and job ids carry its node number.
+    pub async fn start_in_cluster(
+        config: NodeConfig,
+        clock: SharedClock,
+        cluster: Option<Arc<dyn ClusterHooks>>,
+    ) -> CoreResult<Node> {
         let store = Store::open(&config.node.data_dir, config.storage.cache_bytes)?;
         let geo = rebuild_geo_index(&store, config.geo.cell_precision)?;
         let (durability, writer) = Durability::start(
@@ -95,6 +109,7 @@ impl Node {
             limits,
             services: ServiceSlots::default(),
             pushes: PushHub::default(),
+            cluster,
             config,
         });
         let (root, _) = Actor::spawn(None, Root, ctx.clone())
@@ -238,11 +253,27 @@ impl Node {
         op: LedgerOp,
     ) -> CoreResult<OpOutcome> {
         ledger::validate_key(key)?;
-        let key = key.to_owned();
-        self.ctx
-            .wallets
-            .call(wallet, |reply| WalletCommand::Apply { key, op, reply })
-            .await
+        self.ctx.wallet_op(wallet, key.to_owned(), op).await
+    }
+
+    /// Undelivered outbox transfers (at most `limit`), returned only once durable:
+    /// a transfer must never reach its receiver before its capture is on disk.
+    pub async fn pending_transfers(&self, limit: usize) -> CoreResult<Vec<Transfer>> {
+        let transfers = self.ctx.store.outbox_transfers(limit)?;
+        if !transfers.is_empty() {
+            self.ctx.durability.flushed().await?;
+        }
+        Ok(transfers)
+    }
+
+    /// How many transfers wait in the outbox, and their sum.
+    pub fn outbox_backlog(&self) -> CoreResult<(u64, i128)> {
+        self.ctx.store.outbox_backlog()
+    }
+
+    /// Forgets a transfer its receiver acknowledged.
+    pub fn transfer_delivered(&self, id: &str) -> CoreResult<bool> {
+        self.ctx.store.remove_transfer(id)
     }
 
     /// Deposits money into a wallet.
@@ -380,7 +411,7 @@ impl Node {
             .await?;
         let now_ms = self.ctx.clock.now_ms();
         let wake_at_ms = now_ms + self.ctx.config.dispatch.deadline_tick_ms;
-        let id = JobId(self.ctx.store.next_id()?);
+        let id = JobId(self.ctx.job_id_base() | self.ctx.store.next_id()?);
         let job = Job {
             id,
             customer,
@@ -402,6 +433,37 @@ impl Node {
         self.ctx.durability.flushed().await?;
         self.job_call(id, |reply| JobCommand::Dispatch { reply })
             .await
+    }
+
+    /// The `limit` nearest available providers of `skill` within `radius_m` of a
+    /// point, in this node's index, best first. The radius may not exceed the
+    /// configured dispatch radius; at most [`NEARBY_LIMIT_MAX`] are returned.
+    pub fn nearby(
+        &self,
+        skill: &str,
+        lat: f64,
+        lon: f64,
+        radius_m: f64,
+        limit: usize,
+    ) -> CoreResult<Vec<Nearby>> {
+        let skill = Skill::new(skill)?;
+        let at = Coord::new(lat, lon)?;
+        let radius_max = self.ctx.config.dispatch.search_radius_m;
+        if !(radius_m.is_finite() && radius_m > 0.0 && radius_m <= radius_max) {
+            return Err(CoreError::Invalid(format!(
+                "radius_m {radius_m} is outside (0, {radius_max}]"
+            )));
+        }
+        if !(1..=NEARBY_LIMIT_MAX).contains(&limit) {
+            return Err(CoreError::Invalid(format!(
+                "limit {limit} is outside 1..={NEARBY_LIMIT_MAX}"
+            )));
+        }
+        Ok(self
+            .ctx
+            .geo
+            .read()
+            .nearby(at, &skill, limit, radius_m, &|_| false)?)
     }
 
     /// A job's record.

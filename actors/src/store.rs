@@ -4,7 +4,7 @@
 use crate::codec;
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{CustomerId, JobId, WalletId};
-use crate::ledger::{self, Balance, LedgerEntry, LedgerOp};
+use crate::ledger::{self, Balance, EntryKind, LedgerEntry, LedgerOp};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
@@ -38,13 +38,65 @@ struct IdempotencyRecord {
     outcome: OpOutcome,
 }
 
-/// Money that crossed the system's boundary: the right side of conservation.
+/// Money that crossed the node's boundary: the right side of conservation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flows {
     /// Σ deposits.
     pub deposited: i64,
     /// Σ withdrawals.
     pub withdrawn: i64,
+    /// Σ transfers written to the outbox for wallets on other nodes.
+    pub sent: i64,
+    /// Σ transfers from other nodes credited here.
+    pub received: i64,
+}
+
+impl Flows {
+    /// What the node's wallets must hold: deposits − withdrawals − sent + received.
+    pub fn expected_balance(&self) -> i128 {
+        i128::from(self.deposited) - i128::from(self.withdrawn) - i128::from(self.sent)
+            + i128::from(self.received)
+    }
+}
+
+/// Money on its way from a capture here to a wallet homed on another node: written
+/// in the capture's transaction, delivered until the receiver acknowledges, then
+/// removed. The receiver applies it under [`Transfer::id`] as idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Unique in the cluster: `xfer-<payer>-<payer's ledger seq>-<p|f>`.
+    pub id: String,
+    /// The receiving wallet's home node.
+    pub to_node: String,
+    /// The receiving wallet.
+    pub to_wallet: WalletId,
+    /// The paying wallet (here).
+    pub from_wallet: WalletId,
+    /// Minor units.
+    pub amount: i64,
+    /// Whether this is the platform fee of the capture (else the payment).
+    pub fee: bool,
+    /// When the capture committed, in ms since the epoch.
+    pub created_ms: u64,
+}
+
+impl Transfer {
+    /// The operation the receiving node applies.
+    pub fn op(&self) -> LedgerOp {
+        LedgerOp::TransferIn {
+            amount: self.amount,
+            from: self.from_wallet,
+            fee: self.fee,
+        }
+    }
+}
+
+/// Where a wallet lives: `None` for this node, else the home node's name.
+pub type WalletHome<'a> = &'a (dyn Fn(WalletId) -> Option<String> + Sync);
+
+/// Every wallet on this node (a node outside any cluster).
+pub fn all_local(_: WalletId) -> Option<String> {
+    None
 }
 
 /// What an audit of the stored ledger found.
@@ -60,12 +112,16 @@ pub struct Audit {
     pub negative_wallets: Vec<WalletId>,
     /// Wallets whose ledger entries do not add up to their balance.
     pub ledger_mismatches: Vec<WalletId>,
+    /// Transfers in the outbox, not yet acknowledged by their receiver.
+    pub outbox_transfers: u64,
+    /// Σ of their amounts.
+    pub outbox_amount: i128,
 }
 
 impl Audit {
-    /// Σ balances = Σ deposits − Σ withdrawals.
+    /// Σ balances = Σ deposits − Σ withdrawals − Σ sent + Σ received.
     pub fn conserved(&self) -> bool {
-        self.total_balance == i128::from(self.flows.deposited) - i128::from(self.flows.withdrawn)
+        self.total_balance == self.flows.expected_balance()
     }
 
     /// Every invariant the ledger alone can show.
@@ -96,6 +152,7 @@ pub struct Store {
     job_requests: sled::Tree,
     customer_jobs: sled::Tree,
     pub(crate) offer_deadlines: sled::Tree,
+    outbox: sled::Tree,
 }
 
 const FLOWS_KEY: &[u8] = b"flows";
@@ -152,6 +209,7 @@ impl Store {
             job_requests: tree("job_requests")?,
             customer_jobs: tree("customer_jobs")?,
             offer_deadlines: tree("offer_deadlines")?,
+            outbox: tree("outbox")?,
             db,
         })
     }
@@ -176,19 +234,34 @@ impl Store {
     /// Applies a ledger operation with its idempotency key in one transaction.
     ///
     /// A key seen before with the same operation returns the first outcome and
-    /// changes nothing; with a different operation it is refused.
+    /// changes nothing; with a different operation it is refused. A capture's
+    /// postings to wallets that `home` places on another node become outbox
+    /// [`Transfer`]s in the same transaction.
     pub fn apply(
         &self,
         wallet: WalletId,
         key: &str,
         op: &LedgerOp,
         now_ms: u64,
+        home: WalletHome<'_>,
     ) -> CoreResult<OpOutcome> {
         ledger::validate_key(key)?;
         let request = codec::encode(op).map_err(|e| CoreError::Internal(e.to_string()))?;
         let idempotency_key = pair_key(wallet.0, key.as_bytes());
-        (&self.wallets, &self.ledger, &self.idempotency, &self.meta)
-            .transaction(|(wallets, ledger_tree, idempotency, meta)| {
+        if let Some(other) = home(wallet) {
+            return Err(CoreError::Unavailable(format!(
+                "wallet {} lives on node {other}, not here",
+                wallet.0
+            )));
+        }
+        (
+            &self.wallets,
+            &self.ledger,
+            &self.idempotency,
+            &self.meta,
+            &self.outbox,
+        )
+            .transaction(|(wallets, ledger_tree, idempotency, meta, outbox)| {
                 if let Some(seen) = idempotency.get(&idempotency_key)? {
                     let seen: IdempotencyRecord = tx_decode(&seen)?;
                     if seen.request != request {
@@ -203,16 +276,51 @@ impl Store {
                 let payer = tx_wallet(wallets, wallet)?;
                 let postings = ledger::plan(wallet, op, payer.balance)
                     .map_err(ConflictableTransactionError::Abort)?;
-                let mut outcome = None;
+                let mut outcome: Option<OpOutcome> = None;
+                let mut sent = 0i64;
                 for posting in &postings {
                     let counterparty = (postings.len() > 1)
                         .then(|| postings.iter().find(|p| p.wallet != posting.wallet))
                         .flatten()
                         .map(|p| p.wallet);
-                    let (balance, seq) =
-                        tx_post(wallets, ledger_tree, posting, key, counterparty, now_ms)?;
-                    if posting.wallet == wallet && outcome.is_none() {
-                        outcome = Some(OpOutcome { balance, seq });
+                    let remote = (posting.wallet != wallet)
+                        .then(|| home(posting.wallet))
+                        .flatten();
+                    match (remote, outcome) {
+                        (Some(to_node), Some(paid)) => {
+                            let transfer = Transfer {
+                                id: format!(
+                                    "xfer-{}-{}-{}",
+                                    wallet.0,
+                                    paid.seq,
+                                    if posting.kind == EntryKind::Fee {
+                                        "f"
+                                    } else {
+                                        "p"
+                                    }
+                                ),
+                                to_node,
+                                to_wallet: posting.wallet,
+                                from_wallet: wallet,
+                                amount: posting.available_delta,
+                                fee: posting.kind == EntryKind::Fee,
+                                created_ms: now_ms,
+                            };
+                            outbox.insert(transfer.id.as_bytes(), tx_encode(&transfer)?)?;
+                            sent += transfer.amount;
+                        }
+                        (Some(_), None) => {
+                            return Err(ConflictableTransactionError::Abort(CoreError::Internal(
+                                "a remote posting came before the payer's own".into(),
+                            )))
+                        }
+                        (None, _) => {
+                            let (balance, seq) =
+                                tx_post(wallets, ledger_tree, posting, key, counterparty, now_ms)?;
+                            if posting.wallet == wallet && outcome.is_none() {
+                                outcome = Some(OpOutcome { balance, seq });
+                            }
+                        }
                     }
                 }
                 let outcome = outcome.ok_or_else(|| {
@@ -220,8 +328,8 @@ impl Store {
                         "operation made no posting on its own wallet".into(),
                     ))
                 })?;
-                if op.external_flow() != 0 {
-                    tx_add_flow(meta, op)?;
+                if op.external_flow() != 0 || sent != 0 {
+                    tx_add_flow(meta, op, sent)?;
                 }
                 let record = IdempotencyRecord {
                     request: request.clone(),
@@ -258,6 +366,7 @@ impl Store {
             flows: self.get(&self.meta, FLOWS_KEY)?.unwrap_or_default(),
             ..Audit::default()
         };
+        (audit.outbox_transfers, audit.outbox_amount) = self.outbox_backlog()?;
         for item in self.wallets.iter() {
             let (key, value) = item.map_err(storage)?;
             let id = WalletId(u64::from_be_bytes(
@@ -287,6 +396,31 @@ impl Store {
             balance.held += entry.held_delta;
         }
         Ok(balance)
+    }
+
+    /// Up to `limit` undelivered transfers, oldest id order.
+    pub fn outbox_transfers(&self, limit: usize) -> CoreResult<Vec<Transfer>> {
+        self.records_by_id(&self.outbox, limit, false)
+    }
+
+    /// How many transfers wait in the outbox, and their sum.
+    pub fn outbox_backlog(&self) -> CoreResult<(u64, i128)> {
+        let mut backlog = (0u64, 0i128);
+        for transfer in self.outbox_transfers(usize::MAX)? {
+            backlog.0 += 1;
+            backlog.1 += i128::from(transfer.amount);
+        }
+        Ok(backlog)
+    }
+
+    /// Forgets a transfer its receiver acknowledged (a lost removal only means one
+    /// more delivery, which the receiver's idempotency absorbs).
+    pub fn remove_transfer(&self, id: &str) -> CoreResult<bool> {
+        Ok(self
+            .outbox
+            .remove(id.as_bytes())
+            .map_err(storage)?
+            .is_some())
     }
 
     /// Whether an idempotency key has been applied to a wallet.
@@ -498,22 +632,29 @@ fn tx_post(
     Ok((balance, entry.seq))
 }
 
-fn tx_add_flow(meta: &TransactionalTree, op: &LedgerOp) -> TxResult<()> {
+/// Adds an operation's flow across the node's boundary (and `sent`, the money its
+/// capture put in the outbox) to the node-wide totals.
+fn tx_add_flow(meta: &TransactionalTree, op: &LedgerOp, sent: i64) -> TxResult<()> {
     let mut flows: Flows = match meta.get(FLOWS_KEY)? {
         Some(bytes) => tx_decode(&bytes)?,
         None => Flows::default(),
     };
     let flow = op.external_flow();
-    let total = if flow > 0 {
-        &mut flows.deposited
-    } else {
-        &mut flows.withdrawn
+    let add = |total: &mut i64, amount: i64| {
+        *total = total.checked_add(amount).ok_or_else(|| {
+            ConflictableTransactionError::Abort(CoreError::Invalid(
+                "a node-wide money total would overflow".into(),
+            ))
+        })?;
+        Ok::<(), ConflictableTransactionError<CoreError>>(())
     };
-    *total = total.checked_add(flow.abs()).ok_or_else(|| {
-        ConflictableTransactionError::Abort(CoreError::Invalid(
-            "node-wide deposit or withdrawal total would overflow".into(),
-        ))
-    })?;
+    match op {
+        LedgerOp::TransferIn { .. } => add(&mut flows.received, flow)?,
+        _ if flow > 0 => add(&mut flows.deposited, flow)?,
+        _ if flow < 0 => add(&mut flows.withdrawn, -flow)?,
+        _ => {}
+    }
+    add(&mut flows.sent, sent)?;
     meta.insert(FLOWS_KEY, tx_encode(&flows)?)?;
     Ok(())
 }

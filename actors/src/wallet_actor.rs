@@ -78,11 +78,16 @@ impl EntityKind for WalletKind {
     ) {
         match command {
             WalletCommand::Apply { key, op, reply } => {
-                let result = ctx.store.apply(id, &key, &op, ctx.clock.now_ms());
+                let home = |wallet| ctx.remote_home(wallet);
+                let result = ctx.store.apply(id, &key, &op, ctx.clock.now_ms(), &home);
                 state.exists |= result.is_ok();
                 // Chaos hook: a crash after the commit, before the reply.
                 ctx.faults.check(COMMITTED_FAULT_KIND, id.0);
+                let queued = result.is_ok() && matches!(op, LedgerOp::Capture { .. });
                 ctx.durability.reply(reply, result).await;
+                if let (true, Some(cluster)) = (queued, &ctx.cluster) {
+                    cluster.transfers_queued();
+                }
             }
             WalletCommand::Balance { reply } => {
                 // Read from storage: captures by other wallets credit this one.

@@ -74,10 +74,95 @@ impl Regions {
             .map(String::as_str)
     }
 
+    /// Every node owning a region that may hold points within `radius_m` metres of
+    /// a position, sorted, each once. Conservative: a region whose bounding box
+    /// meets the search circle's latitude/longitude box is included (a node asked
+    /// in vain costs one call; a node left out would lose results). Invalid degrees
+    /// or a radius that is not finite and positive are errors.
+    pub fn owners_near(
+        &self,
+        lat: f64,
+        lon: f64,
+        radius_m: f64,
+    ) -> Result<Vec<&str>, PlacementError> {
+        let at = Coord::new(lat, lon)?;
+        if !(radius_m.is_finite() && radius_m > 0.0) {
+            return Err(PlacementError::Geo(GeoError::InvalidRadius(radius_m)));
+        }
+        let reach = SearchBox::around(at.lat(), at.lon(), radius_m);
+        let mut owners: Vec<&str> = self
+            .owners
+            .iter()
+            .filter(|(prefix, _)| {
+                geohash::decode_bbox(prefix).is_ok_and(|rect| {
+                    let (min, max) = (rect.min(), rect.max());
+                    reach.meets(min.y, max.y, min.x, max.x)
+                })
+            })
+            .map(|(_, node)| node.as_str())
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        Ok(owners)
+    }
+
     /// The owner of the cell holding a position; invalid degrees are an error.
     pub fn owner_of(&self, lat: f64, lon: f64) -> Result<Option<&str>, PlacementError> {
         let cell = cell_of(Coord::new(lat, lon)?, PRECISION_MAX)?;
         Ok(self.owner_of_cell(&cell))
+    }
+}
+
+/// Mean Earth radius in metres (as the geo index's haversine uses).
+const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// The latitude/longitude box around a search circle (longitudes may pass ±180).
+struct SearchBox {
+    lat_min: f64,
+    lat_max: f64,
+    /// `None` when the circle reaches a pole: every longitude.
+    lon_range: Option<(f64, f64)>,
+}
+
+impl SearchBox {
+    fn around(lat: f64, lon: f64, radius_m: f64) -> SearchBox {
+        // A little slack so rounding never drops a region that touches the circle.
+        let dlat = (radius_m / EARTH_RADIUS_M).to_degrees() * 1.01 + 1e-9;
+        let (lat_min, lat_max) = (lat - dlat, lat + dlat);
+        let widest = lat_min.abs().max(lat_max.abs());
+        let lon_range = (widest < 89.0).then(|| {
+            let dlon = dlat / widest.to_radians().cos();
+            (lon - dlon, lon + dlon)
+        });
+        let lon_range = lon_range.filter(|(low, high)| high - low < 360.0);
+        SearchBox {
+            lat_min,
+            lat_max,
+            lon_range,
+        }
+    }
+
+    /// Whether the box meets the cell `[south, north] x [west, east]`.
+    fn meets(&self, south: f64, north: f64, west: f64, east: f64) -> bool {
+        if self.lat_max < south || self.lat_min > north {
+            return false;
+        }
+        let Some((low, high)) = self.lon_range else {
+            return true;
+        };
+        [-360.0, 0.0, 360.0]
+            .iter()
+            .any(|shift| low <= east + shift && high >= west + shift)
+    }
+}
+
+/// A node's number in the cluster: 16 stable bits of its name, never 0. Job ids
+/// carry it, so any node can tell which node holds a job. Two configured names with
+/// the same number are refused at start (rename one).
+pub fn node_number(name: &str) -> u16 {
+    match rendezvous_weight(name, u64::MAX) as u16 {
+        0 => 1,
+        number => number,
     }
 }
 

@@ -153,3 +153,73 @@ fn regions_are_validated_and_answer_by_position() {
     assert_eq!(regions.owner_of(40.71, -74.0).unwrap(), None);
     assert_eq!(home_of_wallet(7, &[]), None);
 }
+
+/// The point `distance_m` from (lat, lon) along `bearing` (radians), on the sphere.
+fn destination(lat: f64, lon: f64, bearing: f64, distance_m: f64) -> (f64, f64) {
+    let (lat1, lon1) = (lat.to_radians(), lon.to_radians());
+    let angle = distance_m / EARTH_RADIUS_M;
+    let lat2 = (lat1.sin() * angle.cos() + lat1.cos() * angle.sin() * bearing.cos()).asin();
+    let lon2 = lon1
+        + (bearing.sin() * angle.sin() * lat1.cos()).atan2(angle.cos() - lat1.sin() * lat2.sin());
+    let lon2 = (lon2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
+    (lat2.to_degrees().clamp(-90.0, 90.0), lon2)
+}
+
+proptest! {
+    #[test]
+    fn owners_near_includes_the_owner_of_every_point_in_the_circle(
+        prefixes in proptest::collection::btree_map(geohash(4), 0usize..4, 1..12),
+        lat in -89.0f64..89.0,
+        lon in -180.0f64..180.0,
+        radius_m in 100.0f64..400_000.0,
+        samples in proptest::collection::vec((0.0f64..std::f64::consts::TAU, 0.0f64..1.0), 64),
+    ) {
+        let owners: BTreeMap<String, String> = prefixes
+            .into_iter()
+            .map(|(prefix, node)| (prefix, format!("node-{node}")))
+            .collect();
+        let regions = Regions::new(owners).unwrap();
+        let near = regions.owners_near(lat, lon, radius_m).unwrap();
+        let mut points = vec![(lat, lon)];
+        points.extend(samples.iter().map(|&(bearing, fraction)| {
+            destination(lat, lon, bearing, radius_m * fraction)
+        }));
+        for (point_lat, point_lon) in points {
+            if let Some(owner) = regions.owner_of(point_lat, point_lon).unwrap() {
+                prop_assert!(
+                    near.contains(&owner),
+                    "({point_lat}, {point_lon}) is owned by {owner}, not in {near:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn owners_near_leaves_out_far_regions_and_refuses_bad_input() {
+    let owners: BTreeMap<String, String> = [("u33d", "a"), ("u33e", "b"), ("9q8y", "far")]
+        .into_iter()
+        .map(|(prefix, node)| (prefix.to_owned(), node.to_owned()))
+        .collect();
+    let regions = Regions::new(owners).unwrap();
+    // Near the edge between u33d and u33e in Berlin: both, never San Francisco's.
+    let (lat, lon) = geohash::decode_bbox("u33d")
+        .map(|r| (r.max().y, r.max().x))
+        .unwrap();
+    assert_eq!(
+        regions
+            .owners_near(lat - 0.001, lon - 0.01, 2_000.0)
+            .unwrap(),
+        ["a", "b"]
+    );
+    assert!(regions.owners_near(f64::NAN, 0.0, 10.0).is_err());
+    assert!(regions.owners_near(0.0, 0.0, -1.0).is_err());
+    assert!(regions.owners_near(0.0, 0.0, f64::INFINITY).is_err());
+}
+
+#[test]
+fn node_numbers_are_stable_and_never_zero() {
+    assert_eq!(node_number("a"), node_number("a"));
+    assert_ne!(node_number("a"), node_number("b"));
+    assert!((0..2_000).all(|i| node_number(&format!("node-{i}")) != 0));
+}

@@ -3,6 +3,7 @@
 
 use super::failure::Failure;
 use super::state::AppState;
+use crate::cluster::TrafficView;
 use axum::extract::State;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -21,6 +22,17 @@ struct ClusterView {
     cluster: bool,
     /// Each configured peer, sorted by name.
     peers: Vec<PeerView>,
+    /// Cross-node traffic of this node (`None` on a single node).
+    traffic: Option<TrafficView>,
+    /// Transfers in this node's outbox, not yet acknowledged by their receivers.
+    outbox: Option<OutboxView>,
+}
+
+/// The outbox backlog.
+#[derive(Debug, Serialize)]
+struct OutboxView {
+    transfers: u64,
+    amount: i64,
 }
 
 /// One peer's link, flattened for JSON clients.
@@ -65,8 +77,19 @@ pub(crate) async fn status(
     parts: Parts,
 ) -> Result<Response, Failure> {
     super::dashboard::admit_operator_view(&state, &parts, "the cluster status")?;
+    let outbox = state
+        .api()
+        .node()
+        .outbox_backlog()
+        .ok()
+        .map(|(transfers, amount)| OutboxView {
+            transfers,
+            amount: i64::try_from(amount).unwrap_or(i64::MAX),
+        });
     let view = match state.cluster() {
         Some(cluster) => ClusterView {
+            traffic: Some(cluster.traffic()),
+            outbox,
             node: cluster.name.clone(),
             cluster: true,
             peers: cluster
@@ -79,6 +102,8 @@ pub(crate) async fn status(
             node: state.node_id().to_owned(),
             cluster: false,
             peers: Vec::new(),
+            traffic: None,
+            outbox: None,
         },
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())

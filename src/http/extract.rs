@@ -88,6 +88,7 @@ fn payload(response: Response) -> axum::response::Response {
         Response::Op(outcome) => Json(outcome).into_response(),
         Response::Provider(provider) => Json(provider).into_response(),
         Response::Job(job) => Json(job).into_response(),
+        Response::Nearby(answer) => Json(answer).into_response(),
     }
 }
 

@@ -74,6 +74,7 @@ fn spec(operation: Operation) -> Spec {
         O::Decline => command("The offered provider declines; the job cascades", "the provider or an admin", Some("ProviderBody"), "Job"),
         O::Start => command("The assigned provider starts work", "the provider or an admin", Some("ProviderBody"), "Job"),
         O::Complete => command("The assigned provider completes; the customer pays", "the provider or an admin", Some("CompleteBody"), "Job"),
+        O::Nearby => command("The nearest available providers of a skill around a point, from every node whose regions reach into the circle (unanswered nodes are listed)", "any role", Some("NearbyBody"), "NearbyAnswer"),
         O::Cancel => command("The customer cancels before work starts", "the customer or an admin", Some("CustomerBody"), "Job"),
         O::Events => Spec {
             summary: "WebSocket of pushes: each text message is one Push as JSON. The token may also be given as ?token= (browsers cannot set WebSocket headers). The server closes with 1001 when it stops and 1008 when the client stops reading.",
@@ -195,6 +196,9 @@ fn error_statuses(route: &Route, access: Access) -> Vec<u16> {
         }
         (Access::Token(_), _) => {
             let mut statuses = vec![400, 401, 402, 403, 404, 409, 429, 500, 503];
+            if route.operation == Operation::ProviderLocation {
+                statuses.push(421);
+            }
             if route.verb != Verb::Get {
                 statuses.push(413);
             }

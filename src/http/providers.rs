@@ -23,6 +23,41 @@ pub(crate) struct LocationBody {
     lon: f64,
 }
 
+/// Body of `POST /v1/nearby`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NearbyBody {
+    skill: String,
+    lat: f64,
+    lon: f64,
+    radius_m: f64,
+    limit: u32,
+}
+
+/// `POST /v1/nearby`: the nearest available providers of a skill around a point,
+/// from every node whose regions reach into the circle.
+pub(crate) async fn nearby(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<NearbyBody>,
+) -> Result<Response, Failure> {
+    let NearbyBody {
+        skill,
+        lat,
+        lon,
+        radius_m,
+        limit,
+    } = body;
+    let request = Request::Nearby {
+        skill,
+        lat,
+        lon,
+        radius_m,
+        limit,
+    };
+    caller.run(&state, request).await
+}
+
 /// `GET /v1/providers/{id}`: the provider's record.
 pub(crate) async fn status(
     State(state): State<AppState>,

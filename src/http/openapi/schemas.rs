@@ -47,6 +47,7 @@ pub(super) fn error_kinds() -> Vec<(&'static str, u16)> {
         ApiError::Forbidden(text()),
         ApiError::RateLimited { retry_after_ms: 1 },
         ApiError::UnsupportedVersion(0),
+        ApiError::Moved { node: text() },
         ApiError::Core(CoreError::Invalid(text())),
         ApiError::Core(CoreError::InsufficientFunds {
             available: 0,
@@ -155,6 +156,13 @@ fn domain() -> Vec<(&'static str, Value)> {
             })),
         ),
         (
+            "NearbyAnswer",
+            object(json!({
+                "providers": { "type": "array", "items": object(json!({ "provider": uint64(), "distance_m": { "type": "number" } })) },
+                "unanswered": { "type": "array", "items": { "type": "string" }, "description": "Nodes that did not answer in time; their providers may be missing." },
+            })),
+        ),
+        (
             "JobEvent",
             object(
                 json!({ "job": uint64(), "customer": uint64(), "status": reference("JobStatus"), "at_ms": uint64() }),
@@ -210,6 +218,14 @@ fn bodies() -> Vec<(&'static str, Value)> {
             })),
         ),
         ("CustomerBody", object(json!({ "customer": uint64() }))),
+        (
+            "NearbyBody",
+            object(json!({
+                "skill": { "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" }, "lat": latitude, "lon": longitude,
+                "radius_m": { "type": "number", "exclusiveMinimum": 0, "description": "At most the node's dispatch.search_radius_m." },
+                "limit": { "type": "integer", "minimum": 1, "maximum": fixit_actors::node::NEARBY_LIMIT_MAX },
+            })),
+        ),
     ]
 }
 
@@ -247,6 +263,12 @@ fn cluster_status() -> Value {
             "since_ms": nullable(uint64()),
             "last_error": nullable(json!({ "type": "string" })),
         })) },
+        "traffic": nullable(object(json!({
+            "forwarded_out": uint64(), "forwarded_in": uint64(), "wallet_calls_out": uint64(),
+            "wallet_calls_in": uint64(), "transfers_delivered": uint64(), "transfers_received": uint64(),
+            "nearby_fanouts": uint64(), "calls_failed": uint64(),
+        }))),
+        "outbox": nullable(object(json!({ "transfers": uint64(), "amount": int64() }))),
     }))
 }
 

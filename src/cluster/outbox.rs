@@ -1,0 +1,82 @@
+//! Outbox delivery: transfers that captures here wrote for wallets homed on other
+//! nodes are sent until each receiver acknowledges, then forgotten. The receiver
+//! applies each transfer id once, so a redelivery (after a lost acknowledgement,
+//! a crash of either side, a timeout) credits nothing twice.
+
+use super::peer_api::{PeerAnswer, PeerCommand};
+use super::router::{ClusterRouter, Traffic};
+use fixit_actors::Node;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Transfers sent per round (bounded so one round never exceeds a peer's call bound).
+pub const DELIVERY_BATCH: usize = 128;
+
+/// Pause before retrying undelivered transfers when nothing new was queued.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Delivers the node's outbox until `stop` turns true. Each round reads the
+/// pending transfers (only once they are durable), sends them concurrently, and
+/// removes the acknowledged ones; the rest wait for the next round.
+pub(crate) async fn deliver(
+    node: Arc<Node>,
+    router: Arc<ClusterRouter>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut full_round = true;
+    while !*stop.borrow() {
+        if !full_round {
+            tokio::select! {
+                _ = router.outbox_waker.notified() => {}
+                _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let pending = match node.pending_transfers(DELIVERY_BATCH).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "outbox unreadable; retrying");
+                full_round = false;
+                continue;
+            }
+        };
+        let mut sends = JoinSet::new();
+        let round = pending.len();
+        for transfer in pending {
+            let router = router.clone();
+            sends.spawn(async move {
+                let to = transfer.to_node.clone();
+                let id = transfer.id.clone();
+                let command = PeerCommand::Transfer(transfer);
+                let result = router.call(&to, &command, Some(id.clone()), &id).await;
+                (id, to, result)
+            });
+        }
+        let mut delivered = 0usize;
+        while let Some(joined) = sends.join_next().await {
+            let Ok((id, to, result)) = joined else {
+                continue;
+            };
+            match result {
+                Ok(PeerAnswer::Op(_)) => match node.transfer_delivered(&id) {
+                    Ok(_) => {
+                        delivered += 1;
+                        Traffic::count(&router.traffic.transfers_delivered);
+                        tracing::debug!(transfer = %id, peer = %to, "transfer delivered");
+                    }
+                    Err(error) => tracing::warn!(transfer = %id, %error, "outbox removal failed"),
+                },
+                Ok(other) => {
+                    tracing::warn!(transfer = %id, peer = %to, ?other, "odd answer to a transfer")
+                }
+                Err(error) => {
+                    tracing::debug!(transfer = %id, peer = %to, %error, "transfer not delivered yet")
+                }
+            }
+        }
+        // A full round that made progress may have left more behind: go again now.
+        full_round = round == DELIVERY_BATCH && delivered > 0;
+    }
+}

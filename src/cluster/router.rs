@@ -1,0 +1,295 @@
+//! Where things live in the cluster and how this node reaches them: the region
+//! map, wallet homes, node numbers (carried in job ids), and typed calls to peers.
+//! It is also the actors' [`ClusterHooks`].
+
+use super::peer_api::{PeerAnswer, PeerCommand, PeerResult};
+use crate::api::ApiError;
+use anyhow::Context;
+use fixit_actors::clock::SharedClock;
+use fixit_actors::cluster_hooks::{node_number_of_job, BoxFuture, ClusterHooks};
+use fixit_actors::codec;
+use fixit_actors::config::ClusterSection;
+use fixit_actors::error::{CoreError, CoreResult};
+use fixit_actors::ids::WalletId;
+use fixit_actors::ledger::LedgerOp;
+use fixit_actors::store::OpOutcome;
+use fixit_cluster::names::validate_node_name;
+use fixit_cluster::placement::{home_of_wallet, node_number};
+use fixit_cluster::{Envelope, LinkError, Peers, Regions, Target};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use tokio::sync::Notify;
+
+/// Cross-node traffic of this node, for `GET /cluster` and the dashboard.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Client requests this node forwarded to the node that owns them.
+    pub forwarded_out: AtomicU64,
+    /// Client requests other nodes forwarded here.
+    pub forwarded_in: AtomicU64,
+    /// Ledger operations sent to wallets homed on other nodes.
+    pub wallet_calls_out: AtomicU64,
+    /// Ledger operations other nodes sent to wallets homed here.
+    pub wallet_calls_in: AtomicU64,
+    /// Outbox transfers delivered to (and acknowledged by) other nodes.
+    pub transfers_delivered: AtomicU64,
+    /// Transfers from other nodes credited here (a redelivery counts again).
+    pub transfers_received: AtomicU64,
+    /// Nearby searches that asked other nodes.
+    pub nearby_fanouts: AtomicU64,
+    /// Calls to peers that failed (down, busy, deadline).
+    pub calls_failed: AtomicU64,
+}
+
+/// A snapshot of [`Traffic`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TrafficView {
+    /// See [`Traffic::forwarded_out`].
+    pub forwarded_out: u64,
+    /// See [`Traffic::forwarded_in`].
+    pub forwarded_in: u64,
+    /// See [`Traffic::wallet_calls_out`].
+    pub wallet_calls_out: u64,
+    /// See [`Traffic::wallet_calls_in`].
+    pub wallet_calls_in: u64,
+    /// See [`Traffic::transfers_delivered`].
+    pub transfers_delivered: u64,
+    /// See [`Traffic::transfers_received`].
+    pub transfers_received: u64,
+    /// See [`Traffic::nearby_fanouts`].
+    pub nearby_fanouts: u64,
+    /// See [`Traffic::calls_failed`].
+    pub calls_failed: u64,
+}
+
+impl Traffic {
+    /// The counters now.
+    pub fn view(&self) -> TrafficView {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        TrafficView {
+            forwarded_out: read(&self.forwarded_out),
+            forwarded_in: read(&self.forwarded_in),
+            wallet_calls_out: read(&self.wallet_calls_out),
+            wallet_calls_in: read(&self.wallet_calls_in),
+            transfers_delivered: read(&self.transfers_delivered),
+            transfers_received: read(&self.transfers_received),
+            nearby_fanouts: read(&self.nearby_fanouts),
+            calls_failed: read(&self.calls_failed),
+        }
+    }
+
+    /// Adds one to `counter`.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The cluster as this node sees it.
+pub struct ClusterRouter {
+    name: String,
+    regions: Regions,
+    /// Every node, this one included, sorted: the wallet-home candidates.
+    nodes: Vec<String>,
+    /// Node number → node name.
+    numbers: BTreeMap<u16, String>,
+    number: u16,
+    call_timeout_ms: u64,
+    clock: SharedClock,
+    peers: OnceLock<Weak<Peers>>,
+    /// Wakes the outbox delivery task.
+    pub(crate) outbox_waker: Notify,
+    /// Cross-node traffic counters.
+    pub traffic: Traffic,
+}
+
+impl ClusterRouter {
+    /// The router for a validated `[cluster]` section. Refuses invalid names and
+    /// regions, and two nodes whose names share a node number.
+    pub fn new(section: &ClusterSection, clock: SharedClock) -> anyhow::Result<ClusterRouter> {
+        validate_node_name(&section.name).context("cluster.name")?;
+        for name in section.peers.keys() {
+            validate_node_name(name).context("cluster.peers")?;
+        }
+        let regions = Regions::new(section.regions.clone()).context("cluster.regions")?;
+        let mut nodes: Vec<String> = section.peers.keys().cloned().collect();
+        nodes.push(section.name.clone());
+        nodes.sort();
+        nodes.dedup();
+        let mut numbers = BTreeMap::new();
+        for node in &nodes {
+            if let Some(other) = numbers.insert(node_number(node), node.clone()) {
+                anyhow::bail!(
+                    "cluster.peers: nodes {other:?} and {node:?} share node number {}; rename one",
+                    node_number(node)
+                );
+            }
+        }
+        Ok(ClusterRouter {
+            name: section.name.clone(),
+            number: node_number(&section.name),
+            regions,
+            nodes,
+            numbers,
+            call_timeout_ms: section.call_timeout_ms,
+            clock,
+            peers: OnceLock::new(),
+            outbox_waker: Notify::new(),
+            traffic: Traffic::default(),
+        })
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every node of the cluster, sorted.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// The region map.
+    pub fn regions(&self) -> &Regions {
+        &self.regions
+    }
+
+    /// Lets calls go out over `peers` (held weakly: once the links stop, calls
+    /// answer `Unavailable`).
+    pub(crate) fn attach(&self, peers: &Arc<Peers>) {
+        let _ = self.peers.set(Arc::downgrade(peers));
+    }
+
+    /// The node that owns a position, when it is another node. Invalid degrees and
+    /// unmapped positions stay here (the local command gives the typed error or
+    /// serves it).
+    pub fn remote_owner_of(&self, lat: f64, lon: f64) -> Option<String> {
+        let owner = self.regions.owner_of(lat, lon).ok().flatten()?;
+        (owner != self.name).then(|| owner.to_owned())
+    }
+
+    /// The home node of a wallet.
+    pub fn home_of(&self, wallet: WalletId) -> &str {
+        home_of_wallet(wallet.0, &self.nodes).unwrap_or(&self.name)
+    }
+
+    /// The node holding a job, when it is another node (from the id's node number;
+    /// an unknown number stays here, where it is not found).
+    pub fn remote_holder_of_job(&self, job: u64) -> Option<String> {
+        let holder = self.numbers.get(&node_number_of_job(job))?;
+        (*holder != self.name).then(|| holder.clone())
+    }
+
+    /// Sends `command` to node `peer` and decodes its answer. Link failures become
+    /// typed, retryable API errors.
+    pub async fn call(
+        &self,
+        peer: &str,
+        command: &PeerCommand,
+        idempotency_key: Option<String>,
+        request_id: &str,
+    ) -> PeerResult {
+        let result = self
+            .call_link(peer, command, idempotency_key, request_id)
+            .await;
+        if result.is_err() {
+            Traffic::count(&self.traffic.calls_failed);
+        }
+        result
+    }
+
+    async fn call_link(
+        &self,
+        peer: &str,
+        command: &PeerCommand,
+        idempotency_key: Option<String>,
+        request_id: &str,
+    ) -> PeerResult {
+        let peers = self
+            .peers
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| unavailable(peer, "cluster links are not running"))?;
+        let envelope = Envelope {
+            target: target_of(command),
+            command: codec::encode(command)
+                .map_err(|error| ApiError::Core(CoreError::Internal(error.to_string())))?,
+            idempotency_key,
+            request_id: request_id.to_owned(),
+            deadline_ms: self.clock.now_ms() + self.call_timeout_ms,
+            from: self.name.clone(),
+        };
+        let bytes = peers.call(peer, envelope).await.map_err(|error| {
+            ApiError::Core(match error {
+                LinkError::Busy { retry_after_ms } => CoreError::Busy { retry_after_ms },
+                LinkError::Unavailable { .. } | LinkError::DeadlineExceeded => {
+                    CoreError::Unavailable(format!("node {peer}: {error}"))
+                }
+                other => CoreError::Internal(format!("node {peer}: {other}")),
+            })
+        })?;
+        codec::decode::<PeerResult>(&bytes).map_err(|error| {
+            ApiError::Core(CoreError::Internal(format!(
+                "node {peer} answered something unreadable: {error}"
+            )))
+        })?
+    }
+}
+
+fn unavailable(peer: &str, why: &str) -> ApiError {
+    ApiError::Core(CoreError::Unavailable(format!("node {peer}: {why}")))
+}
+
+fn target_of(command: &PeerCommand) -> Target {
+    match command {
+        PeerCommand::WalletOp { wallet, .. } => Target::Wallet(wallet.0),
+        PeerCommand::Transfer(transfer) => Target::Wallet(transfer.to_wallet.0),
+        PeerCommand::Client { .. } | PeerCommand::Nearby { .. } => Target::Node,
+    }
+}
+
+/// The router as the actors' cluster hooks (held weakly by nobody: the node owns it).
+pub(crate) struct Hooks(pub(crate) Arc<ClusterRouter>);
+
+impl ClusterHooks for Hooks {
+    fn node_number(&self) -> u16 {
+        self.0.number
+    }
+
+    fn remote_home(&self, wallet: WalletId) -> Option<String> {
+        let home = self.0.home_of(wallet);
+        (home != self.0.name).then(|| home.to_owned())
+    }
+
+    fn apply_remote(
+        &self,
+        home: String,
+        wallet: WalletId,
+        key: String,
+        op: LedgerOp,
+    ) -> BoxFuture<CoreResult<OpOutcome>> {
+        let router = self.0.clone();
+        Box::pin(async move {
+            Traffic::count(&router.traffic.wallet_calls_out);
+            let request_id = format!("{}-w{}-{key}", router.name, wallet.0);
+            let command = PeerCommand::WalletOp {
+                wallet,
+                key: key.clone(),
+                op,
+            };
+            match router.call(&home, &command, Some(key), &request_id).await {
+                Ok(PeerAnswer::Op(outcome)) => Ok(outcome),
+                Ok(other) => Err(CoreError::Internal(format!(
+                    "node {home} answered a wallet operation with {other:?}"
+                ))),
+                Err(ApiError::Core(error)) => Err(error),
+                Err(other) => Err(CoreError::Internal(format!("node {home}: {other}"))),
+            }
+        })
+    }
+
+    fn transfers_queued(&self) {
+        self.0.outbox_waker.notify_one();
+    }
+}
