@@ -2,6 +2,7 @@
 //! each other ([`peer_api`]), outbox delivery ([`outbox`]), and the links at start
 //! (its TLS identity, the link endpoint, one link per configured peer).
 
+pub mod local;
 pub mod outbox;
 pub mod peer_api;
 pub mod router;

@@ -22,9 +22,11 @@ struct ClusterView {
     cluster: bool,
     /// Each configured peer, sorted by name.
     peers: Vec<PeerView>,
-    /// Cross-node traffic of this node (`None` on a single node).
+    /// Cross-node traffic of this node (absent on a single node).
+    #[serde(skip_serializing_if = "Option::is_none")]
     traffic: Option<TrafficView>,
     /// Transfers in this node's outbox, not yet acknowledged by their receivers.
+    #[serde(skip_serializing_if = "Option::is_none")]
     outbox: Option<OutboxView>,
 }
 

@@ -1,0 +1,199 @@
+//! Helpers of the three-node cluster tests: the region map, ids homed on a given
+//! node, positions inside a region, tokens, and a small JSON-over-HTTP client.
+
+#![allow(dead_code)]
+
+use fixit_cluster::home_of_wallet;
+use fixit_edge::auth::{Principal, Role, TokenKey};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Nodes of the test cluster.
+pub(crate) const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// Bound of every wait loop: 300 polls of 100 ms, 30 s in all.
+pub(crate) const WAIT_ROUNDS: u32 = 300;
+pub(crate) const WAIT_STEP: Duration = Duration::from_millis(100);
+
+/// Three neighbouring geohash-5 cells of central Berlin: u33d (a), u33e (b), u336 (c).
+pub(crate) fn regions() -> BTreeMap<String, String> {
+    [("u33d", "a"), ("u33e", "b"), ("u336", "c")]
+        .into_iter()
+        .map(|(prefix, node)| (prefix.to_owned(), node.to_owned()))
+        .collect()
+}
+
+/// The bounding box of a geohash cell: (south, north, west, east).
+pub(crate) fn cell_box(cell: &str) -> (f64, f64, f64, f64) {
+    let rect = geohash_box(cell);
+    (rect.0, rect.1, rect.2, rect.3)
+}
+
+fn geohash_box(cell: &str) -> (f64, f64, f64, f64) {
+    // Decoding by hand keeps the tests free of the geohash crate's API details.
+    const ALPHABET: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
+    let (mut lat, mut lon) = ((-90.0f64, 90.0f64), (-180.0f64, 180.0f64));
+    let mut even = true;
+    for byte in cell.bytes() {
+        let value = ALPHABET.iter().position(|&c| c == byte).expect("geohash");
+        for bit in (0..5).rev() {
+            let on = (value >> bit) & 1 == 1;
+            let range = if even { &mut lon } else { &mut lat };
+            let mid = (range.0 + range.1) / 2.0;
+            if on {
+                range.0 = mid;
+            } else {
+                range.1 = mid;
+            }
+            even = !even;
+        }
+    }
+    (lat.0, lat.1, lon.0, lon.1)
+}
+
+/// A position inside `cell`, at fractions (0..1) of its height and width.
+pub(crate) fn inside(cell: &str, lat_fraction: f64, lon_fraction: f64) -> (f64, f64) {
+    let (south, north, west, east) = cell_box(cell);
+    (
+        south + (north - south) * lat_fraction,
+        west + (east - west) * lon_fraction,
+    )
+}
+
+/// The first `count` ids from `start` whose wallet is homed on `node`.
+pub(crate) fn ids_homed_on(node: &str, start: u64, count: usize) -> Vec<u64> {
+    let nodes: Vec<String> = NAMES.iter().map(|name| name.to_string()).collect();
+    (start..)
+        .filter(|id| home_of_wallet(*id, &nodes) == Some(node))
+        .take(count)
+        .collect()
+}
+
+/// The node a wallet is homed on.
+pub(crate) fn home_of(id: u64) -> String {
+    let nodes: Vec<String> = NAMES.iter().map(|name| name.to_string()).collect();
+    home_of_wallet(id, &nodes).expect("a home").to_owned()
+}
+
+/// A token for `role`/`sub` signed with the cluster's shared secret.
+pub(crate) fn token(secret_file: &Path, role: Role, sub: u64) -> String {
+    let key = TokenKey::load_or_create(secret_file).expect("token secret");
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    key.issue(Principal { role, sub }, now_s + 3_600)
+}
+
+/// JSON over HTTP to one node.
+#[derive(Clone)]
+pub(crate) struct Rest {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+}
+
+impl Rest {
+    pub(crate) fn new(http_addr: impl std::fmt::Display) -> Rest {
+        Rest {
+            base: format!("http://{http_addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    /// Sends one request; answers the status and the JSON body (Null if none).
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub(crate) async fn put(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    /// Like `send`, but panics unless the status is 200.
+    pub(crate) async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, answer) = self.send(method, path, token, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+
+    /// Polls `GET /cluster` until every peer is Up (30 s at most).
+    pub(crate) async fn wait_links_up(&self, admin: &str) {
+        for _ in 0..WAIT_ROUNDS {
+            let (status, view) = self.get("/cluster", admin).await;
+            let peers = view["peers"].as_array().cloned().unwrap_or_default();
+            if status == 200 && !peers.is_empty() && peers.iter().all(|p| p["state"] == "Up") {
+                return;
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+        panic!("{}: peers not all up within 30 s", self.base);
+    }
+
+    /// The node's outbox backlog from `GET /cluster`.
+    pub(crate) async fn outbox(&self, admin: &str) -> u64 {
+        let (status, view) = self.get("/cluster", admin).await;
+        assert_eq!(status, 200, "{view}");
+        view["outbox"]["transfers"].as_u64().expect("outbox count")
+    }
+
+    /// Polls a job via this node until `done` holds for its status (30 s at most).
+    pub(crate) async fn wait_job(
+        &self,
+        job: u64,
+        token: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..WAIT_ROUNDS {
+            let (status, body) = self.get(&format!("/v1/jobs/{job}"), token).await;
+            if status == 200 && done(&body["status"]) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+        panic!("job {job} never reached the wanted status; last {last}");
+    }
+}
+
+/// The provider a job is offered to, if it is in the Offered state.
+pub(crate) fn offered_to(status: &Value) -> Option<u64> {
+    status["Offered"]["provider"].as_u64()
+}
