@@ -3,12 +3,12 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const FIXIT: &str = env!("CARGO_BIN_EXE_fixit");
+mod process_common;
+
+use process_common::{NodeProcess, FIXIT};
 
 /// The shipped config with every path in `dir` and ephemeral loopback ports.
 fn write_config(dir: &Path) -> std::path::PathBuf {
@@ -21,33 +21,6 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("node.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Starts the node and reads its HTTP address from its JSON log.
-fn start(config: &Path) -> (Child, String) {
-    let mut child = Command::new(FIXIT)
-        .args(["node", "--log-format", "json", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if let Some(http) = entry["fields"]["http"].as_str() {
-            // Keep draining the log so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return (child, http.to_owned());
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the node never logged its addresses");
 }
 
 fn token(config: &Path, role: &str, sub: &str) -> String {
@@ -66,28 +39,12 @@ fn token(config: &Path, role: &str, sub: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the node did not stop within 30 s of SIGTERM");
-}
-
 #[tokio::test]
 async fn sigterm_stops_cleanly_and_acknowledged_deposits_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let (child, http) = start(&config);
+    let node = NodeProcess::start(&config);
+    let http = node.http.clone();
     let admin = token(&config, "admin", "0");
     let customer = token(&config, "customer", "7");
     let client = reqwest::Client::new();
@@ -101,10 +58,11 @@ async fn sigterm_stops_cleanly_and_acknowledged_deposits_survive_a_restart() {
             .unwrap();
         assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
     }
-    let status = terminate(child);
+    let status = node.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 
-    let (child, http) = start(&config);
+    let node = NodeProcess::start(&config);
+    let http = node.http.clone();
     let balance: serde_json::Value = client
         .get(format!("http://{http}/v1/wallets/7"))
         .bearer_auth(&customer)
@@ -115,5 +73,5 @@ async fn sigterm_stops_cleanly_and_acknowledged_deposits_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(balance["available"], 2_000, "{balance}");
-    assert!(terminate(child).success());
+    assert!(node.terminate().success());
 }
