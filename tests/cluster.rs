@@ -6,6 +6,7 @@ mod cluster_common;
 
 use cluster_common::*;
 use fixit_actors::clock::SystemClock;
+use fixit_actors::cluster_hooks::node_number_of_job;
 use fixit_actors::geo::{haversine_m, Coord};
 use fixit_cluster::placement::node_number;
 use fixit_edge::auth::Role;
@@ -199,10 +200,11 @@ async fn a_job_booked_on_a_held_on_b_paid_from_c_balances_exactly_on_all_three()
         .await;
     let job = booked["id"].as_u64().expect("job id");
     assert_eq!(
-        job >> 48,
-        u64::from(node_number("b")),
+        node_number_of_job(job),
+        node_number("b"),
         "job {job} is held on b"
     );
+    assert!(job < 1 << 53, "job ids stay exact in JSON doubles");
     assert_eq!(
         cluster.balance("b", customer).await,
         (40_000, 10_000),

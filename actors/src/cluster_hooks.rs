@@ -13,8 +13,11 @@ use std::pin::Pin;
 /// A boxed future that can cross threads.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// Bits of a job id below the node number: ids made by one node count up in them.
-pub const JOB_ID_NODE_SHIFT: u32 = 48;
+/// Bits of a job id below the node number: ids made by one node count up in them
+/// (2^37, about 137 billion jobs per node). With the 16-bit node number on top, a
+/// job id stays below 2^53, so JSON clients that read numbers as doubles
+/// (JavaScript) see every id exactly.
+pub const JOB_ID_NODE_SHIFT: u32 = 37;
 
 /// The cluster as the actors see it.
 pub trait ClusterHooks: Send + Sync + 'static {

@@ -5,10 +5,10 @@ use crate::cluster_hooks::{ClusterHooks, JOB_ID_NODE_SHIFT};
 use crate::config::NodeConfig;
 use crate::durability::Durability;
 use crate::entity::{CallLimits, Registry};
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::faults::Faults;
 use crate::geo::GeoIndex;
-use crate::ids::WalletId;
+use crate::ids::{JobId, WalletId};
 use crate::job_actor::JobKind;
 use crate::ledger::LedgerOp;
 use crate::provider_actor::ProviderKind;
@@ -114,10 +114,17 @@ impl NodeContext {
             .await
     }
 
-    /// The first id of the jobs this node makes: its node number in the top bits.
-    pub fn job_id_base(&self) -> u64 {
-        self.cluster.as_ref().map_or(0, |cluster| {
+    /// A new job id: this node's number in the top bits, a counter below.
+    pub fn new_job_id(&self) -> CoreResult<JobId> {
+        let local = self.store.next_id()?;
+        if local >= 1 << JOB_ID_NODE_SHIFT {
+            return Err(CoreError::Internal(
+                "this node has used up its job id space".into(),
+            ));
+        }
+        let base = self.cluster.as_ref().map_or(0, |cluster| {
             u64::from(cluster.node_number()) << JOB_ID_NODE_SHIFT
-        })
+        });
+        Ok(JobId(base | local))
     }
 }

@@ -411,7 +411,7 @@ impl Node {
             .await?;
         let now_ms = self.ctx.clock.now_ms();
         let wake_at_ms = now_ms + self.ctx.config.dispatch.deadline_tick_ms;
-        let id = JobId(self.ctx.job_id_base() | self.ctx.store.next_id()?);
+        let id = self.ctx.new_job_id()?;
         let job = Job {
             id,
             customer,

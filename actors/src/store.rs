@@ -279,10 +279,13 @@ impl Store {
                 let mut outcome: Option<OpOutcome> = None;
                 let mut sent = 0i64;
                 for posting in &postings {
-                    let counterparty = (postings.len() > 1)
-                        .then(|| postings.iter().find(|p| p.wallet != posting.wallet))
-                        .flatten()
-                        .map(|p| p.wallet);
+                    let counterparty = match op {
+                        LedgerOp::TransferIn { from, .. } => Some(*from),
+                        _ => (postings.len() > 1)
+                            .then(|| postings.iter().find(|p| p.wallet != posting.wallet))
+                            .flatten()
+                            .map(|p| p.wallet),
+                    };
                     let remote = (posting.wallet != wallet)
                         .then(|| home(posting.wallet))
                         .flatten();
