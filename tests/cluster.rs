@@ -11,6 +11,7 @@ use fixit_actors::geo::{haversine_m, Coord};
 use fixit_cluster::placement::node_number;
 use fixit_edge::auth::Role;
 use fixit_edge::cluster::local::local_cluster;
+use fixit_edge::sdk::Connector;
 use fixit_edge::server::RunningNode;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -353,6 +354,34 @@ async fn a_nearby_search_at_a_region_edge_returns_both_sides_as_brute_force_does
         assert_eq!(found, expected_ids, "via {via}: {answer}");
         assert_eq!(answer["unanswered"], json!([]), "via {via}");
     }
+
+    // The same search over QUIC with the SDK, at b.
+    let b_config = cluster.nodes["b"].node().context().config.clone();
+    let connector = Connector::new(
+        &b_config.server.tls_cert_file,
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .expect("connector");
+    let client = connector
+        .connect(cluster.nodes["b"].quic_addr(), &customer)
+        .await
+        .expect("QUIC session");
+    let answer = client
+        .nearby(
+            "electrician",
+            (centre.lat(), centre.lon()),
+            radius_m,
+            limit as u32,
+        )
+        .await
+        .expect("nearby over QUIC");
+    let found: Vec<u64> = answer
+        .providers
+        .iter()
+        .map(|found| found.provider.0)
+        .collect();
+    assert_eq!(found, expected_ids, "over QUIC at b");
+    client.close().await;
 
     // With b stopped, a still answers its own side and names b as unanswered.
     let b = cluster.nodes.get("b").expect("b");

@@ -157,6 +157,25 @@ pub enum Verb {
         #[arg(long)]
         job: u64,
     },
+    /// The nearest available providers of a skill around a point (across the
+    /// cluster's regions that reach into the circle).
+    Nearby {
+        /// Skill wanted.
+        #[arg(long)]
+        skill: String,
+        /// Latitude, degrees.
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        /// Longitude, degrees.
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        /// Search radius in metres.
+        #[arg(long, default_value_t = 5_000.0)]
+        radius_m: f64,
+        /// Most providers.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
     /// Print the token's pushes (job events or offers), one JSON line each.
     Watch {
         /// Stop after this many pushes (default: until the stream ends or Ctrl-C).
@@ -257,6 +276,19 @@ impl Verb {
                 job,
             },
             Verb::Job { job } => Request::JobStatus { job },
+            Verb::Nearby {
+                skill,
+                lat,
+                lon,
+                radius_m,
+                limit,
+            } => Request::Nearby {
+                skill,
+                lat,
+                lon,
+                radius_m,
+                limit,
+            },
             Verb::Watch { .. } => return None,
         };
         Some(request)

@@ -2,7 +2,7 @@
 //! request and unpacks the expected response.
 
 use super::Client;
-use crate::api::{ApiError, Request, Response};
+use crate::api::{ApiError, NearbyAnswer, Request, Response};
 use fixit_actors::error::CoreError;
 use fixit_actors::job::Job;
 use fixit_actors::ledger::{Balance, LedgerEntry};
@@ -108,6 +108,27 @@ impl Client {
     pub async fn provider(&self, provider: u64) -> Result<Provider, ApiError> {
         self.provider_call(Request::ProviderStatus { provider })
             .await
+    }
+
+    /// The nearest available providers of a skill within `radius_m` of a point.
+    pub async fn nearby(
+        &self,
+        skill: &str,
+        (lat, lon): (f64, f64),
+        radius_m: f64,
+        limit: u32,
+    ) -> Result<NearbyAnswer, ApiError> {
+        let request = Request::Nearby {
+            skill: skill.to_owned(),
+            lat,
+            lon,
+            radius_m,
+            limit,
+        };
+        match self.call(request).await? {
+            Response::Nearby(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn provider_call(&self, request: Request) -> Result<Provider, ApiError> {
