@@ -256,10 +256,15 @@ impl Node {
         self.ctx.wallet_op(wallet, key.to_owned(), op).await
     }
 
-    /// Undelivered outbox transfers (at most `limit`), returned only once durable:
-    /// a transfer must never reach its receiver before its capture is on disk.
-    pub async fn pending_transfers(&self, limit: usize) -> CoreResult<Vec<Transfer>> {
-        let transfers = self.ctx.store.outbox_transfers(limit)?;
+    /// Undelivered outbox transfers to node `to_node` (at most `limit`), returned
+    /// only once durable: a transfer must never reach its receiver before its
+    /// capture is on disk.
+    pub async fn pending_transfers(
+        &self,
+        to_node: &str,
+        limit: usize,
+    ) -> CoreResult<Vec<Transfer>> {
+        let transfers = self.ctx.store.outbox_transfers_to(to_node, limit)?;
         if !transfers.is_empty() {
             self.ctx.durability.flushed().await?;
         }
@@ -272,8 +277,8 @@ impl Node {
     }
 
     /// Forgets a transfer its receiver acknowledged.
-    pub fn transfer_delivered(&self, id: &str) -> CoreResult<bool> {
-        self.ctx.store.remove_transfer(id)
+    pub fn transfer_delivered(&self, transfer: &Transfer) -> CoreResult<bool> {
+        self.ctx.store.remove_transfer(transfer)
     }
 
     /// Deposits money into a wallet.

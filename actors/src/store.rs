@@ -80,7 +80,19 @@ pub struct Transfer {
     pub created_ms: u64,
 }
 
+/// The outbox key prefix of the transfers to `node` (node names never hold `/`).
+fn outbox_prefix(node: &str) -> Vec<u8> {
+    format!("{node}/").into_bytes()
+}
+
 impl Transfer {
+    /// Its key in the outbox: receiving node, then transfer id.
+    fn outbox_key(&self) -> Vec<u8> {
+        let mut key = outbox_prefix(&self.to_node);
+        key.extend_from_slice(self.id.as_bytes());
+        key
+    }
+
     /// The operation the receiving node applies.
     pub fn op(&self) -> LedgerOp {
         LedgerOp::TransferIn {
@@ -309,7 +321,7 @@ impl Store {
                                 fee: posting.kind == EntryKind::Fee,
                                 created_ms: now_ms,
                             };
-                            outbox.insert(transfer.id.as_bytes(), tx_encode(&transfer)?)?;
+                            outbox.insert(transfer.outbox_key(), tx_encode(&transfer)?)?;
                             sent += transfer.amount;
                         }
                         (Some(_), None) => {
@@ -401,9 +413,20 @@ impl Store {
         Ok(balance)
     }
 
-    /// Up to `limit` undelivered transfers, oldest id order.
+    /// Up to `limit` undelivered transfers, by receiving node, then id.
     pub fn outbox_transfers(&self, limit: usize) -> CoreResult<Vec<Transfer>> {
         self.records_by_id(&self.outbox, limit, false)
+    }
+
+    /// Up to `limit` undelivered transfers to node `to_node`: one node's backlog
+    /// never hides another's (the outbox is keyed by receiving node first).
+    pub fn outbox_transfers_to(&self, to_node: &str, limit: usize) -> CoreResult<Vec<Transfer>> {
+        self.outbox
+            .scan_prefix(outbox_prefix(to_node))
+            .values()
+            .take(limit)
+            .map(|value| codec::decode(&value.map_err(storage)?).map_err(corrupt))
+            .collect()
     }
 
     /// How many transfers wait in the outbox, and their sum.
@@ -418,10 +441,10 @@ impl Store {
 
     /// Forgets a transfer its receiver acknowledged (a lost removal only means one
     /// more delivery, which the receiver's idempotency absorbs).
-    pub fn remove_transfer(&self, id: &str) -> CoreResult<bool> {
+    pub fn remove_transfer(&self, transfer: &Transfer) -> CoreResult<bool> {
         Ok(self
             .outbox
-            .remove(id.as_bytes())
+            .remove(transfer.outbox_key())
             .map_err(storage)?
             .is_some())
     }

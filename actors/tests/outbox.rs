@@ -53,6 +53,8 @@ fn a_remote_payee_gets_an_outbox_transfer_applied_once_on_its_node() {
 
     let transfers = here.outbox_transfers(10).unwrap();
     assert_eq!(transfers.len(), 2, "{transfers:?}");
+    assert_eq!(here.outbox_transfers_to("b", 10).unwrap(), transfers);
+    assert!(here.outbox_transfers_to("c", 10).unwrap().is_empty());
     let payment = transfers.iter().find(|t| !t.fee).expect("payment");
     let fee = transfers.iter().find(|t| t.fee).expect("fee");
     assert_eq!(
@@ -113,7 +115,7 @@ fn a_remote_payee_gets_an_outbox_transfer_applied_once_on_its_node() {
     );
 
     for transfer in &transfers {
-        assert!(here.remove_transfer(&transfer.id).unwrap());
+        assert!(here.remove_transfer(transfer).unwrap());
     }
     let (a, b) = (here.audit().unwrap(), there.audit().unwrap());
     assert!(a.holds() && b.holds(), "{a:?} {b:?}");

@@ -26,6 +26,12 @@ pub(crate) async fn deliver(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut full_round = true;
+    let peers: Vec<String> = router
+        .nodes()
+        .iter()
+        .filter(|node| *node != router.name())
+        .cloned()
+        .collect();
     while !*stop.borrow() {
         if !full_round {
             tokio::select! {
@@ -34,33 +40,42 @@ pub(crate) async fn deliver(
                 _ = stop.changed() => return,
             }
         }
-        let pending = match node.pending_transfers(DELIVERY_BATCH).await {
-            Ok(pending) => pending,
-            Err(error) => {
-                tracing::warn!(%error, "outbox unreadable; retrying");
-                full_round = false;
-                continue;
-            }
-        };
+        // Each peer's backlog is read apart, so a down peer never holds up the others.
         let mut sends = JoinSet::new();
-        let round = pending.len();
-        for transfer in pending {
-            let router = router.clone();
-            sends.spawn(async move {
-                let to = transfer.to_node.clone();
-                let id = transfer.id.clone();
-                let command = PeerCommand::Transfer(transfer);
-                let result = router.call(&to, &command, Some(id.clone()), &id).await;
-                (id, to, result)
-            });
+        let mut fullest = 0usize;
+        for peer in &peers {
+            let pending = match node.pending_transfers(peer, DELIVERY_BATCH).await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox unreadable; retrying");
+                    continue;
+                }
+            };
+            fullest = fullest.max(pending.len());
+            for transfer in pending {
+                let router = router.clone();
+                sends.spawn(async move {
+                    let command = PeerCommand::Transfer(transfer.clone());
+                    let result = router
+                        .call(
+                            &transfer.to_node,
+                            &command,
+                            Some(transfer.id.clone()),
+                            &transfer.id,
+                        )
+                        .await;
+                    (transfer, result)
+                });
+            }
         }
         let mut delivered = 0usize;
         while let Some(joined) = sends.join_next().await {
-            let Ok((id, to, result)) = joined else {
+            let Ok((transfer, result)) = joined else {
                 continue;
             };
+            let (id, to) = (&transfer.id, &transfer.to_node);
             match result {
-                Ok(PeerAnswer::Op(_)) => match node.transfer_delivered(&id) {
+                Ok(PeerAnswer::Op(_)) => match node.transfer_delivered(&transfer) {
                     Ok(_) => {
                         delivered += 1;
                         Traffic::count(&router.traffic.transfers_delivered);
@@ -77,6 +92,6 @@ pub(crate) async fn deliver(
             }
         }
         // A full round that made progress may have left more behind: go again now.
-        full_round = round == DELIVERY_BATCH && delivered > 0;
+        full_round = fullest == DELIVERY_BATCH && delivered > 0;
     }
 }
