@@ -2,6 +2,7 @@
 //! while one flush runs shares the next one.
 
 use crate::error::{CoreError, CoreResult};
+use crate::failpoints::{self, Fault};
 use crate::store::Store;
 use ractor::RpcReplyPort;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,10 +36,11 @@ impl Durability {
         store: Store,
         batch_max: usize,
         queue_max: usize,
+        node: String,
     ) -> (Durability, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(queue_max);
         let stats = Arc::new(DurabilityStats::default());
-        let writer = tokio::spawn(run_writer(store, receiver, batch_max, stats.clone()));
+        let writer = tokio::spawn(run_writer(store, receiver, batch_max, stats.clone(), node));
         let durability = Durability {
             waiters: sender,
             stats,
@@ -97,11 +99,20 @@ async fn run_writer(
     mut receiver: mpsc::Receiver<Waiter>,
     batch_max: usize,
     stats: Arc<DurabilityStats>,
+    node: String,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     while receiver.recv_many(&mut batch, batch_max).await > 0 {
         let flushing = store.clone();
-        let flushed = tokio::task::spawn_blocking(move || flushing.flush())
+        let fault = failpoints::check(failpoints::DURABILITY_FLUSH, &node);
+        if let Some(Fault::Delay(delay)) = fault {
+            tokio::time::sleep(delay).await;
+        }
+        let flush = move || match fault {
+            Some(Fault::Error) => Err(CoreError::Unavailable("injected flush failure".into())),
+            _ => flushing.flush(),
+        };
+        let flushed = tokio::task::spawn_blocking(flush)
             .await
             .unwrap_or_else(|panic| Err(CoreError::Internal(format!("flush task: {panic}"))))
             .map(drop)

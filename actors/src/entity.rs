@@ -4,6 +4,7 @@
 
 use crate::context::NodeContext;
 use crate::error::{CoreError, CoreResult};
+use crate::failpoints;
 use crate::intensity::RestartIntensity;
 use parking_lot::RwLock;
 use ractor::{
@@ -32,6 +33,8 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     type State: Send + 'static;
     /// Name used in logs, metrics and fault injection ("wallet", ...).
     const KIND: &'static str;
+    /// The failpoint hit before each command (see [`crate::failpoints`]).
+    const FAILPOINT: &'static str;
 
     /// The id as a number, for fault injection and metrics.
     fn raw_id(id: Self::Id) -> u64;
@@ -405,6 +408,7 @@ impl<K: EntityKind> Actor for EntityShell<K> {
         match message {
             Envelope::Command(command) => {
                 args.ctx.faults.check(K::KIND, K::raw_id(args.id));
+                failpoints::panic_point(K::FAILPOINT, &args.ctx.config.node.id);
                 args.ctx.faults.stall(K::KIND, K::raw_id(args.id)).await;
                 K::handle(args.id, state, command, &args.ctx).await;
                 args.gate.leave(args.ctx.clock.now_ms());

@@ -88,6 +88,7 @@ impl EntityKind for JobKind {
     type Command = JobCommand;
     type State = Job;
     const KIND: &'static str = "job";
+    const FAILPOINT: &'static str = crate::failpoints::JOB_HANDLE;
 
     fn raw_id(id: JobId) -> u64 {
         id.0

@@ -15,6 +15,7 @@ pub mod context;
 pub mod durability;
 pub mod entity;
 pub mod error;
+pub mod failpoints;
 pub mod faults;
 pub mod geo;
 pub mod ids;

@@ -88,6 +88,7 @@ impl Node {
             store.clone(),
             config.storage.group_commit_batch_max as usize,
             config.storage.group_commit_queue_max as usize,
+            config.node.id.clone(),
         );
         let limits = Arc::new(CallLimits::new(
             config.limits.entity_inflight_max,

@@ -108,6 +108,7 @@ impl EntityKind for ProviderKind {
     type Command = ProviderCommand;
     type State = Option<Provider>;
     const KIND: &'static str = "provider";
+    const FAILPOINT: &'static str = crate::failpoints::PROVIDER_HANDLE;
 
     fn raw_id(id: ProviderId) -> u64 {
         id.0

@@ -4,6 +4,7 @@
 
 use crate::context::{NodeContext, NodeStats};
 use crate::error::CoreError;
+use crate::failpoints;
 use crate::geo::Coord;
 use crate::ids::{CustomerId, JobId, ProviderId, Skill};
 use crate::intensity::RestartIntensity;
@@ -181,6 +182,7 @@ impl Actor for Notifier {
         ctx: &mut Arc<NodeContext>,
     ) -> Result<(), ActorProcessingErr> {
         ctx.faults.check("notifier", 0);
+        failpoints::panic_point(failpoints::NOTIFIER_PUSH, &ctx.config.node.id);
         match message {
             NotifierMessage::Job(event) => {
                 // Only connected customers have a live session; others read job status.
@@ -245,6 +247,7 @@ impl Actor for Verifier {
         ctx: &mut Arc<NodeContext>,
     ) -> Result<(), ActorProcessingErr> {
         ctx.faults.check("verifier", 0);
+        failpoints::panic_point(failpoints::VERIFIER_VERIFY, &ctx.config.node.id);
         let ok = proof_holds(&message.proof);
         NodeStats::count(&ctx.stats.verifications);
         tracing::debug!(job = %message.job, provider = %message.provider, ok, "proof checked");

@@ -55,6 +55,7 @@ impl EntityKind for SessionKind {
     type Command = SessionCommand;
     type State = SessionState;
     const KIND: &'static str = "session";
+    const FAILPOINT: &'static str = crate::failpoints::SESSION_HANDLE;
 
     fn raw_id(id: CustomerId) -> u64 {
         id.0

@@ -4,6 +4,7 @@
 use crate::context::NodeContext;
 use crate::entity::{EntityKind, Registry};
 use crate::error::{CoreError, CoreResult};
+use crate::failpoints::{self, Fault};
 use crate::ids::WalletId;
 use crate::ledger::{Balance, LedgerEntry, LedgerOp};
 use crate::store::OpOutcome;
@@ -54,6 +55,7 @@ impl EntityKind for WalletKind {
     type Command = WalletCommand;
     type State = WalletState;
     const KIND: &'static str = "wallet";
+    const FAILPOINT: &'static str = crate::failpoints::WALLET_HANDLE;
 
     fn raw_id(id: WalletId) -> u64 {
         id.0
@@ -79,7 +81,17 @@ impl EntityKind for WalletKind {
         match command {
             WalletCommand::Apply { key, op, reply } => {
                 let home = |wallet| ctx.remote_home(wallet);
-                let result = ctx.store.apply(id, &key, &op, ctx.clock.now_ms(), &home);
+                let result = match failpoints::check(failpoints::STORE_APPLY, &ctx.config.node.id) {
+                    Some(Fault::Error) => Err(CoreError::Unavailable(
+                        "storage: injected transaction failure".into(),
+                    )),
+                    fault => {
+                        if let Some(Fault::Delay(delay)) = fault {
+                            tokio::time::sleep(delay).await;
+                        }
+                        ctx.store.apply(id, &key, &op, ctx.clock.now_ms(), &home)
+                    }
+                };
                 state.exists |= result.is_ok();
                 // Chaos hook: a crash after the commit, before the reply.
                 ctx.faults.check(COMMITTED_FAULT_KIND, id.0);

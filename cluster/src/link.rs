@@ -114,7 +114,12 @@ impl ClusterEndpoint {
         )
         .map_err(bind_error)?;
         let local_addr = endpoint.local_addr().map_err(bind_error)?;
-        let serving = serve::Serving::new(handler, limits.clone(), clock.clone());
+        let serving = serve::Serving::new(
+            handler,
+            identity.name.clone(),
+            limits.clone(),
+            clock.clone(),
+        );
         let accept_task = tokio::spawn(serve::accept_connections(endpoint.clone(), serving));
         tracing::info!(node = %identity.name, %local_addr, "cluster endpoint listening");
         Ok(ClusterEndpoint {

@@ -9,6 +9,7 @@ use crate::backoff::{self, SplitMix64};
 use crate::error::LinkError;
 use crate::link::{ClusterEndpoint, Connector};
 use crate::wire::Envelope;
+use fixit_actors::failpoints::{self, Fault};
 use serde::Serialize;
 use slot::Slot;
 use std::collections::BTreeMap;
@@ -117,6 +118,16 @@ impl Peers {
             })?;
         self.start(slot);
         envelope.from.clone_from(&self.connector.local_name);
+        match failpoints::check(failpoints::LINK_SEND, &self.connector.local_name) {
+            Some(Fault::Drop) => {
+                return Err(LinkError::Unavailable {
+                    peer: peer.to_owned(),
+                    reason: "failpoint: the call was dropped before sending".into(),
+                })
+            }
+            Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+            _ => {}
+        }
         let frame_bytes_max = self.connector.limits.frame_bytes_max as usize;
         let call = async {
             let connection = slot.connection().await?;

@@ -5,6 +5,9 @@
 
 use super::peer_api::{PeerAnswer, PeerCommand};
 use super::router::{ClusterRouter, Traffic};
+use crate::api::ApiError;
+use fixit_actors::error::CoreError;
+use fixit_actors::failpoints::{self, Fault};
 use fixit_actors::Node;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +57,18 @@ pub(crate) async fn deliver(
             fullest = fullest.max(pending.len());
             for transfer in pending {
                 let router = router.clone();
+                let fault = failpoints::check(failpoints::OUTBOX_DELIVER, router.name());
                 sends.spawn(async move {
+                    match fault {
+                        Some(Fault::Error) => {
+                            let refused = ApiError::Core(CoreError::Unavailable(
+                                "failpoint: delivery attempt failed".into(),
+                            ));
+                            return (transfer, Err(refused));
+                        }
+                        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+                        _ => {}
+                    }
                     let command = PeerCommand::Transfer(transfer.clone());
                     let result = router
                         .call(

@@ -7,6 +7,7 @@ use crate::tls;
 use crate::wire::{Envelope, Reply};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::codec::{encode_frame, read_frame};
+use fixit_actors::failpoints::{self, Fault};
 use quinn::{Endpoint, RecvStream, SendStream, VarInt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,16 +20,23 @@ const STOP_UNREAD: u32 = 0;
 /// What every connection and stream task of one endpoint shares.
 pub(crate) struct Serving<H> {
     handler: Arc<H>,
+    local_name: String,
     limits: LinkLimits,
     clock: SharedClock,
     connections: Arc<Semaphore>,
 }
 
 impl<H: CallHandler> Serving<H> {
-    pub(crate) fn new(handler: Arc<H>, limits: LinkLimits, clock: SharedClock) -> Arc<Serving<H>> {
+    pub(crate) fn new(
+        handler: Arc<H>,
+        local_name: String,
+        limits: LinkLimits,
+        clock: SharedClock,
+    ) -> Arc<Serving<H>> {
         let connections = Arc::new(Semaphore::new(limits.incoming_connections_max as usize));
         Arc::new(Serving {
             handler,
+            local_name,
             limits,
             clock,
             connections,
@@ -176,9 +184,21 @@ async fn run_call<H: CallHandler>(
         from = %peer,
         target = ?envelope.target,
     );
+    let fault = failpoints::check(failpoints::LINK_RECEIVE, &serving.local_name);
+    if let Some(Fault::Delay(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
     let call = serving.handler.handle(peer, envelope);
-    tokio::time::timeout(budget, call)
+    let result = tokio::time::timeout(budget, call)
         .instrument(span)
         .await
-        .unwrap_or(Err(LinkError::DeadlineExceeded))
+        .unwrap_or(Err(LinkError::DeadlineExceeded));
+    if fault == Some(Fault::Drop) {
+        // Served, but the caller never learns it: the exactly-once case.
+        return Err(LinkError::Unavailable {
+            peer: serving.local_name.clone(),
+            reason: "failpoint: the reply was dropped".into(),
+        });
+    }
+    result
 }
