@@ -1,18 +1,26 @@
 //! The dashboard page in a real headless Chromium against a real node: the page
 //! loads with no network beyond 127.0.0.1, polls its data, draws the providers and
-//! shows counters that follow the node's state. Skipped (passing) when Chromium is
-//! not installed.
+//! shows counters that follow the node's state; in a three-node cluster its Cluster
+//! panel lists every node with its link and the cross-node traffic. Skipped
+//! (passing) when Chromium is not installed.
 
 #[path = "http/client.rs"]
 mod client;
 #[path = "http/harness.rs"]
 mod harness;
 
-use fixit_edge::auth::Role;
+use fixit_actors::clock::SystemClock;
+use fixit_actors::ids::WalletId;
+use fixit_edge::api::Request;
+use fixit_edge::auth::{Principal, Role};
+use fixit_edge::cluster::local::local_cluster;
+use fixit_edge::server::RunningNode;
 use harness::{TestNode, STOP_GRACE};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Debian's `chromium` package.
@@ -74,10 +82,23 @@ fn dump_dom(url: &str) -> String {
 }
 
 async fn render(node: &TestNode) -> String {
-    let url = format!("http://{}/", node.http.addr);
+    render_at(node.http.addr).await
+}
+
+async fn render_at(addr: std::net::SocketAddr) -> String {
+    let url = format!("http://{addr}/");
     tokio::task::spawn_blocking(move || dump_dom(&url))
         .await
         .expect("chromium run")
+}
+
+/// The link state shown in the Cluster panel's row of node `name`.
+fn node_row_state(dom: &str, name: &str) -> String {
+    let marker = format!("data-node=\"{name}\"");
+    let row = dom
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no row of node {name} in the page:\n{dom}"));
+    attribute_of(&dom[row..], "data-state")
 }
 
 /// The text of the element with `id`, from a DOM dump.
@@ -173,6 +194,11 @@ async fn the_dashboard_shows_providers_and_counters_that_follow_the_node() {
         .parse()
         .expect("poll count");
     assert!(polls >= 2, "the page polls again ({polls} polls)");
+    assert_eq!(
+        attribute_of(&first, "data-cluster"),
+        "no",
+        "a single node says so in the Cluster panel"
+    );
 
     for (provider, lat, lon) in [(2_004, 52.54, 13.42), (2_005, 52.50, 13.38)] {
         provider_at(&node, provider, lat, lon).await;
@@ -199,4 +225,76 @@ async fn the_dashboard_shows_providers_and_counters_that_follow_the_node() {
     assert_eq!(text_of(&second, "jobs-accepted"), "1");
     assert!(second.contains("data-status=\"accepted\""), "{second}");
     node.server.stop(STOP_GRACE).await;
+}
+
+/// Tries of one forwarded call while the links come up (250 ms apart: 20 s).
+const LINK_TRIES: u32 = 80;
+const LINK_RETRY: Duration = Duration::from_millis(250);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_panel_lists_every_node_with_its_link_and_the_traffic() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("chromium not installed: apt-get install chromium; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let regions: BTreeMap<String, String> = [("u33d", "a"), ("u33e", "b"), ("u336", "c")]
+        .into_iter()
+        .map(|(prefix, node)| (prefix.to_owned(), node.to_owned()))
+        .collect();
+    let mut nodes = Vec::new();
+    for mut config in local_cluster(dir.path(), &regions).expect("cluster configs") {
+        config.server.dashboard_open = true;
+        nodes.push(
+            RunningNode::start(config, Arc::new(SystemClock))
+                .await
+                .expect("node starts"),
+        );
+    }
+    let a = &nodes[0];
+    let router = a.api().cluster().expect("in a cluster").clone();
+    let admin = Principal {
+        role: Role::Admin,
+        sub: 0,
+    };
+    // One deposit through a for a wallet homed on b and one on c: forwarded over
+    // each link once it is up.
+    for peer in ["b", "c"] {
+        let wallet = (1..1_000u64)
+            .find(|id| router.home_of(WalletId(*id)) == peer)
+            .expect("a wallet homed on the peer");
+        let deposit = Request::Deposit {
+            wallet,
+            key: format!("top-up-{peer}"),
+            amount: 1_000,
+        };
+        let mut served = false;
+        for _ in 0..LINK_TRIES {
+            let here = "127.0.0.1".parse().expect("address");
+            if a.api()
+                .handle(&admin, here, deposit.clone(), "t")
+                .await
+                .is_ok()
+            {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(LINK_RETRY).await;
+        }
+        assert!(served, "a forwards a deposit to {peer}");
+    }
+
+    let dom = render_at(a.http_addr()).await;
+    assert_eq!(attribute_of(&dom, "data-cluster"), "yes");
+    assert_eq!(node_row_state(&dom, "a"), "this node");
+    assert_eq!(node_row_state(&dom, "b"), "Up");
+    assert_eq!(node_row_state(&dom, "c"), "Up");
+    let forwarded: u64 = text_of(&dom, "traffic-forwarded_out")
+        .parse()
+        .expect("a count");
+    assert!(forwarded >= 2, "two deposits forwarded ({forwarded})");
+    assert_eq!(text_of(&dom, "outbox-transfers"), "0");
+    for node in nodes {
+        node.shutdown().await.expect("node stops");
+    }
 }

@@ -1,6 +1,7 @@
 //! The dashboard: `GET /` serves a self-contained page (no network beyond this
 //! server) that polls `GET /v1/dashboard` every second and draws the live map,
-//! counters and recent jobs.
+//! counters, recent jobs and (in a cluster) the nodes with their links and
+//! cross-node traffic.
 
 mod snapshot;
 
@@ -57,10 +58,12 @@ pub(crate) async fn data(State(state): State<AppState>, parts: Parts) -> Result<
     let node = state.api().node().clone();
     let node_id = state.node_id().to_owned();
     let websockets_open = state.websockets().open();
-    let snapshot =
-        tokio::task::spawn_blocking(move || snapshot::take(&node, node_id, websockets_open))
-            .await
-            .map_err(|error| fail(ApiError::Core(CoreError::Internal(error.to_string()))))?
-            .map_err(|error| fail(ApiError::Core(error)))?;
+    let cluster = state.cluster().cloned();
+    let snapshot = tokio::task::spawn_blocking(move || {
+        snapshot::take(&node, node_id, websockets_open, cluster.as_ref())
+    })
+    .await
+    .map_err(|error| fail(ApiError::Core(CoreError::Internal(error.to_string()))))?
+    .map_err(|error| fail(ApiError::Core(error)))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(snapshot)).into_response())
 }

@@ -1,10 +1,13 @@
 //! What the dashboard shows, read from the node: providers with positions, recent
-//! jobs and counters.
+//! jobs, counters and, in a cluster, the links to every peer with this node's
+//! cross-node traffic and outbox backlog.
 
+use crate::cluster::{ClusterStatus, TrafficView};
 use fixit_actors::error::CoreResult;
 use fixit_actors::job::Job;
 use fixit_actors::provider::{Provider, ProviderStatus};
 use fixit_actors::Node;
+use fixit_cluster::{LinkState, PeerState};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -22,6 +25,37 @@ pub(crate) struct Snapshot {
     providers: Vec<ProviderView>,
     jobs: Vec<JobView>,
     counters: Counters,
+    /// `None` on a single node.
+    cluster: Option<ClusterPanel>,
+}
+
+/// This node in its cluster.
+#[derive(Debug, Serialize)]
+struct ClusterPanel {
+    /// This node's cluster name.
+    node: String,
+    /// Every configured peer, sorted by name.
+    peers: Vec<PeerLink>,
+    traffic: TrafficView,
+    outbox: OutboxBacklog,
+}
+
+/// One peer's link.
+#[derive(Debug, Serialize)]
+struct PeerLink {
+    name: String,
+    /// `Idle`, `Connecting`, `Up` or `Down`.
+    state: &'static str,
+    rtt_ms: Option<u64>,
+    /// While down: the latest failure.
+    last_error: Option<String>,
+}
+
+/// Transfers waiting in this node's outbox for their receivers' acknowledgement.
+#[derive(Debug, Serialize)]
+struct OutboxBacklog {
+    transfers: u64,
+    amount: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,7 +92,12 @@ struct Counters {
 }
 
 /// Reads a snapshot (blocking: scans storage).
-pub(crate) fn take(node: &Node, node_id: String, websockets_open: usize) -> CoreResult<Snapshot> {
+pub(crate) fn take(
+    node: &Node,
+    node_id: String,
+    websockets_open: usize,
+    cluster: Option<&ClusterStatus>,
+) -> CoreResult<Snapshot> {
     let providers = node
         .providers_snapshot(DASHBOARD_PROVIDERS_MAX)?
         .iter()
@@ -74,7 +113,38 @@ pub(crate) fn take(node: &Node, node_id: String, websockets_open: usize) -> Core
         providers,
         jobs,
         counters: counters(node, websockets_open)?,
+        cluster: cluster
+            .map(|status| cluster_panel(node, status))
+            .transpose()?,
     })
+}
+
+fn cluster_panel(node: &Node, status: &ClusterStatus) -> CoreResult<ClusterPanel> {
+    let (transfers, amount) = node.outbox_backlog()?;
+    Ok(ClusterPanel {
+        node: status.name.clone(),
+        peers: status.peer_states().into_iter().map(peer_link).collect(),
+        traffic: status.traffic(),
+        outbox: OutboxBacklog {
+            transfers,
+            amount: i64::try_from(amount).unwrap_or(i64::MAX),
+        },
+    })
+}
+
+fn peer_link(peer: PeerState) -> PeerLink {
+    let (state, last_error) = match peer.state {
+        LinkState::Idle => ("Idle", None),
+        LinkState::Connecting => ("Connecting", None),
+        LinkState::Up => ("Up", None),
+        LinkState::Down { last_error, .. } => ("Down", Some(last_error)),
+    };
+    PeerLink {
+        name: peer.name,
+        state,
+        rtt_ms: peer.rtt_ms,
+        last_error,
+    }
 }
 
 fn counters(node: &Node, websockets_open: usize) -> CoreResult<Counters> {

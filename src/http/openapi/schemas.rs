@@ -248,7 +248,32 @@ fn dashboard() -> Value {
             "jobs_by_status": counts, "live": counts, "restarts": counts,
             "pushes_sent": uint64(), "pushes_dropped": uint64(), "websockets_open": uint64(),
         })),
+        "cluster": nullable(object(json!({
+            "node": { "type": "string" },
+            "peers": { "type": "array", "items": object(json!({
+                "name": { "type": "string" },
+                "state": { "enum": ["Idle", "Connecting", "Up", "Down"] },
+                "rtt_ms": nullable(uint64()),
+                "last_error": nullable(json!({ "type": "string" })),
+            })) },
+            "traffic": traffic(),
+            "outbox": outbox(),
+        }))),
     }))
+}
+
+/// A node's cross-node traffic counters (`TrafficView`).
+fn traffic() -> Value {
+    object(json!({
+        "forwarded_out": uint64(), "forwarded_in": uint64(), "wallet_calls_out": uint64(),
+        "wallet_calls_in": uint64(), "transfers_delivered": uint64(), "transfers_received": uint64(),
+        "nearby_fanouts": uint64(), "calls_failed": uint64(),
+    }))
+}
+
+/// A node's outbox backlog: transfers not yet acknowledged and their sum.
+fn outbox() -> Value {
+    object(json!({ "transfers": uint64(), "amount": int64() }))
 }
 
 fn cluster_status() -> Value {
@@ -263,12 +288,8 @@ fn cluster_status() -> Value {
             "since_ms": nullable(uint64()),
             "last_error": nullable(json!({ "type": "string" })),
         })) },
-        "traffic": nullable(object(json!({
-            "forwarded_out": uint64(), "forwarded_in": uint64(), "wallet_calls_out": uint64(),
-            "wallet_calls_in": uint64(), "transfers_delivered": uint64(), "transfers_received": uint64(),
-            "nearby_fanouts": uint64(), "calls_failed": uint64(),
-        }))),
-        "outbox": nullable(object(json!({ "transfers": uint64(), "amount": int64() }))),
+        "traffic": traffic(),
+        "outbox": outbox(),
     }))
 }
 

@@ -1,0 +1,128 @@
+//! The demo's customers: funded by an admin through node a (each deposit is
+//! forwarded to the wallet's home), then booking through node a at a steady rate
+//! (each booking is forwarded to the node owning its position); a few cancel.
+
+use super::city::Rng;
+use super::cluster::{demo_address, send, DemoCluster};
+use super::{bump, Counters};
+use anyhow::Context;
+use fixit_edge::api::{Request, Response};
+use fixit_edge::auth::{Principal, Role};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Money each customer starts with, in cents.
+const STARTING_BALANCE: i64 = 5_000_000;
+
+/// Lowest and span of a job's price, in cents.
+const PRICE_MIN: i64 = 2_000;
+const PRICE_SPAN: u64 = 18_000;
+
+/// One booking in this many is cancelled shortly after.
+const CANCEL_ONE_IN: u64 = 20;
+
+/// Pause before a customer cancels.
+const CANCEL_AFTER: Duration = Duration::from_millis(200);
+
+/// The node customers (and the admin) talk to: a, whose dashboard is shown.
+const ENTRY_NODE: usize = 0;
+
+/// Deposits every customer's starting balance through node a, as an admin.
+pub(crate) async fn fund(cluster: &DemoCluster, customers: u64) -> anyhow::Result<()> {
+    let admin = Principal {
+        role: Role::Admin,
+        sub: 0,
+    };
+    for customer in 1..=customers {
+        let deposit = Request::Deposit {
+            wallet: customer,
+            key: "demo-seed".to_owned(),
+            amount: STARTING_BALANCE,
+        };
+        let request_id = format!("demo-fund-{customer}");
+        send(
+            cluster.node(ENTRY_NODE),
+            &admin,
+            demo_address(0),
+            deposit,
+            &request_id,
+        )
+        .await
+        .with_context(|| format!("funding customer {customer}"))?;
+    }
+    Ok(())
+}
+
+/// Books jobs at a steady rate for random customers until `end`; a few are cancelled.
+pub(crate) async fn book_jobs(
+    cluster: Arc<DemoCluster>,
+    counters: Arc<Counters>,
+    mut rng: Rng,
+    (customers, per_s): (u64, u64),
+    end: Instant,
+) {
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_s.max(1)));
+    let mut n = 0u64;
+    while Instant::now() < end {
+        tick.tick().await;
+        n += 1;
+        let customer = rng.below(customers) + 1;
+        let (lat, lon) = rng.spot();
+        let booking = Request::RequestJob {
+            customer,
+            key: format!("demo-{n}"),
+            skill: rng.skill().to_owned(),
+            lat,
+            lon,
+            price: PRICE_MIN + rng.below(PRICE_SPAN) as i64,
+        };
+        let cancel = rng.below(CANCEL_ONE_IN) == 0;
+        let cluster = cluster.clone();
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            book_one(&cluster, &counters, customer, booking, cancel).await;
+        });
+    }
+}
+
+async fn book_one(
+    cluster: &DemoCluster,
+    counters: &Counters,
+    customer: u64,
+    booking: Request,
+    cancel: bool,
+) {
+    let principal = Principal {
+        role: Role::Customer,
+        sub: customer,
+    };
+    let api = cluster.node(ENTRY_NODE).api();
+    let source = demo_address(customer);
+    let request_id = match &booking {
+        Request::RequestJob { key, .. } => key.clone(),
+        _ => "demo-booking".to_owned(),
+    };
+    match api.handle(&principal, source, booking, &request_id).await {
+        Ok(Response::Job(job)) => {
+            bump(&counters.jobs_requested);
+            if cancel && !job.status.is_terminal() {
+                tokio::time::sleep(CANCEL_AFTER).await;
+                let cancel = Request::CancelJob {
+                    customer,
+                    job: job.id.0,
+                };
+                let request_id = format!("{request_id}-cancel");
+                if api
+                    .handle(&principal, source, cancel, &request_id)
+                    .await
+                    .is_ok()
+                {
+                    bump(&counters.cancelled);
+                }
+            }
+        }
+        Ok(_) => bump(&counters.errors),
+        Err(error) if error.retry_after_ms().is_some() => bump(&counters.booking_refused),
+        Err(_) => bump(&counters.errors),
+    }
+}
