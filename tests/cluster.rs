@@ -139,20 +139,8 @@ async fn a_job_booked_on_a_held_on_b_paid_from_c_balances_exactly_on_all_three()
     // The provider goes online at b, whose region holds its position.
     let (lat, lon) = inside("u33e", 0.5, 0.5);
     let b = cluster.rest("b");
-    b.ok(
-        Method::POST,
-        &format!("/v1/providers/{provider}/online"),
-        &provider_token,
-        Some(json!({ "skills": ["plumber"] })),
-    )
-    .await;
-    b.ok(
-        Method::PUT,
-        &format!("/v1/providers/{provider}/location"),
-        &provider_token,
-        Some(json!({ "lat": lat, "lon": lon })),
-    )
-    .await;
+    b.provider_at(provider, &provider_token, "plumber", (lat, lon))
+        .await;
     // The same provider reporting a position in a's region is told to move.
     let (status, moved) = b
         .put(
@@ -171,20 +159,8 @@ async fn a_job_booked_on_a_held_on_b_paid_from_c_balances_exactly_on_all_three()
         "{moved}"
     );
     // ...and went offline at b; it comes back online there.
-    b.ok(
-        Method::POST,
-        &format!("/v1/providers/{provider}/online"),
-        &provider_token,
-        Some(json!({ "skills": ["plumber"] })),
-    )
-    .await;
-    b.ok(
-        Method::PUT,
-        &format!("/v1/providers/{provider}/location"),
-        &provider_token,
-        Some(json!({ "lat": lat, "lon": lon })),
-    )
-    .await;
+    b.provider_at(provider, &provider_token, "plumber", (lat, lon))
+        .await;
 
     // Booked through a, the job lives on b (its id carries b's node number).
     let a = cluster.rest("a");
@@ -304,20 +280,8 @@ async fn a_nearby_search_at_a_region_edge_returns_both_sides_as_brute_force_does
         let node = if i % 2 == 0 { "a" } else { "b" };
         let token = cluster.token(Role::Provider, provider);
         let rest = cluster.rest(node);
-        rest.ok(
-            Method::POST,
-            &format!("/v1/providers/{provider}/online"),
-            &token,
-            Some(json!({ "skills": ["electrician"] })),
-        )
-        .await;
-        rest.ok(
-            Method::PUT,
-            &format!("/v1/providers/{provider}/location"),
-            &token,
-            Some(json!({ "lat": lat, "lon": lon })),
-        )
-        .await;
+        rest.provider_at(provider, &token, "electrician", (lat, lon))
+            .await;
         placed.push((provider, Coord::new(lat, lon).expect("valid")));
     }
     let centre = Coord::new(edge_lat - 0.0001, (west + east) / 2.0).expect("valid");
@@ -466,20 +430,7 @@ async fn while_a_node_is_down_what_needs_it_is_unavailable_and_the_rest_is_serve
     let provider = 4_242;
     let token = cluster.token(Role::Provider, provider);
     let b = cluster.rest("b");
-    b.ok(
-        Method::POST,
-        &format!("/v1/providers/{provider}/online"),
-        &token,
-        Some(json!({ "skills": ["cleaner"] })),
-    )
-    .await;
-    b.ok(
-        Method::PUT,
-        &format!("/v1/providers/{provider}/location"),
-        &token,
-        Some(json!({ "lat": lat, "lon": lon })),
-    )
-    .await;
+    b.provider_at(provider, &token, "cleaner", (lat, lon)).await;
     let answer: Value = a
         .ok(
             Method::POST,

@@ -83,20 +83,8 @@ async fn lost_replies_and_failed_deliveries_apply_nothing_twice() {
     let provider_token = token(&secret, Role::Provider, provider);
     let customer_token = token(&secret, Role::Customer, customer);
     let (lat, lon) = inside("u33d", 0.5, 0.5);
-    a.ok(
-        Method::POST,
-        &format!("/v1/providers/{provider}/online"),
-        &provider_token,
-        Some(json!({ "skills": ["plumber"] })),
-    )
-    .await;
-    a.ok(
-        Method::PUT,
-        &format!("/v1/providers/{provider}/location"),
-        &provider_token,
-        Some(json!({ "lat": lat, "lon": lon })),
-    )
-    .await;
+    a.provider_at(provider, &provider_token, "plumber", (lat, lon))
+        .await;
     let booked = a
         .ok(
             Method::POST,

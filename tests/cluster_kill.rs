@@ -63,20 +63,8 @@ async fn killing_the_payees_home_mid_capture_loses_and_doubles_nothing() {
     for (i, provider) in providers.iter().enumerate() {
         let token = token(&secret, Role::Provider, *provider);
         let (lat, lon) = inside("u33e", 0.1 + 0.07 * i as f64, 0.5);
-        b.ok(
-            Method::POST,
-            &format!("/v1/providers/{provider}/online"),
-            &token,
-            Some(json!({ "skills": ["plumber"] })),
-        )
-        .await;
-        b.ok(
-            Method::PUT,
-            &format!("/v1/providers/{provider}/location"),
-            &token,
-            Some(json!({ "lat": lat, "lon": lon })),
-        )
-        .await;
+        b.provider_at(*provider, &token, "plumber", (lat, lon))
+            .await;
     }
 
     // Book through a (held on b), accept and start through b.

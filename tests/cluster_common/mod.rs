@@ -153,6 +153,24 @@ impl Rest {
         answer
     }
 
+    /// Provider `provider` goes online with one skill and reports a position here.
+    pub(crate) async fn provider_at(
+        &self,
+        provider: u64,
+        token: &str,
+        skill: &str,
+        (lat, lon): (f64, f64),
+    ) {
+        let online = serde_json::json!({ "skills": [skill] });
+        let path = format!("/v1/providers/{provider}/online");
+        self.ok(reqwest::Method::POST, &path, token, Some(online))
+            .await;
+        let here = serde_json::json!({ "lat": lat, "lon": lon });
+        let path = format!("/v1/providers/{provider}/location");
+        self.ok(reqwest::Method::PUT, &path, token, Some(here))
+            .await;
+    }
+
     /// Polls `GET /cluster` until every peer is Up (30 s at most).
     pub(crate) async fn wait_links_up(&self, admin: &str) {
         for _ in 0..WAIT_ROUNDS {
