@@ -7,6 +7,7 @@ pub mod cli_client;
 pub mod cluster;
 pub mod http;
 pub mod limits;
+pub mod load;
 pub mod quic;
 pub mod sdk;
 pub mod server;

@@ -49,6 +49,8 @@ enum Command {
     },
     /// Call a node over QUIC.
     Client(fixit_edge::cli_client::ClientArgs),
+    /// Load a node or cluster with simulated customers and providers; report latencies.
+    Load(fixit_edge::load::LoadArgs),
     /// Cluster certificates: nodes link over mutual TLS from one cluster CA.
     Certs {
         #[command(subcommand)]
@@ -134,6 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node { config } => {
             let config = NodeConfig::load(&config)?;
+            let armed = fixit_actors::failpoints::arm_from_env().map_err(anyhow::Error::msg)?;
+            if armed > 0 {
+                tracing::warn!(armed, "failpoints armed from FAILPOINTS");
+            }
             runtime.block_on(fixit_edge::server::run_until_signal(
                 config,
                 Arc::new(SystemClock),
@@ -150,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => issue_token(role, sub, ttl_s, &config),
         Command::Client(args) => runtime.block_on(fixit_edge::cli_client::run(args)),
+        Command::Load(args) => runtime.block_on(fixit_edge::load::run(args)),
         Command::Certs { command } => certs(command),
         Command::CheckConfig { config } => {
             let config = NodeConfig::load(&config)?;

@@ -1,5 +1,6 @@
 //! Prometheus text for `/metrics`: the process's `metrics` registry (requests,
-//! outcomes, latency histograms) followed by gauges read from the node at scrape time.
+//! outcomes, latency histograms) followed by gauges read from the node at scrape time,
+//! and the process's resident memory (Linux only: read from `/proc/self/status`).
 
 use fixit_actors::Node;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -42,7 +43,48 @@ pub(crate) fn render(node: &Node, websockets_open: usize) -> String {
         text.push('\n');
     }
     render_node(&mut text, node, websockets_open);
+    render_process_memory(&mut text);
     text
+}
+
+/// Path of the kernel's status file of this process (Linux).
+const PROC_STATUS_PATH: &str = "/proc/self/status";
+
+/// The process's resident set size now and at its peak, in bytes: `VmRSS` and
+/// `VmHWM` of `/proc/self/status`. `None` where that file does not exist.
+fn process_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(PROC_STATUS_PATH).ok()?;
+    Some((
+        status_kib(&status, "VmRSS:")? * 1024,
+        status_kib(&status, "VmHWM:")? * 1024,
+    ))
+}
+
+/// The value of a `Name:   1234 kB` line of `/proc/self/status`, in KiB.
+fn status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Resident memory gauges, absent where the platform does not tell.
+fn render_process_memory(text: &mut String) {
+    let Some((resident, peak)) = process_memory() else {
+        return;
+    };
+    family(
+        text,
+        "fixit_process_resident_bytes",
+        "gauge",
+        "Resident set size of the node process (VmRSS).",
+    );
+    sample(text, "fixit_process_resident_bytes", None, resident);
+    family(
+        text,
+        "fixit_process_resident_peak_bytes",
+        "gauge",
+        "Peak resident set size of the node process since start (VmHWM).",
+    );
+    sample(text, "fixit_process_resident_peak_bytes", None, peak);
 }
 
 fn render_node(text: &mut String, node: &Node, websockets_open: usize) {
@@ -155,4 +197,24 @@ fn sample(text: &mut String, name: &str, label: Option<(&str, &str)>, value: u64
         Some((key, label_value)) => writeln!(text, "{name}{{{key}=\"{label_value}\"}} {value}"),
         None => writeln!(text, "{name} {value}"),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_read_in_kib() {
+        let status = "Name:\tfixit\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(10_240));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(20_480));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_a_resident_size_and_a_peak() {
+        let (resident, peak) = process_memory().expect("/proc/self/status on Linux");
+        assert!(resident > 0 && peak >= resident, "{resident} {peak}");
+    }
 }
