@@ -14,7 +14,7 @@
 //! Against a running node or cluster, the node's rate limits apply: refusals are
 //! counted as `busy` / `rate_limited`, apart from errors. `--source-addresses N`
 //! spreads the generator over 127.0.0.1..N (the per-address limit is per address).
-//! A spawned node gets limits sized for the run (see [`target::spawned_config`]):
+//! A spawned node gets limits sized for the run (see `target::spawned_config`):
 //! `connections_max` = users + 1,000, in-flight bounds twice that, and rate limits
 //! of 1,000,000/s per address and 100,000/s per principal.
 //!
