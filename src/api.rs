@@ -146,18 +146,24 @@ pub enum Request {
     },
     /// The nearest available providers of a skill around a point (any role). In a
     /// cluster, every node whose regions reach into the circle is asked.
-    Nearby {
-        /// Skill wanted.
-        skill: String,
-        /// Latitude, degrees.
-        lat: f64,
-        /// Longitude, degrees.
-        lon: f64,
-        /// Search radius in metres (at most the node's dispatch radius).
-        radius_m: f64,
-        /// Most providers returned (1 to 100).
-        limit: u32,
-    },
+    Nearby(NearbyQuery),
+}
+
+/// A nearby search: the client's request, the HTTP body and one node's leg of a
+/// scatter–gather are all this.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NearbyQuery {
+    /// Skill wanted.
+    pub skill: String,
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Search radius in metres (at most the node's dispatch radius).
+    pub radius_m: f64,
+    /// Most providers returned (1 to 100).
+    pub limit: u32,
 }
 
 impl Request {
@@ -179,7 +185,7 @@ impl Request {
             Request::RequestJob { .. } => "request_job",
             Request::CancelJob { .. } => "cancel_job",
             Request::JobStatus { .. } => "job_status",
-            Request::Nearby { .. } => "nearby",
+            Request::Nearby(_) => "nearby",
         }
     }
 }
@@ -369,7 +375,7 @@ pub fn authorize(principal: &Principal, request: &Request) -> Result<(), ApiErro
             as_role(Role::Customer)?;
             own(*customer, "customer")
         }
-        Request::JobStatus { .. } | Request::Nearby { .. } => Ok(()),
+        Request::JobStatus { .. } | Request::Nearby(_) => Ok(()),
     }
 }
 
@@ -472,10 +478,7 @@ impl Api {
     ) -> Result<Response, ApiError> {
         let op = request.name();
         authorize(principal, &request)?;
-        let result = match request {
-            Request::Nearby { .. } => self.nearby(request, None, request_id).await,
-            request => self.dispatch(principal, request).await,
-        };
+        let result = self.dispatch(principal, request).await;
         if let Err(error) = &result {
             tracing::info!(request_id, op, %error, "forwarded request refused");
         }
@@ -492,13 +495,10 @@ impl Api {
         request_id: &str,
     ) -> Result<Response, ApiError> {
         let Some(router) = &self.cluster else {
-            return match request {
-                Request::Nearby { .. } => self.nearby(request, None, request_id).await,
-                request => self.dispatch(principal, request).await,
-            };
+            return self.dispatch(principal, request).await;
         };
-        if let Request::Nearby { .. } = request {
-            return self.nearby(request, Some(router), request_id).await;
+        if let Request::Nearby(query) = &request {
+            return self.nearby_across(router, query, request_id).await;
         }
         if let Request::Location { provider, lat, lon } = request {
             if let Some(owner) = router.remote_owner_of(lat, lon) {
@@ -563,49 +563,42 @@ impl Api {
         }
     }
 
-    /// A nearby search: this node's index, plus (in a cluster) every other node
-    /// whose regions reach into the circle, each asked once with the link deadline.
-    /// Nodes that do not answer are listed, and their providers are missing.
-    async fn nearby(
-        &self,
-        request: Request,
-        router: Option<&Arc<ClusterRouter>>,
-        request_id: &str,
-    ) -> Result<Response, ApiError> {
-        let Request::Nearby {
+    /// A nearby search in this node's index only.
+    pub(crate) fn nearby_here(&self, query: &NearbyQuery) -> Result<Vec<Nearby>, ApiError> {
+        let NearbyQuery {
             skill,
             lat,
             lon,
             radius_m,
             limit,
-        } = request
-        else {
-            return Err(ApiError::BadRequest("not a nearby search".into()));
-        };
-        let mut providers = self
+        } = query;
+        Ok(self
             .node
-            .nearby(&skill, lat, lon, radius_m, limit as usize)?;
+            .nearby(skill, *lat, *lon, *radius_m, *limit as usize)?)
+    }
+
+    /// A nearby search across the cluster: this node's index plus every other node
+    /// whose regions reach into the circle, each asked once with the link deadline.
+    /// Nodes that do not answer are listed, and their providers are missing.
+    async fn nearby_across(
+        &self,
+        router: &Arc<ClusterRouter>,
+        query: &NearbyQuery,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let mut providers = self.nearby_here(query)?;
         let mut unanswered = Vec::new();
-        let others: Vec<String> = match router {
-            Some(router) => router
-                .regions()
-                .owners_near(lat, lon, radius_m)
-                .map_err(|error| CoreError::Invalid(error.to_string()))?
-                .into_iter()
-                .filter(|node| *node != router.name())
-                .map(str::to_owned)
-                .collect(),
-            None => Vec::new(),
-        };
-        if let (Some(router), false) = (router, others.is_empty()) {
+        let others: Vec<String> = router
+            .regions()
+            .owners_near(query.lat, query.lon, query.radius_m)
+            .map_err(|error| CoreError::Invalid(error.to_string()))?
+            .into_iter()
+            .filter(|node| *node != router.name())
+            .map(str::to_owned)
+            .collect();
+        if !others.is_empty() {
             Traffic::count(&router.traffic.nearby_fanouts);
-            let command = PeerCommand::Nearby {
-                skill,
-                lat,
-                lon,
-                radius_m,
-                limit,
-            };
+            let command = PeerCommand::Nearby(query.clone());
             let mut asks = tokio::task::JoinSet::new();
             for node in others {
                 let router = router.clone();
@@ -626,7 +619,7 @@ impl Api {
         }
         providers.sort_by(rank);
         providers.dedup_by_key(|found| found.provider);
-        providers.truncate(limit as usize);
+        providers.truncate(query.limit as usize);
         unanswered.sort();
         Ok(Response::Nearby(NearbyAnswer {
             providers,
@@ -721,11 +714,10 @@ impl Api {
                 }
                 Response::Job(found)
             }
-            Request::Nearby { .. } => {
-                return Err(ApiError::BadRequest(
-                    "nearby searches are served by Api::nearby".into(),
-                ))
-            }
+            Request::Nearby(query) => Response::Nearby(NearbyAnswer {
+                providers: self.nearby_here(&query)?,
+                unanswered: Vec::new(),
+            }),
         };
         Ok(response)
     }
@@ -787,7 +779,7 @@ fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
         | Request::ProviderOffline { .. }
         | Request::Location { .. }
         | Request::ProviderStatus { .. }
-        | Request::Nearby { .. } => None,
+        | Request::Nearby(_) => None,
     }
 }
 

@@ -9,6 +9,7 @@ use fixit_actors::clock::SystemClock;
 use fixit_actors::cluster_hooks::node_number_of_job;
 use fixit_actors::geo::{haversine_m, Coord};
 use fixit_cluster::placement::node_number;
+use fixit_edge::api::NearbyQuery;
 use fixit_edge::auth::Role;
 use fixit_edge::cluster::local::local_cluster;
 use fixit_edge::sdk::Connector;
@@ -331,12 +332,13 @@ async fn a_nearby_search_at_a_region_edge_returns_both_sides_as_brute_force_does
         .await
         .expect("QUIC session");
     let answer = client
-        .nearby(
-            "electrician",
-            (centre.lat(), centre.lon()),
+        .nearby(NearbyQuery {
+            skill: "electrician".into(),
+            lat: centre.lat(),
+            lon: centre.lon(),
             radius_m,
-            limit as u32,
-        )
+            limit: limit as u32,
+        })
         .await
         .expect("nearby over QUIC");
     let found: Vec<u64> = answer

@@ -1,7 +1,7 @@
 //! The verbs of `fixit client`, one per command, and the request each one sends.
 //! Ids of wallets, providers and customers default to the token's own subject.
 
-use crate::api::Request;
+use crate::api::{NearbyQuery, Request};
 use clap::Subcommand;
 
 /// One command to send.
@@ -282,13 +282,13 @@ impl Verb {
                 lon,
                 radius_m,
                 limit,
-            } => Request::Nearby {
+            } => Request::Nearby(NearbyQuery {
                 skill,
                 lat,
                 lon,
                 radius_m,
                 limit,
-            },
+            }),
             Verb::Watch { .. } => return None,
         };
         Some(request)

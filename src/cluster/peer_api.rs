@@ -3,7 +3,7 @@
 //! answered with one [`PeerResult`].
 
 use super::router::{ClusterRouter, Traffic};
-use crate::api::{Api, ApiError, Request, Response};
+use crate::api::{Api, ApiError, NearbyQuery, Request, Response};
 use crate::auth::Principal;
 use fixit_actors::codec;
 use fixit_actors::error::CoreError;
@@ -39,18 +39,7 @@ pub enum PeerCommand {
     /// An outbox transfer to a wallet homed here; applied once per transfer id.
     Transfer(Transfer),
     /// A nearby search in this node's index only (one leg of a scatter–gather).
-    Nearby {
-        /// Skill.
-        skill: String,
-        /// Latitude.
-        lat: f64,
-        /// Longitude.
-        lon: f64,
-        /// Radius in metres.
-        radius_m: f64,
-        /// Most results.
-        limit: u32,
-    },
+    Nearby(NearbyQuery),
 }
 
 /// A successful answer to a [`PeerCommand`].
@@ -119,19 +108,7 @@ impl PeerHandler {
                 tracing::debug!(transfer = %transfer.id, amount = transfer.amount, "transfer credited");
                 Ok(PeerAnswer::Op(outcome))
             }
-            PeerCommand::Nearby {
-                skill,
-                lat,
-                lon,
-                radius_m,
-                limit,
-            } => Ok(PeerAnswer::Nearby(node.nearby(
-                &skill,
-                lat,
-                lon,
-                radius_m,
-                limit as usize,
-            )?)),
+            PeerCommand::Nearby(query) => Ok(PeerAnswer::Nearby(self.api.nearby_here(&query)?)),
         }
     }
 }

@@ -245,7 +245,7 @@ fn target_of(command: &PeerCommand) -> Target {
     match command {
         PeerCommand::WalletOp { wallet, .. } => Target::Wallet(wallet.0),
         PeerCommand::Transfer(transfer) => Target::Wallet(transfer.to_wallet.0),
-        PeerCommand::Client { .. } | PeerCommand::Nearby { .. } => Target::Node,
+        PeerCommand::Client { .. } | PeerCommand::Nearby(_) => Target::Node,
     }
 }
 

@@ -3,7 +3,7 @@
 use super::extract::{Caller, EmptyBody, IdPath, JsonBody};
 use super::failure::Failure;
 use super::state::AppState;
-use crate::api::Request;
+use crate::api::{NearbyQuery, Request};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
@@ -23,39 +23,14 @@ pub(crate) struct LocationBody {
     lon: f64,
 }
 
-/// Body of `POST /v1/nearby`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NearbyBody {
-    skill: String,
-    lat: f64,
-    lon: f64,
-    radius_m: f64,
-    limit: u32,
-}
-
 /// `POST /v1/nearby`: the nearest available providers of a skill around a point,
 /// from every node whose regions reach into the circle.
 pub(crate) async fn nearby(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody<NearbyBody>,
+    JsonBody(query): JsonBody<NearbyQuery>,
 ) -> Result<Response, Failure> {
-    let NearbyBody {
-        skill,
-        lat,
-        lon,
-        radius_m,
-        limit,
-    } = body;
-    let request = Request::Nearby {
-        skill,
-        lat,
-        lon,
-        radius_m,
-        limit,
-    };
-    caller.run(&state, request).await
+    caller.run(&state, Request::Nearby(query)).await
 }
 
 /// `GET /v1/providers/{id}`: the provider's record.

@@ -2,7 +2,7 @@
 //! request and unpacks the expected response.
 
 use super::Client;
-use crate::api::{ApiError, NearbyAnswer, Request, Response};
+use crate::api::{ApiError, NearbyAnswer, NearbyQuery, Request, Response};
 use fixit_actors::error::CoreError;
 use fixit_actors::job::Job;
 use fixit_actors::ledger::{Balance, LedgerEntry};
@@ -110,22 +110,9 @@ impl Client {
             .await
     }
 
-    /// The nearest available providers of a skill within `radius_m` of a point.
-    pub async fn nearby(
-        &self,
-        skill: &str,
-        (lat, lon): (f64, f64),
-        radius_m: f64,
-        limit: u32,
-    ) -> Result<NearbyAnswer, ApiError> {
-        let request = Request::Nearby {
-            skill: skill.to_owned(),
-            lat,
-            lon,
-            radius_m,
-            limit,
-        };
-        match self.call(request).await? {
+    /// The nearest available providers of a skill around a point.
+    pub async fn nearby(&self, query: NearbyQuery) -> Result<NearbyAnswer, ApiError> {
+        match self.call(Request::Nearby(query)).await? {
             Response::Nearby(answer) => Ok(answer),
             other => Err(unexpected(other)),
         }
