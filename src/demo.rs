@@ -93,14 +93,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             id: ProviderId(FIRST_PROVIDER + n),
             cluster: cluster.clone(),
             counters: counters.clone(),
-            rng: Rng(args.seed ^ (n + 1).wrapping_mul(0xA24B_AED4_963E_E407)),
+            rng: Rng::for_user(args.seed, n),
         };
         tasks.push(tokio::spawn(provider.run(end)));
     }
     tasks.push(tokio::spawn(customers::book_jobs(
         cluster.clone(),
         counters.clone(),
-        Rng(args.seed),
+        Rng::new(args.seed),
         (args.customers, args.bookings_per_s),
         end,
     )));

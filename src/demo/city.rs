@@ -1,14 +1,8 @@
-//! The simulated city (central Berlin), its repeatable randomness, and how the
-//! three demo nodes share it: twelve 5-character geohash cells, four per node.
+//! How the three demo nodes share the simulated city (`fixit_edge::city`):
+//! twelve 5-character geohash cells, four per node.
 
+pub(crate) use fixit_edge::city::{clamp_to_city, Rng};
 use std::collections::BTreeMap;
-
-/// Skills the simulated providers have and customers ask for.
-pub(crate) const SKILLS: [&str; 3] = ["plumber", "electrician", "cleaner"];
-
-/// Centre of the simulated city (Berlin) and its half-width in degrees (~5 km).
-pub(crate) const CITY: (f64, f64) = (52.52, 13.405);
-pub(crate) const CITY_HALF_DEG: (f64, f64) = (0.045, 0.075);
 
 /// The demo's regions: geohash prefix → node. The city box spans four columns of
 /// 5-character cells (west to east) and three rows (the northern one a sliver);
@@ -38,54 +32,11 @@ pub(crate) fn regions() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A position moved back inside the city box.
-pub(crate) fn clamp_to_city((lat, lon): (f64, f64)) -> (f64, f64) {
-    (
-        lat.clamp(CITY.0 - CITY_HALF_DEG.0, CITY.0 + CITY_HALF_DEG.0),
-        lon.clamp(CITY.1 - CITY_HALF_DEG.1, CITY.1 + CITY_HALF_DEG.1),
-    )
-}
-
-/// A small seeded generator (splitmix64): the demo needs repeatable, not strong, randomness.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in 0..n (0 when n is 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// A uniform spot in the city box.
-    pub(crate) fn spot(&mut self) -> (f64, f64) {
-        (
-            CITY.0 + (self.unit() * 2.0 - 1.0) * CITY_HALF_DEG.0,
-            CITY.1 + (self.unit() * 2.0 - 1.0) * CITY_HALF_DEG.1,
-        )
-    }
-
-    /// A skill, uniformly.
-    pub(crate) fn skill(&mut self) -> &'static str {
-        SKILLS[self.below(SKILLS.len() as u64) as usize]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use fixit_cluster::Regions;
+    use fixit_edge::city::{CITY, CITY_HALF_DEG};
 
     /// Random spots checked; the seed is fixed and printed.
     const SPOTS: u64 = 20_000;
@@ -95,7 +46,7 @@ mod tests {
     fn the_regions_tile_the_city_box_with_a_fair_share_each() {
         println!("seed {SEED:#x}");
         let regions = Regions::new(regions()).expect("valid regions");
-        let mut rng = Rng(SEED);
+        let mut rng = Rng::new(SEED);
         let mut share: BTreeMap<&str, u64> = BTreeMap::new();
         let corners = [-1.0, 1.0].into_iter().flat_map(|lat: f64| {
             [-1.0, 1.0].map(|lon: f64| {

@@ -4,10 +4,10 @@
 //! rate, each on a random customer's connection), so a slow node shows as latency,
 //! never as fewer attempts.
 
-use super::rng::Rng;
 use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
 use crate::auth::{Principal, Role};
+use crate::city::Rng;
 use crate::sdk::Client;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU32, Ordering};

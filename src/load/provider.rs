@@ -3,11 +3,11 @@
 //! once a second (jittered, staying inside its node's region); takes each offer at
 //! once, then starts and completes the job after think times.
 
-use super::rng::Rng;
 use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
 use crate::api::Push;
 use crate::auth::{Principal, Role};
+use crate::city::Rng;
 use crate::sdk::{Client, PushStream};
 use fixit_actors::services::ProviderPush;
 use std::sync::atomic::Ordering;

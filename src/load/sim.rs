@@ -4,10 +4,10 @@
 
 use super::connect::{pause_for, Connectors};
 use super::jobs::Jobs;
-use super::rng::Rng;
 use super::stats::{Op, Stats};
 use super::target::Target;
 use crate::api::ApiError;
+use crate::city::Rng;
 use fixit_actors::error::CoreError;
 use std::future::Future;
 use std::time::{Duration, Instant};

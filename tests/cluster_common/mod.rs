@@ -27,11 +27,6 @@ pub(crate) fn regions() -> BTreeMap<String, String> {
 
 /// The bounding box of a geohash cell: (south, north, west, east).
 pub(crate) fn cell_box(cell: &str) -> (f64, f64, f64, f64) {
-    let rect = geohash_box(cell);
-    (rect.0, rect.1, rect.2, rect.3)
-}
-
-fn geohash_box(cell: &str) -> (f64, f64, f64, f64) {
     // Decoding by hand keeps the tests free of the geohash crate's API details.
     const ALPHABET: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
     let (mut lat, mut lon) = ((-90.0f64, 90.0f64), (-180.0f64, 180.0f64));
