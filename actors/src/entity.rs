@@ -408,7 +408,11 @@ impl<K: EntityKind> Actor for EntityShell<K> {
         match message {
             Envelope::Command(command) => {
                 args.ctx.faults.check(K::KIND, K::raw_id(args.id));
-                failpoints::panic_point(K::FAILPOINT, &args.ctx.config.node.id);
+                failpoints::entity_panic_point(
+                    K::FAILPOINT,
+                    &args.ctx.config.node.id,
+                    K::raw_id(args.id),
+                );
                 args.ctx.faults.stall(K::KIND, K::raw_id(args.id)).await;
                 K::handle(args.id, state, command, &args.ctx).await;
                 args.gate.leave(args.ctx.clock.now_ms());

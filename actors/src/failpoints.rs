@@ -11,7 +11,10 @@
 //! - `panic`, `error`, `drop`: the point's failure of that kind;
 //! - `delay=MS`: sleep that long, then go on;
 //! - any of these followed by `@NODE`: only on the node whose id is NODE, so one
-//!   node of several in one process fails alone (`return(panic@b)`).
+//!   node of several in one process fails alone (`return(panic@b)`);
+//! - then, at an entity actor's handler, `/N`: only entities whose id is a multiple
+//!   of N (`return(panic@b/4)`: a quarter of node b's entities), so a chaos run can
+//!   compare the entities under fault with the others (containment).
 //!
 //! The `fail` crate's `P%` and `N*` prefixes give probability and count
 //! (`20%return(drop@a)`, `3*return(panic)`).
@@ -44,6 +47,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     (LINK_SEND, "drop, delay"),
     (LINK_RECEIVE, "drop, delay"),
     (OUTBOX_DELIVER, "error, delay"),
+    (
+        STORE_IDEMPOTENCY,
+        "drop (a deliberately broken build, for the checker's own test)",
+    ),
 ];
 
 /// A cross-node call is about to be sent (`drop`: it never leaves).
@@ -64,6 +71,11 @@ pub const JOB_HANDLE: &str = "actors::job::handle";
 pub const SESSION_HANDLE: &str = "actors::session::handle";
 /// A ledger operation's sled transaction is about to run.
 pub const STORE_APPLY: &str = "actors::store::apply";
+/// A ledger operation is about to look up its idempotency key (`drop`: the look-up
+/// is skipped, so a retry applies twice). Never armed by a chaos scenario: it is
+/// the deliberately broken build the invariant checker must catch. The store does
+/// not know its node: this point takes no `@NODE`.
+pub const STORE_IDEMPOTENCY: &str = "actors::store::idempotency";
 /// The group-commit writer is about to flush.
 pub const DURABILITY_FLUSH: &str = "actors::durability::flush";
 /// The notifier is about to push to a client.
@@ -75,8 +87,15 @@ pub const VERIFIER_VERIFY: &str = "actors::verifier::verify";
 /// firing is counted, see [`injected`]).
 #[cfg(feature = "failpoints")]
 pub fn check(name: &str, node: &str) -> Option<Fault> {
+    check_entity(name, node, None)
+}
+
+/// [`check`] at an entity actor's handler: an armed `/N` filter fires only for
+/// entities whose id is a multiple of N.
+#[cfg(feature = "failpoints")]
+pub fn check_entity(name: &str, node: &str, entity: Option<u64>) -> Option<Fault> {
     let fault = fail::eval(name, |payload| {
-        parse(payload.as_deref().unwrap_or("panic"), node)
+        parse_for(payload.as_deref().unwrap_or("panic"), node, entity)
     })
     .flatten();
     if fault.is_some() {
@@ -102,6 +121,13 @@ pub fn injected() -> std::collections::BTreeMap<String, u64> {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn check(_name: &str, _node: &str) -> Option<Fault> {
+    None
+}
+
+/// The fault armed at an entity's failpoint: never, in this build.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn check_entity(_name: &str, _node: &str, _entity: Option<u64>) -> Option<Fault> {
     None
 }
 
@@ -155,14 +181,27 @@ pub fn arm_from_env() -> Result<usize, String> {
 /// Reads `FAULT[@NODE]`; `None` when the fault is for another node. An unreadable
 /// fault panics: a chaos run with a typo must not silently inject nothing.
 pub fn parse(payload: &str, node: &str) -> Option<Fault> {
-    let (fault, only_on) = match payload.split_once('@') {
-        Some((fault, target)) => (fault.trim(), Some(target.trim())),
-        None => (payload.trim(), None),
+    parse_for(payload, node, None)
+}
+
+/// Reads `FAULT[@NODE][/N]` for entity `entity` of node `node`; `None` when the
+/// fault is for another node or entity. A `/N` filter where there is no entity, or
+/// an N of 0, panics like a typo.
+pub fn parse_for(payload: &str, node: &str, entity: Option<u64>) -> Option<Fault> {
+    let (rest, modulus) = match payload.split_once('/') {
+        Some((rest, modulus)) => match (modulus.trim().parse::<u64>(), entity) {
+            (Ok(modulus), Some(_)) if modulus > 0 => (rest, Some(modulus)),
+            _ => panic!(
+                "failpoint fault {payload:?}: /N needs an entity actor's failpoint and N > 0"
+            ),
+        },
+        None => (payload, None),
     };
-    if only_on.is_some_and(|target| target != node) {
-        return None;
-    }
-    Some(match fault {
+    let (fault, only_on) = match rest.split_once('@') {
+        Some((fault, target)) => (fault.trim(), Some(target.trim())),
+        None => (rest.trim(), None),
+    };
+    let fault = match fault {
         "panic" => Fault::Panic,
         "error" => Fault::Error,
         "drop" => Fault::Drop,
@@ -170,13 +209,23 @@ pub fn parse(payload: &str, node: &str) -> Option<Fault> {
             Some(Ok(ms)) => Fault::Delay(Duration::from_millis(ms)),
             _ => panic!("failpoint fault {payload:?}: expected panic, error, drop or delay=MS, optionally @NODE"),
         },
-    })
+    };
+    let other_node = only_on.is_some_and(|target| target != node);
+    let other_entity = matches!((modulus, entity), (Some(m), Some(id)) if id % m != 0);
+    (!other_node && !other_entity).then_some(fault)
 }
 
-/// Panics if failpoint `name` asks for it on `node` (entity actors and services).
+/// Panics if failpoint `name` asks for it on `node` (services).
 pub fn panic_point(name: &str, node: &str) {
     if check(name, node) == Some(Fault::Panic) {
         panic!("failpoint {name}: injected panic on node {node}");
+    }
+}
+
+/// Panics if the entity handler failpoint `name` asks for it for entity `id`.
+pub fn entity_panic_point(name: &str, node: &str, id: u64) {
+    if check_entity(name, node, Some(id)) == Some(Fault::Panic) {
+        panic!("failpoint {name}: injected panic in entity {id} on node {node}");
     }
 }
 
@@ -194,6 +243,21 @@ mod tests {
             Some(Fault::Delay(Duration::from_millis(25)))
         );
         assert_eq!(parse("drop", "z"), Some(Fault::Drop));
+    }
+
+    #[test]
+    fn an_entity_filter_picks_one_entity_in_n() {
+        assert_eq!(parse_for("panic/4", "a", Some(8)), Some(Fault::Panic));
+        assert_eq!(parse_for("panic/4", "a", Some(9)), None);
+        assert_eq!(parse_for("panic@a/4", "a", Some(12)), Some(Fault::Panic));
+        assert_eq!(parse_for("panic@b/4", "a", Some(12)), None);
+        assert_eq!(parse_for("panic@a", "a", Some(7)), Some(Fault::Panic));
+    }
+
+    #[test]
+    #[should_panic(expected = "/N needs an entity")]
+    fn an_entity_filter_without_an_entity_is_loud() {
+        let _ = parse_for("error/4", "a", None);
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl LedgerOp {
 }
 
 /// What kind of movement a ledger entry records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryKind {
     /// Deposit into this wallet.
     Deposit,

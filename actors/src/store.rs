@@ -260,6 +260,9 @@ impl Store {
         ledger::validate_key(key)?;
         let request = codec::encode(op).map_err(|e| CoreError::Internal(e.to_string()))?;
         let idempotency_key = pair_key(wallet.0, key.as_bytes());
+        // The deliberately broken build (failpoints only): skip the look-up below.
+        let check_key = crate::failpoints::check(crate::failpoints::STORE_IDEMPOTENCY, "")
+            != Some(crate::failpoints::Fault::Drop);
         if let Some(other) = home(wallet) {
             return Err(CoreError::Unavailable(format!(
                 "wallet {} lives on node {other}, not here",
@@ -274,7 +277,11 @@ impl Store {
             &self.outbox,
         )
             .transaction(|(wallets, ledger_tree, idempotency, meta, outbox)| {
-                if let Some(seen) = idempotency.get(&idempotency_key)? {
+                let seen = match check_key {
+                    true => idempotency.get(&idempotency_key)?,
+                    false => None,
+                };
+                if let Some(seen) = seen {
                     let seen: IdempotencyRecord = tx_decode(&seen)?;
                     if seen.request != request {
                         return Err(ConflictableTransactionError::Abort(
@@ -378,7 +385,7 @@ impl Store {
     /// Checks the whole ledger: conservation, no negative part, entries add up.
     pub fn audit(&self) -> CoreResult<Audit> {
         let mut audit = Audit {
-            flows: self.get(&self.meta, FLOWS_KEY)?.unwrap_or_default(),
+            flows: self.flows()?,
             ..Audit::default()
         };
         (audit.outbox_transfers, audit.outbox_amount) = self.outbox_backlog()?;
@@ -411,6 +418,35 @@ impl Store {
             balance.held += entry.held_delta;
         }
         Ok(balance)
+    }
+
+    /// The node-wide money totals (zero on a fresh node).
+    pub fn flows(&self) -> CoreResult<Flows> {
+        Ok(self.get(&self.meta, FLOWS_KEY)?.unwrap_or_default())
+    }
+
+    /// Every ledger entry with its wallet, by wallet then sequence number (for
+    /// checkers that read a whole database).
+    pub fn ledger_entries(&self) -> impl Iterator<Item = CoreResult<(WalletId, LedgerEntry)>> + '_ {
+        self.ledger.iter().map(|item| {
+            let (key, value) = item.map_err(storage)?;
+            let wallet: [u8; 8] = key
+                .get(..8)
+                .and_then(|id| id.try_into().ok())
+                .ok_or_else(|| CoreError::Internal("bad ledger key".into()))?;
+            let entry = codec::decode(&value).map_err(corrupt)?;
+            Ok((WalletId(u64::from_be_bytes(wallet)), entry))
+        })
+    }
+
+    /// Every stored job.
+    pub fn jobs(&self) -> CoreResult<Vec<crate::job::Job>> {
+        self.all_by_id(&self.jobs)
+    }
+
+    /// Every stored provider.
+    pub fn providers(&self) -> CoreResult<Vec<crate::provider::Provider>> {
+        self.all_by_id(&self.providers)
     }
 
     /// Up to `limit` undelivered transfers, by receiving node, then id.

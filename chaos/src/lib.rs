@@ -1,5 +1,9 @@
 //! Chaos tooling for fixit-edge (see the chaos issue and docs/CHAOS.md).
 //!
+//! * [`checker`]: the **invariant checker**, run after each chaos scenario or on
+//!   its own: reads stopped nodes' sled dirs (copies; the originals are never
+//!   changed) and the clients' acknowledged operations, and decides conservation,
+//!   no negative balance, exactly-once, single assignment and durability.
 //! * [`proxy`]: the **fault proxy**, a UDP relay placed between nodes that drops a
 //!   percentage of datagrams, adds delay with jitter, and cuts a link in one or
 //!   both directions (a partition) and heals it, at run time, with every random
@@ -20,4 +24,5 @@
 //! # }
 //! ```
 
+pub mod checker;
 pub mod proxy;
