@@ -2,6 +2,7 @@
 //! and their repeatable randomness: splitmix64 (`fixit_cluster::backoff`), seeded.
 
 use fixit_cluster::backoff::SplitMix64;
+use std::collections::BTreeMap;
 
 /// Skills the simulated providers have and customers ask for.
 pub const SKILLS: [&str; 3] = ["plumber", "electrician", "cleaner"];
@@ -11,6 +12,35 @@ pub const CITY: (f64, f64) = (52.52, 13.405);
 
 /// Half-width of the city box in degrees (~5 km each way).
 pub const CITY_HALF_DEG: (f64, f64) = (0.045, 0.075);
+
+/// The three-node regions of the demo and the chaos runs: geohash prefix → node.
+/// The city box spans four columns of 5-character cells (west to east) and three
+/// rows (the northern one a sliver); each node gets four cells, about a third of
+/// the box each: a = the west column and the south-west of the centre, b = the
+/// north of the centre (with Mitte), c = the south-east of the centre and the east
+/// column.
+pub const THREE_NODE_REGIONS: [(&str, &str); 12] = [
+    ("u336x", "a"),
+    ("u336z", "a"),
+    ("u337p", "a"),
+    ("u33d8", "a"),
+    ("u33db", "b"),
+    ("u33dc", "b"),
+    ("u33e0", "b"),
+    ("u33e1", "b"),
+    ("u33d9", "c"),
+    ("u33dd", "c"),
+    ("u33df", "c"),
+    ("u33e4", "c"),
+];
+
+/// [`THREE_NODE_REGIONS`] as the region map of `cluster::local::local_cluster`.
+pub fn regions() -> BTreeMap<String, String> {
+    THREE_NODE_REGIONS
+        .iter()
+        .map(|(prefix, node)| ((*prefix).to_owned(), (*node).to_owned()))
+        .collect()
+}
 
 /// Largest step of a provider between two positions, in degrees (~50 m).
 const STEP_DEG: (f64, f64) = (0.001, 0.0015);

@@ -147,7 +147,7 @@ fn print_banner(cluster: &DemoCluster, args: &DemoArgs, dir: &std::path::Path) {
     );
     for (index, node) in cluster.nodes().iter().enumerate() {
         let name = cluster.name(index);
-        let cells: Vec<&str> = city::DEMO_REGIONS
+        let cells: Vec<&str> = fixit_edge::city::THREE_NODE_REGIONS
             .iter()
             .filter(|(_, owner)| *owner == name)
             .map(|(prefix, _)| *prefix)

@@ -8,6 +8,7 @@ mod cluster;
 mod dashboard;
 mod events;
 mod extract;
+mod failpoints;
 mod failure;
 mod jobs;
 mod metrics_text;

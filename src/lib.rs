@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chaos;
 pub mod city;
 pub mod cli_client;
 pub mod cluster;

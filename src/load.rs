@@ -41,7 +41,7 @@ mod progress;
 mod provider;
 mod report;
 mod sim;
-mod spawn;
+pub(crate) mod spawn;
 mod stats;
 mod target;
 mod toml_text;

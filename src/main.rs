@@ -51,6 +51,9 @@ enum Command {
     Client(fixit_edge::cli_client::ClientArgs),
     /// Load a node or cluster with simulated customers and providers; report latencies.
     Load(fixit_edge::load::LoadArgs),
+    /// Chaos scenarios against real node processes, then the invariant checker
+    /// (or `chaos check`: the checker alone on stopped nodes' data dirs).
+    Chaos(fixit_edge::chaos::ChaosArgs),
     /// Cluster certificates: nodes link over mutual TLS from one cluster CA.
     Certs {
         #[command(subcommand)]
@@ -157,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => issue_token(role, sub, ttl_s, &config),
         Command::Client(args) => runtime.block_on(fixit_edge::cli_client::run(args)),
         Command::Load(args) => runtime.block_on(fixit_edge::load::run(args)),
+        Command::Chaos(args) => runtime.block_on(fixit_edge::chaos::run(args)),
         Command::Certs { command } => certs(command),
         Command::CheckConfig { config } => {
             let config = NodeConfig::load(&config)?;

@@ -135,9 +135,7 @@ pub fn check_entity(_name: &str, _node: &str, _entity: Option<u64>) -> Option<Fa
 /// node processes read `FAILPOINTS`). Refuses an unknown name or bad actions.
 #[cfg(feature = "failpoints")]
 pub fn arm(name: &str, actions: &str) -> Result<(), String> {
-    if !CATALOGUE.iter().any(|(known, _)| *known == name) {
-        return Err(format!("unknown failpoint {name:?}"));
-    }
+    validate(name, actions)?;
     fail::cfg(name, actions)
 }
 
@@ -188,16 +186,32 @@ pub fn parse(payload: &str, node: &str) -> Option<Fault> {
 /// fault is for another node or entity. A `/N` filter where there is no entity, or
 /// an N of 0, panics like a typo.
 pub fn parse_for(payload: &str, node: &str, entity: Option<u64>) -> Option<Fault> {
+    let spec = read_spec(payload, entity.is_some()).unwrap_or_else(|why| panic!("{why}"));
+    let other_node = spec.node.is_some_and(|target| target != node);
+    let other_entity = matches!((spec.modulus, entity), (Some(m), Some(id)) if id % m != 0);
+    (!other_node && !other_entity).then_some(spec.fault)
+}
+
+/// A parsed `FAULT[@NODE][/N]`.
+struct Spec<'a> {
+    fault: Fault,
+    node: Option<&'a str>,
+    modulus: Option<u64>,
+}
+
+fn read_spec(payload: &str, entity_point: bool) -> Result<Spec<'_>, String> {
     let (rest, modulus) = match payload.split_once('/') {
-        Some((rest, modulus)) => match (modulus.trim().parse::<u64>(), entity) {
-            (Ok(modulus), Some(_)) if modulus > 0 => (rest, Some(modulus)),
-            _ => panic!(
-                "failpoint fault {payload:?}: /N needs an entity actor's failpoint and N > 0"
-            ),
+        Some((rest, modulus)) => match modulus.trim().parse::<u64>() {
+            Ok(modulus) if modulus > 0 && entity_point => (rest, Some(modulus)),
+            _ => {
+                return Err(format!(
+                    "failpoint fault {payload:?}: /N needs an entity actor's failpoint and N > 0"
+                ))
+            }
         },
         None => (payload, None),
     };
-    let (fault, only_on) = match rest.split_once('@') {
+    let (fault, node) = match rest.split_once('@') {
         Some((fault, target)) => (fault.trim(), Some(target.trim())),
         None => (rest.trim(), None),
     };
@@ -207,12 +221,45 @@ pub fn parse_for(payload: &str, node: &str, entity: Option<u64>) -> Option<Fault
         "drop" => Fault::Drop,
         delay => match delay.strip_prefix("delay=").map(str::parse::<u64>) {
             Some(Ok(ms)) => Fault::Delay(Duration::from_millis(ms)),
-            _ => panic!("failpoint fault {payload:?}: expected panic, error, drop or delay=MS, optionally @NODE"),
+            _ => {
+                return Err(format!(
+                    "failpoint fault {payload:?}: expected panic, error, drop or delay=MS, optionally @NODE"
+                ))
+            }
         },
     };
-    let other_node = only_on.is_some_and(|target| target != node);
-    let other_entity = matches!((modulus, entity), (Some(m), Some(id)) if id % m != 0);
-    (!other_node && !other_entity).then_some(fault)
+    Ok(Spec {
+        fault,
+        node,
+        modulus,
+    })
+}
+
+/// Checks `fail` actions for failpoint `name` before arming them: every
+/// `return(...)` payload must read as a fault (a typo would otherwise panic in the
+/// node at the first hit), `/N` only at entity handlers.
+pub fn validate(name: &str, actions: &str) -> Result<(), String> {
+    let entity_point = [WALLET_HANDLE, PROVIDER_HANDLE, JOB_HANDLE, SESSION_HANDLE].contains(&name);
+    if !CATALOGUE.iter().any(|(known, _)| *known == name) {
+        return Err(format!("unknown failpoint {name:?}"));
+    }
+    let mut returns = 0;
+    for action in actions.split("->") {
+        let Some((_, payload)) = action.split_once("return(") else {
+            continue;
+        };
+        let payload = payload
+            .strip_suffix(')')
+            .ok_or_else(|| format!("failpoint {name}: unclosed return( in {actions:?}"))?;
+        read_spec(payload, entity_point)?;
+        returns += 1;
+    }
+    if returns == 0 {
+        return Err(format!(
+            "failpoint {name}: actions {actions:?} name no return(FAULT)"
+        ));
+    }
+    Ok(())
 }
 
 /// Panics if failpoint `name` asks for it on `node` (services).
@@ -252,6 +299,19 @@ mod tests {
         assert_eq!(parse_for("panic@a/4", "a", Some(12)), Some(Fault::Panic));
         assert_eq!(parse_for("panic@b/4", "a", Some(12)), None);
         assert_eq!(parse_for("panic@a", "a", Some(7)), Some(Fault::Panic));
+    }
+
+    #[test]
+    fn actions_are_checked_before_they_are_armed() {
+        assert!(validate(WALLET_HANDLE, "20%return(panic@b/4)").is_ok());
+        assert!(validate(STORE_APPLY, "3*return(delay=20)->return(error)").is_ok());
+        assert!(
+            validate(STORE_APPLY, "return(error/4)").is_err(),
+            "no entity"
+        );
+        assert!(validate(STORE_APPLY, "return(eror)").is_err());
+        assert!(validate(STORE_APPLY, "panic").is_err(), "no return(...)");
+        assert!(validate("actors::nowhere::x", "return(error)").is_err());
     }
 
     #[test]

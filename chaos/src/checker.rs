@@ -24,8 +24,8 @@
 //! - `escrow_settled`: a completed job was captured once (its price) and not
 //!   released; a cancelled or expired one released once and not captured; a live
 //!   one neither; every job's hold is in its customer's ledger exactly once.
-//! - `single_assignment`: no provider holds two live jobs; no job acknowledged as
-//!   accepted by one provider is stored with another.
+//! - `single_assignment`: no provider holds two accepted or started jobs; no job
+//!   acknowledged as accepted by one provider is stored with another.
 //! - `acknowledged_durable`: every acknowledged deposit, booking, acceptance and
 //!   completion is in the stored data (`acked_lost` counts the missing ones).
 
@@ -108,12 +108,12 @@ pub struct AckedDeposit {
 /// A job as far as clients saw it acknowledged.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckedJob {
-    /// The job id the booking answered.
+    /// The job id (from the booking's answer or from an offer).
     pub job: u64,
-    /// The customer who booked it.
-    pub customer: u64,
-    /// Its price.
-    pub price: i64,
+    /// The customer whose booking was acknowledged with this job.
+    pub booked_by: Option<u64>,
+    /// The price of that booking.
+    pub price: Option<i64>,
     /// The provider whose accept was acknowledged.
     pub accepted_by: Option<u64>,
     /// The provider whose completion was acknowledged.
@@ -134,7 +134,9 @@ impl Acknowledged {
     /// How many operations: deposits, bookings, acceptances and completions.
     pub fn operations(&self) -> u64 {
         let steps = |job: &AckedJob| {
-            1 + u64::from(job.accepted_by.is_some()) + u64::from(job.completed_by.is_some())
+            u64::from(job.booked_by.is_some())
+                + u64::from(job.accepted_by.is_some())
+                + u64::from(job.completed_by.is_some())
         };
         self.deposits.len() as u64 + self.jobs.iter().map(steps).sum::<u64>()
     }
@@ -538,10 +540,7 @@ fn judge_jobs(
                 )
             });
         }
-        if let JobStatus::Offered { provider, .. }
-        | JobStatus::Accepted { provider }
-        | JobStatus::InProgress { provider } = job.status
-        {
+        if let JobStatus::Accepted { provider } | JobStatus::InProgress { provider } = job.status {
             live_by_provider
                 .entry(provider.0)
                 .or_default()
@@ -595,11 +594,15 @@ fn judge_acknowledged(
             });
             continue;
         };
-        if job.customer.0 != ack.customer || job.request.price != ack.price {
+        let customer_kept = ack
+            .booked_by
+            .is_none_or(|customer| customer == job.customer.0);
+        let price_kept = ack.price.is_none_or(|price| price == job.request.price);
+        if !customer_kept || !price_kept {
             findings.violated("acknowledged_durable", || {
                 format!(
-                    "job {} is stored for customer {} at {}, booked by {} at {}",
-                    ack.job, job.customer.0, job.request.price, ack.customer, ack.price
+                    "job {} is stored for customer {} at {}, booked by {:?} at {:?}",
+                    ack.job, job.customer.0, job.request.price, ack.booked_by, ack.price
                 )
             });
         }

@@ -199,7 +199,7 @@ impl FaultProxy {
             tokio::spawn(listener.run(shutdown_signal.clone())),
             tokio::spawn(delay_queue.run(shutdown_signal)),
         ];
-        tracing::info!(
+        tracing::debug!(
             listen = %local_addr,
             upstream = %config.upstream,
             seed = config.seed,
@@ -271,7 +271,7 @@ impl FaultProxy {
             }
         }
         let counts = self.counts();
-        tracing::info!(listen = %self.local_addr, ?counts, "fault proxy stopped");
+        tracing::debug!(listen = %self.local_addr, ?counts, "fault proxy stopped");
         counts
     }
 }

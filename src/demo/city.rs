@@ -2,41 +2,15 @@
 //! twelve 5-character geohash cells, four per node.
 
 pub(crate) use fixit_edge::city::{clamp_to_city, Rng};
-use std::collections::BTreeMap;
 
-/// The demo's regions: geohash prefix → node. The city box spans four columns of
-/// 5-character cells (west to east) and three rows (the northern one a sliver);
-/// each node gets four cells, about a third of the box each:
-/// a = the west column and the south-west of the centre, b = the north of the
-/// centre (with Mitte), c = the south-east of the centre and the east column.
-pub(crate) const DEMO_REGIONS: [(&str, &str); 12] = [
-    ("u336x", "a"),
-    ("u336z", "a"),
-    ("u337p", "a"),
-    ("u33d8", "a"),
-    ("u33db", "b"),
-    ("u33dc", "b"),
-    ("u33e0", "b"),
-    ("u33e1", "b"),
-    ("u33d9", "c"),
-    ("u33dd", "c"),
-    ("u33df", "c"),
-    ("u33e4", "c"),
-];
-
-/// The region map for `local_cluster`.
-pub(crate) fn regions() -> BTreeMap<String, String> {
-    DEMO_REGIONS
-        .iter()
-        .map(|(prefix, node)| ((*prefix).to_owned(), (*node).to_owned()))
-        .collect()
-}
+pub(crate) use fixit_edge::city::regions;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use fixit_cluster::Regions;
     use fixit_edge::city::{CITY, CITY_HALF_DEG};
+    use std::collections::BTreeMap;
 
     /// Random spots checked; the seed is fixed and printed.
     const SPOTS: u64 = 20_000;

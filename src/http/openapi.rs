@@ -90,6 +90,14 @@ fn spec(operation: Operation) -> Spec {
             access: Access::Token("an admin, unless the node's dashboard is open (demo)"),
             ..command("This node's cluster links: each peer and its link state (single node: cluster false, no peers)", "", None, "ClusterStatus")
         },
+        O::Failpoints => Spec {
+            access: Access::Token("an admin"),
+            ..command("Faults injected so far by failpoint, and whether this build has failpoints (chaos runs)", "", None, "Failpoints")
+        },
+        O::ArmFailpoints => Spec {
+            access: Access::Token("an admin"),
+            ..command("Arms failpoints (name → fail actions with return(FAULT[@NODE][/N]), or \"off\"); a build without the failpoints feature refuses", "", Some("ArmFailpointsBody"), "Failpoints")
+        },
         O::DashboardPage => open("The dashboard page (self-contained HTML; token in /#token=...)", "text/html", text),
         O::Health => open("200 ok while the process serves", "text/plain", text),
         O::Ready => open("200 while the supervision tree runs, else 503", "text/plain", text),

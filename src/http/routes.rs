@@ -2,7 +2,9 @@
 //! is built from it and so is the OpenAPI document, so the two cannot drift apart.
 
 use super::state::AppState;
-use super::{cluster, dashboard, events, jobs, operations, providers, request_id, wallets};
+use super::{
+    cluster, dashboard, events, failpoints, jobs, operations, providers, request_id, wallets,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
@@ -57,6 +59,8 @@ pub(crate) enum Operation {
     DashboardData,
     DashboardPage,
     Cluster,
+    Failpoints,
+    ArmFailpoints,
     Health,
     Ready,
     Metrics,
@@ -113,6 +117,8 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Verb::Get, "/v1/dashboard", Operation::DashboardData),
     route(Verb::Get, "/", Operation::DashboardPage),
     route(Verb::Get, "/cluster", Operation::Cluster),
+    route(Verb::Get, "/v1/admin/failpoints", Operation::Failpoints),
+    route(Verb::Put, "/v1/admin/failpoints", Operation::ArmFailpoints),
     route(Verb::Get, "/health", Operation::Health),
     route(Verb::Get, "/ready", Operation::Ready),
     route(Verb::Get, "/metrics", Operation::Metrics),
@@ -143,6 +149,8 @@ fn handler(verb: Verb, operation: Operation) -> MethodRouter<AppState> {
         Operation::DashboardData => on(filter, dashboard::data),
         Operation::DashboardPage => on(filter, dashboard::page),
         Operation::Cluster => on(filter, cluster::status),
+        Operation::Failpoints => on(filter, failpoints::read),
+        Operation::ArmFailpoints => on(filter, failpoints::arm),
         Operation::Health => on(filter, operations::health),
         Operation::Ready => on(filter, operations::ready),
         Operation::Metrics => on(filter, operations::metrics),

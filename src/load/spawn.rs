@@ -46,6 +46,18 @@ impl SpawnedNode {
         config: NodeConfig,
         dir: &Path,
     ) -> anyhow::Result<SpawnedNode> {
+        SpawnedNode::start_with_env(binary, config, dir, &[]).await
+    }
+
+    /// [`SpawnedNode::start`] with extra environment variables (a chaos run's
+    /// `FAILPOINTS`); the log in `dir/node.log` is appended to, so a restarted
+    /// node's lines follow its earlier ones.
+    pub(crate) async fn start_with_env(
+        binary: &Path,
+        config: NodeConfig,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<SpawnedNode> {
         let config_path = dir.join("node.toml");
         std::fs::write(&config_path, node_config_toml(&config)?)
             .with_context(|| format!("writing {}", config_path.display()))?;
@@ -54,6 +66,7 @@ impl SpawnedNode {
             .args(["--log-format", "json", "node", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", CHILD_LOG_FILTER)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -84,6 +97,13 @@ impl SpawnedNode {
                 log_tail(&log)
             ),
         }
+    }
+
+    /// SIGKILL (`kill -9`: no flush, no goodbye) and reap.
+    pub(crate) fn kill9(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("the node was already stopped")?;
+        child.kill()?;
+        Ok(child.wait()?)
     }
 
     /// SIGTERM, then waits (bounded) for the exit; SIGKILL past the bound.
@@ -140,8 +160,11 @@ fn copy_log_until_serving(
     stderr: std::process::ChildStderr,
     log: PathBuf,
 ) -> anyhow::Result<mpsc::Receiver<(SocketAddr, SocketAddr)>> {
-    let mut file =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut sender = Some(sender);

@@ -293,13 +293,29 @@ fn cluster_status() -> Value {
     }))
 }
 
+/// The answer of the failpoint endpoints, and the body that arms them.
+fn failpoints() -> [(&'static str, Value); 2] {
+    let counts = json!({ "type": "object", "additionalProperties": uint64() });
+    let actions = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    [
+        (
+            "Failpoints",
+            object(json!({ "built": { "type": "boolean" }, "injected": counts })),
+        ),
+        (
+            "ArmFailpointsBody",
+            object(json!({ "failpoints": actions })),
+        ),
+    ]
+}
+
 /// Every schema by name.
 pub(super) fn all() -> Value {
     let mut schemas = serde_json::Map::new();
     schemas.insert("ErrorBody".into(), error_body());
     schemas.insert("Dashboard".into(), dashboard());
     schemas.insert("ClusterStatus".into(), cluster_status());
-    for (name, schema) in domain().into_iter().chain(bodies()) {
+    for (name, schema) in domain().into_iter().chain(bodies()).chain(failpoints()) {
         schemas.insert(name.into(), schema);
     }
     Value::Object(schemas)

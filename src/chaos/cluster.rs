@@ -1,0 +1,328 @@
+//! The process harness: a three-node cluster of real `fixit node` child processes
+//! (this binary) on loopback, with a fault proxy on every link direction, that a
+//! scenario can `kill -9`, stop, restart, partition and degrade — and whose
+//! failpoints it arms over each node's HTTP bridge (`/v1/admin/failpoints`).
+//!
+//! Node x reaches node y through proxy x→y (its `[cluster.peers]` entry names the
+//! proxy, which relays to y's link listener), so a partition of one node cuts the
+//! four proxies touching it, and packet loss is set on all six. Client listeners
+//! and link listeners have fixed ports, so a restarted node is found where it was.
+
+use crate::auth::{now_s, Principal, Role, TokenKey};
+use crate::cluster::local::{free_link_addrs, local_cluster};
+use crate::load::spawn::SpawnedNode;
+use anyhow::Context;
+use fixit_actors::config::NodeConfig;
+use fixit_chaos::checker::NodeDir;
+use fixit_chaos::proxy::{FaultProxy, Faults, ProxyConfig};
+use fixit_cluster::Regions;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A chaos run's offer timeout: short, so cascades happen within a run.
+const OFFER_TIMEOUT_MS: u64 = 2_000;
+
+/// Longest cross-node call in a chaos cluster, in ms.
+const CALL_TIMEOUT_MS: u64 = 1_500;
+
+/// Rate limits of a chaos node: the harness is one address, and its admins deposit
+/// for everyone; the run tests faults, not the limiter.
+const RATE_PER_S: u32 = 1_000_000;
+
+/// Tokens outlive a run by this much.
+const TOKEN_TTL_S: u64 = 6 * 3_600;
+
+/// Longest wait for one admin HTTP call.
+const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One node of the cluster: its config and, while it runs, its process.
+pub(crate) struct ChaosNode {
+    pub(crate) name: String,
+    pub(crate) config: NodeConfig,
+    /// Where its `node.toml` and `node.log` are.
+    dir: PathBuf,
+    process: Option<SpawnedNode>,
+}
+
+impl ChaosNode {
+    pub(crate) fn quic(&self) -> SocketAddr {
+        self.config.server.quic_listen
+    }
+
+    fn http(&self) -> SocketAddr {
+        self.config.server.http_listen
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.process.is_some()
+    }
+}
+
+/// The cluster under test.
+pub(crate) struct ChaosCluster {
+    pub(crate) nodes: Vec<ChaosNode>,
+    /// (from, to) → the proxy node `from` reaches node `to` through.
+    proxies: BTreeMap<(String, String), FaultProxy>,
+    binary: PathBuf,
+    pub(crate) regions: Regions,
+    pub(crate) tokens: TokenKey,
+    http: reqwest::Client,
+    /// Processes killed with SIGKILL and restarted, for the report.
+    pub(crate) kills: u64,
+    pub(crate) restarts: u64,
+}
+
+impl ChaosCluster {
+    /// Makes certificates and configs under `dir`, puts a proxy (seeded from
+    /// `seed`) on each link direction, and starts every node.
+    pub(crate) async fn start(binary: &Path, dir: &Path, seed: u64) -> anyhow::Result<Self> {
+        let regions_map = crate::city::regions();
+        let mut configs = local_cluster(dir, &regions_map).context("configuring the cluster")?;
+        let client_ports = free_link_addrs(configs.len())?;
+        let http_ports = free_tcp_addrs(configs.len())?;
+        let links: BTreeMap<String, SocketAddr> = configs
+            .iter()
+            .filter_map(|config| {
+                let cluster = config.cluster.as_ref()?;
+                Some((cluster.name.clone(), cluster.listen))
+            })
+            .collect();
+        let mut proxies = BTreeMap::new();
+        for (index, config) in configs.iter_mut().enumerate() {
+            let name = config.node.id.clone();
+            config.server.quic_listen = client_ports[index];
+            config.server.http_listen = http_ports[index];
+            config.dispatch.offer_timeout_ms = OFFER_TIMEOUT_MS;
+            config.rate_limits.address_per_s = RATE_PER_S;
+            config.rate_limits.address_burst = RATE_PER_S;
+            config.rate_limits.principal_per_s = RATE_PER_S;
+            config.rate_limits.principal_burst = RATE_PER_S;
+            let cluster = config.cluster.as_mut().context("a cluster section")?;
+            cluster.call_timeout_ms = CALL_TIMEOUT_MS;
+            for (peer, addr) in cluster.peers.iter_mut() {
+                let proxy_seed =
+                    seed ^ fixit_cluster::placement::rendezvous_weight(peer, index as u64);
+                let proxy =
+                    FaultProxy::start(ProxyConfig::new(links[peer], proxy_seed), Faults::default())
+                        .await
+                        .with_context(|| format!("proxy {name}→{peer}"))?;
+                *addr = proxy.local_addr();
+                proxies.insert((name.clone(), peer.clone()), proxy);
+            }
+        }
+        let tokens = TokenKey::load_or_create(&configs[0].auth.secret_file)?;
+        let nodes = configs
+            .into_iter()
+            .map(|config| ChaosNode {
+                name: config.node.id.clone(),
+                dir: dir.join("nodes").join(&config.node.id),
+                config,
+                process: None,
+            })
+            .collect();
+        let mut cluster = ChaosCluster {
+            nodes,
+            proxies,
+            binary: binary.to_owned(),
+            regions: Regions::new(regions_map)?,
+            tokens,
+            http: reqwest::Client::builder()
+                .timeout(ADMIN_CALL_TIMEOUT)
+                .no_proxy()
+                .build()?,
+            kills: 0,
+            restarts: 0,
+        };
+        for index in 0..cluster.nodes.len() {
+            cluster.start_node(index).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Node names in order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.name.clone()).collect()
+    }
+
+    /// The index of node `name`.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.name == name)
+    }
+
+    /// A token for `principal`, valid for the run.
+    pub(crate) fn token(&self, principal: Principal) -> String {
+        self.tokens.issue(principal, now_s() + TOKEN_TTL_S)
+    }
+
+    /// The data dirs, for the checker.
+    pub(crate) fn data_dirs(&self) -> Vec<NodeDir> {
+        self.nodes
+            .iter()
+            .map(|node| NodeDir {
+                name: node.name.clone(),
+                dir: node.config.node.data_dir.clone(),
+            })
+            .collect()
+    }
+
+    /// Starts node `index` (again).
+    pub(crate) async fn start_node(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[index];
+        anyhow::ensure!(node.process.is_none(), "node {} runs already", node.name);
+        std::fs::create_dir_all(&node.dir)?;
+        let process =
+            SpawnedNode::start_with_env(&self.binary, node.config.clone(), &node.dir, &[])
+                .await
+                .with_context(|| format!("starting node {}", node.name))?;
+        node.process = Some(process);
+        Ok(())
+    }
+
+    /// `kill -9` node `index`.
+    pub(crate) fn kill9(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[index];
+        let mut process = node.process.take().context("the node is not running")?;
+        process.kill9()?;
+        self.kills += 1;
+        Ok(())
+    }
+
+    /// SIGTERM node `index` and wait for its exit; whether it exited cleanly.
+    pub(crate) async fn stop_node(&mut self, index: usize) -> anyhow::Result<bool> {
+        let node = &mut self.nodes[index];
+        let Some(mut process) = node.process.take() else {
+            return Ok(true);
+        };
+        Ok(process.stop().await?.success())
+    }
+
+    /// Stops node `index` (SIGTERM) and starts it again.
+    pub(crate) async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        self.stop_node(index).await?;
+        self.start_node(index).await?;
+        self.restarts += 1;
+        Ok(())
+    }
+
+    /// Cuts every link into and out of node `name` (both directions of the four
+    /// proxies touching it).
+    pub(crate) fn partition(&self, name: &str) {
+        for ((from, to), proxy) in &self.proxies {
+            if from == name || to == name {
+                proxy.partition();
+            }
+        }
+    }
+
+    /// Every proxy back to no fault.
+    pub(crate) fn heal_all(&self) -> anyhow::Result<()> {
+        for proxy in self.proxies.values() {
+            proxy.set(Faults::default())?;
+            proxy.heal();
+        }
+        Ok(())
+    }
+
+    /// `faults` on every link direction.
+    pub(crate) fn degrade_all(&self, faults: Faults) -> anyhow::Result<()> {
+        for proxy in self.proxies.values() {
+            proxy.set(faults)?;
+        }
+        Ok(())
+    }
+
+    /// Datagrams the proxies dropped (loss, cuts), by kind.
+    pub(crate) fn proxy_faults(&self) -> BTreeMap<String, u64> {
+        let mut faults = BTreeMap::new();
+        for proxy in self.proxies.values() {
+            let counts = proxy.counts();
+            for direction in [counts.to_upstream, counts.from_upstream] {
+                *faults.entry("proxy_datagram_lost".into()).or_default() += direction.dropped_loss;
+                *faults.entry("proxy_datagram_cut".into()).or_default() += direction.dropped_cut;
+            }
+        }
+        faults.retain(|_, count| *count > 0);
+        faults
+    }
+
+    /// Arms failpoints (name → `fail` actions, or "off") on every running node.
+    pub(crate) async fn arm(&self, failpoints: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        let body = serde_json::json!({ "failpoints": failpoints });
+        for node in self.nodes.iter().filter(|node| node.running()) {
+            let answer = self
+                .admin(node, reqwest::Method::PUT)
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("arming failpoints on node {}", node.name))?;
+            let status = answer.status();
+            anyhow::ensure!(
+                status.is_success(),
+                "node {} refused the failpoints: {status} {}",
+                node.name,
+                answer.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// Faults injected so far by failpoint name, summed over the running nodes.
+    pub(crate) async fn injected(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let mut injected = BTreeMap::new();
+        for node in self.nodes.iter().filter(|node| node.running()) {
+            let answer: serde_json::Value = self
+                .admin(node, reqwest::Method::GET)
+                .send()
+                .await
+                .with_context(|| format!("reading failpoints of node {}", node.name))?
+                .error_for_status()?
+                .json()
+                .await?;
+            if let Some(counts) = answer["injected"].as_object() {
+                for (name, count) in counts {
+                    *injected.entry(name.clone()).or_default() += count.as_u64().unwrap_or(0);
+                }
+            }
+        }
+        Ok(injected)
+    }
+
+    fn admin(&self, node: &ChaosNode, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let token = self.token(Principal {
+            role: Role::Admin,
+            sub: 0,
+        });
+        self.http
+            .request(
+                method,
+                format!("http://{}/v1/admin/failpoints", node.http()),
+            )
+            .bearer_auth(token)
+    }
+
+    /// SIGTERMs every running node; whether all exited cleanly. The proxies stop.
+    pub(crate) async fn stop_all(&mut self) -> anyhow::Result<bool> {
+        let mut clean = true;
+        for index in 0..self.nodes.len() {
+            clean &= self.stop_node(index).await?;
+        }
+        for proxy in std::mem::take(&mut self.proxies).into_values() {
+            proxy.stop().await;
+        }
+        Ok(clean)
+    }
+}
+
+/// Free TCP ports on loopback (all held until every one is picked).
+fn free_tcp_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("picking free TCP ports on loopback")?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().context("bound address"))
+        .collect()
+}

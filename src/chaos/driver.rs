@@ -1,0 +1,658 @@
+//! The load of a chaos run, through the client SDK over QUIC: customers connected
+//! to their wallet's home node (balances, deposits by an admin, bookings), and
+//! providers connected to the node owning their spot (a position every second,
+//! offers taken, started and completed). Every acknowledged operation is recorded
+//! for the checker; every operation is timed and classed as *affected* (it touches
+//! a node or entity under fault now) or *unaffected*, for containment.
+//!
+//! Clients reconnect when their node restarts; a provider whose push stream ends
+//! subscribes again and goes online again. Some deposits are sent twice with the
+//! same idempotency key, as a client does after a lost answer: the second must
+//! change nothing (the checker counts entries per key).
+
+use crate::api::{ApiError, Push};
+use crate::auth::{now_s, Principal, Role, TokenKey};
+use crate::city::Rng;
+use crate::sdk::{Client, Connector, PushStream};
+use fixit_actors::error::CoreError;
+use fixit_actors::services::ProviderPush;
+use fixit_chaos::checker::{AckedDeposit, AckedJob, Acknowledged};
+use fixit_cluster::Regions;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// First provider id (customers are 1..=customers).
+pub(crate) const FIRST_PROVIDER: u64 = 1_000_000;
+
+/// A customer's first deposit, enough for every booking of a run.
+const FIRST_DEPOSIT: i64 = 10_000_000;
+
+/// Mean pause between two actions of one customer.
+const CUSTOMER_PAUSE_MEAN_S: f64 = 1.0;
+
+/// How often a provider sends its position.
+const LOCATION_EVERY: Duration = Duration::from_secs(1);
+
+/// A provider's pause before starting and before completing a job.
+const THINK: Duration = Duration::from_millis(250);
+
+/// Longest wait for one answer (a call with no answer counts as `unavailable`).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause before a client tries to reconnect.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(300);
+
+/// Longest latency a histogram holds, in µs.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+/// Where the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Setup,
+    Baseline,
+    Fault,
+    Recovery,
+    Drain,
+}
+
+/// What is under fault now: whole nodes (by index), and entities whose id is a
+/// multiple of `modulus`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scope {
+    pub(crate) nodes: BTreeSet<usize>,
+    pub(crate) modulus: Option<u64>,
+}
+
+impl Scope {
+    fn affects(&self, node: usize, entity: u64) -> bool {
+        self.nodes.contains(&node) || self.modulus.is_some_and(|m| entity % m == 0)
+    }
+}
+
+/// Calls of one operation.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub(crate) struct Calls {
+    pub(crate) attempted: u64,
+    pub(crate) acknowledged: u64,
+    pub(crate) failed: u64,
+    /// Failures that were refusals (busy, rate-limited), counted in `failed`.
+    pub(crate) refused: u64,
+}
+
+impl Calls {
+    fn count(&mut self, result: Result<(), &ApiError>) {
+        self.attempted += 1;
+        match result {
+            Ok(()) => self.acknowledged += 1,
+            Err(error) => {
+                self.failed += 1;
+                if matches!(error.kind(), "busy" | "rate_limited") {
+                    self.refused += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Latency of a class of calls, in ms.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) count: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+}
+
+fn latency_of(histogram: &Histogram<u64>) -> Latency {
+    let ms = |quantile| histogram.value_at_quantile(quantile) as f64 / 1_000.0;
+    Latency {
+        count: histogram.len(),
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+    }
+}
+
+/// The latency classes compared for containment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    UnaffectedBaseline,
+    UnaffectedDuringFault,
+    AffectedDuringFault,
+}
+
+/// What the driver recorded.
+#[derive(Default)]
+struct Record {
+    calls: BTreeMap<&'static str, Calls>,
+    errors: BTreeMap<String, u64>,
+    deposits: Vec<AckedDeposit>,
+    booked: HashMap<u64, (u64, i64)>,
+    accepted: HashMap<u64, u64>,
+    completed: HashMap<u64, u64>,
+    /// Jobs whose accept was acknowledged to two different providers.
+    accepted_twice: Vec<u64>,
+    latency: BTreeMap<Class, Histogram<u64>>,
+    /// Calls on unaffected entities during the fault.
+    unaffected_during_fault: Calls,
+}
+
+/// What a run's driver saw, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Seen {
+    pub(crate) calls: BTreeMap<&'static str, Calls>,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) unaffected_during_fault: Calls,
+    pub(crate) latency_unaffected_baseline: Latency,
+    pub(crate) latency_unaffected_during_fault: Latency,
+    pub(crate) latency_affected_during_fault: Latency,
+    pub(crate) accepted_twice: Vec<u64>,
+}
+
+/// One client's connection to one node, (re)opened on demand.
+struct Conn {
+    node: usize,
+    token: String,
+    client: tokio::sync::Mutex<Option<Client>>,
+}
+
+impl Conn {
+    fn new(driver: &Driver, node: usize, principal: Principal) -> Conn {
+        Conn {
+            node,
+            token: driver.tokens.issue(principal, now_s() + 6 * 3_600),
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Closes the connection, if open.
+    async fn close(&self) {
+        let client = self.client.lock().await.take();
+        if let Some(client) = client {
+            client.close().await;
+        }
+    }
+
+    /// The open connection, or a new one.
+    async fn client(&self, driver: &Driver) -> Result<Client, ApiError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            if client.connection().close_reason().is_none() {
+                return Ok(client.clone());
+            }
+        }
+        let addr = driver.nodes[self.node].1;
+        let connect = driver.connectors[self.node].connect(addr, &self.token);
+        let client = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(unavailable(error.to_string())),
+            Err(_) => return Err(unavailable(format!("connect to {addr}: no answer"))),
+        };
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+}
+
+fn unavailable(reason: String) -> ApiError {
+    ApiError::Core(CoreError::Unavailable(reason))
+}
+
+/// The shared state of a run's load.
+pub(crate) struct Driver {
+    nodes: Vec<(String, SocketAddr)>,
+    regions: Regions,
+    /// One local endpoint per node, pinning that node's certificate.
+    connectors: Vec<Connector>,
+    tokens: TokenKey,
+    admins: Vec<Conn>,
+    run_id: String,
+    seed: u64,
+    phase: RwLock<Phase>,
+    scope: RwLock<Scope>,
+    record: Mutex<Record>,
+    /// Jobs accepted and not yet completed or given up.
+    working: AtomicU64,
+    pub(crate) operations: AtomicU64,
+}
+
+impl Driver {
+    /// A driver against `nodes` (name, QUIC address, pinned certificate).
+    pub(crate) fn new(
+        nodes: Vec<(String, SocketAddr, std::path::PathBuf)>,
+        regions: Regions,
+        tokens: TokenKey,
+        seed: u64,
+    ) -> anyhow::Result<Arc<Driver>> {
+        let connectors = nodes
+            .iter()
+            .map(|(_, _, cert)| Connector::new(cert, SocketAddr::from(([127, 0, 0, 1], 0))))
+            .collect::<Result<_, _>>()?;
+        let mut driver = Driver {
+            nodes: nodes
+                .into_iter()
+                .map(|(name, quic, _)| (name, quic))
+                .collect(),
+            regions,
+            connectors,
+            tokens,
+            admins: Vec::new(),
+            run_id: format!("{seed}-{}", now_s()),
+            seed,
+            phase: RwLock::new(Phase::Setup),
+            scope: RwLock::new(Scope::default()),
+            record: Mutex::new(Record::default()),
+            working: AtomicU64::new(0),
+            operations: AtomicU64::new(0),
+        };
+        let admin = Principal {
+            role: Role::Admin,
+            sub: 0,
+        };
+        driver.admins = (0..driver.nodes.len())
+            .map(|node| Conn::new(&driver, node, admin))
+            .collect();
+        Ok(Arc::new(driver))
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        *self.phase.write().unwrap_or_else(|p| p.into_inner()) = phase;
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        *self.phase.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_scope(&self, scope: Scope) {
+        *self.scope.write().unwrap_or_else(|p| p.into_inner()) = scope;
+    }
+
+    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn node_named(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|(node, _)| node == name)
+    }
+
+    fn home_of(&self, wallet: u64) -> usize {
+        let names: Vec<String> = self.nodes.iter().map(|(name, _)| name.clone()).collect();
+        fixit_cluster::placement::home_of_wallet(wallet, &names)
+            .and_then(|name| self.node_named(name))
+            .unwrap_or(0)
+    }
+
+    fn owner_of(&self, at: (f64, f64)) -> Option<usize> {
+        let owner = self.regions.owner_of(at.0, at.1).ok()??;
+        self.node_named(owner)
+    }
+
+    /// Calls `call` as operation `op` on `node` for `entity`, with a deadline;
+    /// counts and times it. `timed` ops (balance, deposit, location) feed the
+    /// containment latencies.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        node: usize,
+        entity: u64,
+        timed: bool,
+        call: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let phase = self.phase();
+        let affected = self
+            .scope
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .affects(node, entity);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(result) => result,
+            Err(_) => Err(unavailable(format!("{op}: no answer in time"))),
+        };
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        let mut record = self.record();
+        let outcome = result.as_ref().map(drop);
+        record.calls.entry(op).or_default().count(outcome);
+        if let Err(error) = &result {
+            *record
+                .errors
+                .entry(format!("{op}:{}", error.kind()))
+                .or_default() += 1;
+        }
+        let class = match (timed, phase, affected) {
+            (true, Phase::Baseline, false) => Some(Class::UnaffectedBaseline),
+            (true, Phase::Fault, false) => Some(Class::UnaffectedDuringFault),
+            (true, Phase::Fault, true) => Some(Class::AffectedDuringFault),
+            _ => None,
+        };
+        if class == Some(Class::UnaffectedDuringFault) {
+            record.unaffected_during_fault.count(outcome);
+        }
+        if let (Some(class), Ok(_)) = (class, &result) {
+            let histogram = record.latency.entry(class).or_insert_with(|| {
+                Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid bounds")
+            });
+            histogram.saturating_record(elapsed_us.max(1));
+        }
+        result
+    }
+
+    /// A deposit by the admin of the wallet's home node; a quarter of them are
+    /// sent a second time with the same key (a client's retry).
+    async fn deposit(&self, rng: &mut Rng, wallet: u64, key: String, amount: i64) {
+        let home = self.home_of(wallet);
+        let admin = &self.admins[home];
+        let first = self
+            .call("deposit", home, wallet, true, async {
+                admin
+                    .client(self)
+                    .await?
+                    .deposit(wallet, &key, amount)
+                    .await
+            })
+            .await;
+        if first.is_ok() {
+            self.record().deposits.push(AckedDeposit {
+                wallet,
+                key: key.clone(),
+                amount,
+            });
+            if rng.below(4) == 0 {
+                let _ = self
+                    .call("deposit_retry", home, wallet, false, async {
+                        admin
+                            .client(self)
+                            .await?
+                            .deposit(wallet, &key, amount)
+                            .await
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// What the checker needs: every acknowledged operation.
+    pub(crate) fn acknowledged(&self) -> Acknowledged {
+        let record = self.record();
+        let mut jobs: BTreeMap<u64, AckedJob> = BTreeMap::new();
+        for (job, (customer, price)) in &record.booked {
+            let entry = jobs.entry(*job).or_default();
+            entry.booked_by = Some(*customer);
+            entry.price = Some(*price);
+        }
+        for (job, provider) in &record.accepted {
+            jobs.entry(*job).or_default().accepted_by = Some(*provider);
+        }
+        for (job, provider) in &record.completed {
+            jobs.entry(*job).or_default().completed_by = Some(*provider);
+        }
+        for (id, job) in jobs.iter_mut() {
+            job.job = *id;
+        }
+        Acknowledged {
+            deposits: record.deposits.clone(),
+            jobs: jobs.into_values().collect(),
+        }
+    }
+
+    /// What was seen, for the report.
+    pub(crate) fn seen(&self) -> Seen {
+        let record = self.record();
+        let latency = |class| {
+            record
+                .latency
+                .get(&class)
+                .map(latency_of)
+                .unwrap_or_default()
+        };
+        Seen {
+            calls: record.calls.clone(),
+            errors: record.errors.clone(),
+            unaffected_during_fault: record.unaffected_during_fault,
+            latency_unaffected_baseline: latency(Class::UnaffectedBaseline),
+            latency_unaffected_during_fault: latency(Class::UnaffectedDuringFault),
+            latency_affected_during_fault: latency(Class::AffectedDuringFault),
+            accepted_twice: record.accepted_twice.clone(),
+        }
+    }
+
+    /// Whether a provider is working on an accepted job.
+    pub(crate) fn working(&self) -> u64 {
+        self.working.load(Ordering::SeqCst)
+    }
+
+    /// Closes the admins' connections.
+    pub(crate) async fn close(&self) {
+        for admin in &self.admins {
+            admin.close().await;
+        }
+    }
+}
+
+/// Customer `id`: a first deposit, then until `end` a balance call, a deposit or a
+/// booking about every second.
+pub(crate) async fn customer(driver: Arc<Driver>, id: u64, start: Instant, end: Instant) {
+    let mut rng = Rng::for_user(driver.seed, id);
+    let home = driver.home_of(id);
+    let principal = Principal {
+        role: Role::Customer,
+        sub: id,
+    };
+    let conn = Conn::new(&driver, home, principal);
+    let key = format!("chaos-{}-d-{id}-0", driver.run_id);
+    driver.deposit(&mut rng, id, key, FIRST_DEPOSIT).await;
+    tokio::time::sleep_until(start.into()).await;
+    let mut actions = 0u64;
+    loop {
+        let pause = Duration::from_secs_f64(rng.exponential(CUSTOMER_PAUSE_MEAN_S));
+        let next = Instant::now() + pause;
+        if next >= end {
+            break;
+        }
+        tokio::time::sleep_until(next.into()).await;
+        actions += 1;
+        match rng.below(10) {
+            0..=3 => {
+                let _ = driver
+                    .call("balance", home, id, true, async {
+                        conn.client(&driver).await?.balance(id).await
+                    })
+                    .await;
+            }
+            4..=5 => {
+                let key = format!("chaos-{}-d-{id}-{actions}", driver.run_id);
+                let amount = 100 + rng.below(900) as i64;
+                driver.deposit(&mut rng, id, key, amount).await;
+            }
+            _ => book(&driver, &conn, &mut rng, id, actions).await,
+        }
+    }
+    conn.close().await;
+}
+
+async fn book(driver: &Driver, conn: &Conn, rng: &mut Rng, customer: u64, n: u64) {
+    let at = rng.spot();
+    let skill = rng.skill();
+    let price = 1_000 + rng.below(4_000) as i64;
+    let key = format!("chaos-{}-b-{customer}-{n}", driver.run_id);
+    let booked = driver
+        .call("book", conn.node, customer, false, async {
+            let client = conn.client(driver).await?;
+            client
+                .request_job(customer, &key, skill, at.0, at.1, price)
+                .await
+        })
+        .await;
+    if let Ok(job) = booked {
+        driver.record().booked.insert(job.id.0, (customer, price));
+    }
+}
+
+/// Provider `id`: online at the node owning its spot, a position every second
+/// until `load_end`, offers taken until `drain_end`; reconnects when its
+/// connection or push stream ends.
+pub(crate) async fn provider(
+    driver: Arc<Driver>,
+    id: u64,
+    load_end: Instant,
+    drain_end: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut rng = Rng::for_user(driver.seed, id);
+    let Some((mut at, node)) = (0..1_000).find_map(|_| {
+        let at = rng.spot();
+        driver.owner_of(at).map(|node| (at, node))
+    }) else {
+        return;
+    };
+    let skill = rng.skill();
+    let principal = Principal {
+        role: Role::Provider,
+        sub: id,
+    };
+    let conn = Arc::new(Conn::new(&driver, node, principal));
+    let mover = tokio::spawn({
+        let (driver, conn) = (driver.clone(), conn.clone());
+        let mut rng = rng.clone();
+        async move {
+            while Instant::now() < load_end {
+                tokio::time::sleep(LOCATION_EVERY).await;
+                let step = rng.step(at);
+                if driver.owner_of(step) == Some(node) {
+                    at = step;
+                }
+                let _ = driver
+                    .call("location", node, id, true, async {
+                        conn.client(&driver).await?.location(id, at.0, at.1).await
+                    })
+                    .await;
+            }
+        }
+    });
+    let mut stop = drain_end;
+    while !*stop.borrow() {
+        let pushes = driver
+            .call("provider_online", node, id, false, async {
+                let client = conn.client(&driver).await?;
+                let pushes = client.subscribe().await?;
+                client.provider_online(id, &[skill]).await?;
+                Ok(pushes)
+            })
+            .await;
+        match pushes {
+            Ok(pushes) => take_offers(&driver, &conn, id, pushes, &mut stop).await,
+            Err(_) => {
+                tokio::select! {
+                    () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+    let _ = mover.await;
+    conn.close().await;
+}
+
+/// Takes offers until the stream ends or the drain is over.
+async fn take_offers(
+    driver: &Driver,
+    conn: &Conn,
+    id: u64,
+    mut pushes: PushStream,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let push = tokio::select! {
+            push = pushes.next() => push,
+            _ = stop.changed() => return,
+        };
+        match push {
+            Some(Push::Provider(ProviderPush::Offer { job, .. })) => {
+                work(driver, conn, id, job.0).await;
+            }
+            Some(_) => {}
+            None => {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                return;
+            }
+        }
+    }
+}
+
+/// A step of an accepted job.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Start,
+    Complete,
+}
+
+/// Tries of a start or a completion the node could not serve.
+const STEP_TRIES_MAX: u32 = 20;
+
+/// Starts or completes `job`, retrying while the node cannot serve; a refusal
+/// because the job already moved on (a lost answer to an earlier try) is settled
+/// by reading the job. Whether the step is done.
+async fn step(driver: &Driver, conn: &Conn, id: u64, job: u64, step: Step) -> bool {
+    let (op, done) = match step {
+        Step::Start => ("start", "in_progress"),
+        Step::Complete => ("complete", "completed"),
+    };
+    for _ in 0..STEP_TRIES_MAX {
+        let result = driver
+            .call(op, conn.node, id, false, async {
+                let client = conn.client(driver).await?;
+                match step {
+                    Step::Start => client.start(id, job).await,
+                    Step::Complete => client.complete(id, job, b"chaos-proof".to_vec()).await,
+                }
+            })
+            .await;
+        match result {
+            Ok(_) => return true,
+            Err(ApiError::Core(CoreError::Conflict(_))) => {
+                let read = driver
+                    .call("job_status", conn.node, id, false, async {
+                        conn.client(driver).await?.job(job).await
+                    })
+                    .await;
+                return read.is_ok_and(|stored| {
+                    stored.status.name() == done
+                        || (step == Step::Start && stored.status.name() == "completed")
+                });
+            }
+            Err(_) => tokio::time::sleep(RECONNECT_PAUSE).await,
+        }
+    }
+    false
+}
+
+/// Accepts `job`, then starts and completes it after think times.
+async fn work(driver: &Driver, conn: &Conn, id: u64, job: u64) {
+    let accepted = driver
+        .call("accept", conn.node, id, false, async {
+            conn.client(driver).await?.accept(id, job).await
+        })
+        .await;
+    if accepted.is_err() {
+        return;
+    }
+    {
+        let mut record = driver.record();
+        if let Some(first) = record.accepted.insert(job, id) {
+            if first != id {
+                record.accepted_twice.push(job);
+            }
+        }
+    }
+    driver.working.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(THINK).await;
+    if step(driver, conn, id, job, Step::Start).await {
+        tokio::time::sleep(THINK).await;
+        if step(driver, conn, id, job, Step::Complete).await {
+            driver.record().completed.insert(job, id);
+        }
+    }
+    driver.working.fetch_sub(1, Ordering::SeqCst);
+}

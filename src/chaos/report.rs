@@ -1,0 +1,177 @@
+//! The JSON report of a chaos run: per scenario the faults injected, the
+//! operations attempted / acknowledged / failed (with typed errors), the
+//! invariants, the acknowledged operations lost, and the latency of unaffected
+//! entities during the fault against the baseline.
+
+use super::driver::{Calls, Latency, Seen};
+use super::scenarios::{Scenario, Workload};
+use fixit_chaos::checker::CheckOutcome;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Largest share of the unaffected entities' calls during the fault that may fail
+/// (refusals aside) for containment to hold: "every other entity keeps serving".
+pub const CONTAINMENT_FAILED_MAX: f64 = 0.01;
+
+/// Operations of a scenario, over all calls.
+#[derive(Debug, Serialize)]
+pub struct Operations {
+    attempted: u64,
+    acknowledged: u64,
+    failed: u64,
+    /// Per operation.
+    by_operation: BTreeMap<&'static str, Calls>,
+    /// `operation:error_kind` → count.
+    errors: BTreeMap<String, u64>,
+}
+
+/// Latencies of the calls on unaffected entities (balances, deposits,
+/// locations), and on affected ones for comparison.
+#[derive(Debug, Serialize)]
+pub struct Containment {
+    unaffected_baseline: Latency,
+    unaffected_during_fault: Latency,
+    affected_during_fault: Latency,
+    /// The unaffected entities' calls during the fault.
+    unaffected_calls_during_fault: Calls,
+}
+
+/// One scenario's result.
+#[derive(Debug, Serialize)]
+pub struct ScenarioReport {
+    pub(crate) scenario: &'static str,
+    seed: u64,
+    duration_s: u64,
+    customers: u64,
+    providers: u64,
+    data_dir: PathBuf,
+    /// Fault kind (failpoint name, proxy drop, process kill) → count.
+    pub(crate) faults_injected: BTreeMap<String, u64>,
+    pub(crate) faults_injected_total: u64,
+    operations: Operations,
+    /// Invariant → held (the checker's, plus containment and clean stops).
+    pub(crate) invariants: BTreeMap<String, bool>,
+    /// The first violations of each failed invariant.
+    violations: BTreeMap<String, Vec<String>>,
+    pub(crate) acked_lost: u64,
+    acknowledged: u64,
+    latency_ms: Containment,
+    stored: fixit_chaos::checker::Totals,
+}
+
+impl ScenarioReport {
+    pub(crate) fn new(
+        scenario: Scenario,
+        workload: Workload,
+        dir: &Path,
+        faults_injected: BTreeMap<String, u64>,
+        seen: Seen,
+        checked: CheckOutcome,
+        stopped_cleanly: bool,
+    ) -> ScenarioReport {
+        let total = |pick: fn(&Calls) -> u64| seen.calls.values().map(pick).sum();
+        let mut invariants = checked.invariants;
+        let unaffected = seen.unaffected_during_fault;
+        let served = unaffected.attempted > 0
+            && (unaffected.failed - unaffected.refused) as f64
+                <= CONTAINMENT_FAILED_MAX * unaffected.attempted as f64;
+        invariants.insert("containment".into(), served);
+        invariants.insert("nodes_stopped_cleanly".into(), stopped_cleanly);
+        invariants.insert(
+            "accepted_by_one_provider".into(),
+            seen.accepted_twice.is_empty(),
+        );
+        ScenarioReport {
+            scenario: scenario.name(),
+            seed: workload.seed,
+            duration_s: workload.duration_s,
+            customers: workload.customers,
+            providers: workload.providers,
+            data_dir: dir.to_owned(),
+            faults_injected_total: faults_injected.values().sum(),
+            faults_injected,
+            operations: Operations {
+                attempted: total(|calls| calls.attempted),
+                acknowledged: total(|calls| calls.acknowledged),
+                failed: total(|calls| calls.failed),
+                by_operation: seen.calls,
+                errors: seen.errors,
+            },
+            invariants,
+            violations: checked.violations,
+            acked_lost: checked.acked_lost,
+            acknowledged: checked.totals.acknowledged,
+            latency_ms: Containment {
+                unaffected_baseline: seen.latency_unaffected_baseline,
+                unaffected_during_fault: seen.latency_unaffected_during_fault,
+                affected_during_fault: seen.latency_affected_during_fault,
+                unaffected_calls_during_fault: unaffected,
+            },
+            stored: checked.totals,
+        }
+    }
+
+    /// Invariants that failed.
+    pub(crate) fn failed(&self) -> Vec<&str> {
+        self.invariants
+            .iter()
+            .filter(|(_, held)| !**held)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// One line for the summary.
+    pub(crate) fn line(&self) -> String {
+        let failed = self.failed();
+        format!(
+            "{:<20} faults {:>6}  ops {:>6} acked {:>6} failed {:>5}  acked lost {}  unaffected p50/p99 {:.1}/{:.1} ms (baseline {:.1}/{:.1})  {}",
+            self.scenario,
+            self.faults_injected_total,
+            self.operations.attempted,
+            self.operations.acknowledged,
+            self.operations.failed,
+            self.acked_lost,
+            self.latency_ms.unaffected_during_fault.p50_ms,
+            self.latency_ms.unaffected_during_fault.p99_ms,
+            self.latency_ms.unaffected_baseline.p50_ms,
+            self.latency_ms.unaffected_baseline.p99_ms,
+            if failed.is_empty() {
+                "all invariants hold".to_owned()
+            } else {
+                format!("FAILED: {}", failed.join(", "))
+            }
+        )
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct ChaosReport {
+    pub(crate) seed: u64,
+    pub(crate) duration_s: u64,
+    pub(crate) faults_injected_total: u64,
+    pub(crate) invariant_violations: u64,
+    pub(crate) acked_lost: u64,
+    pub(crate) passed: bool,
+    pub(crate) scenarios: Vec<ScenarioReport>,
+}
+
+impl ChaosReport {
+    pub(crate) fn new(seed: u64, duration_s: u64, scenarios: Vec<ScenarioReport>) -> ChaosReport {
+        let violations = scenarios
+            .iter()
+            .map(|scenario| scenario.failed().len() as u64)
+            .sum();
+        let acked_lost = scenarios.iter().map(|scenario| scenario.acked_lost).sum();
+        ChaosReport {
+            seed,
+            duration_s,
+            faults_injected_total: scenarios.iter().map(|s| s.faults_injected_total).sum(),
+            invariant_violations: violations,
+            acked_lost,
+            passed: violations == 0 && acked_lost == 0,
+            scenarios,
+        }
+    }
+}

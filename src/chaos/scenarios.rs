@@ -1,0 +1,364 @@
+//! The scenarios: each starts a fresh three-node cluster of real processes, drives
+//! load through a baseline (a quarter of the duration), the fault (half), and a
+//! recovery (the rest), drains, stops every node with SIGTERM, and runs the
+//! invariant checker over their data dirs and the acknowledged operations.
+
+use super::cluster::ChaosCluster;
+use super::driver::{self, Driver, Phase, Scope, FIRST_PROVIDER};
+use super::report::ScenarioReport;
+use super::Progress;
+use anyhow::Context;
+use fixit_chaos::checker;
+use fixit_chaos::proxy::Faults;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A chaos scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Entity actors (wallet, provider, job, session) of a quarter of the entities
+    /// panic on a share of their messages, on every node.
+    PanicStorm,
+    /// Node b's ledger transactions fail 20% of the time; its flushes fail 10% and
+    /// are slow 40% of the time.
+    SledFaults,
+    /// The notifier and the verifier panic on half their work, on every node.
+    ServiceCrashLoop,
+    /// 20% of the datagrams between nodes are lost, each way.
+    PacketLoss,
+    /// Node c is cut off from a and b, then healed.
+    Partition,
+    /// Node c is killed with SIGKILL during cross-node captures, then restarted.
+    KillDuringCapture,
+    /// Every node in turn is stopped (SIGTERM) and started again.
+    RollingRestart,
+}
+
+/// Every scenario, in the order `all` runs them.
+pub const SCENARIOS: [Scenario; 7] = [
+    Scenario::PanicStorm,
+    Scenario::SledFaults,
+    Scenario::ServiceCrashLoop,
+    Scenario::PacketLoss,
+    Scenario::Partition,
+    Scenario::KillDuringCapture,
+    Scenario::RollingRestart,
+];
+
+/// The node a single-node fault hits.
+const VICTIM: &str = "c";
+
+/// The node the sled faults hit.
+const SLED_VICTIM: &str = "b";
+
+/// One entity in this many is under fault in the panic storm.
+const PANIC_MODULUS: u64 = 4;
+
+/// Longest drain after the load: providers finish their jobs.
+const DRAIN_MAX: Duration = Duration::from_secs(20);
+
+/// Longest wait for the links to come up before the load.
+const LINKS_WAIT_MAX: Duration = Duration::from_secs(30);
+
+impl Scenario {
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::PanicStorm => "panic-storm",
+            Scenario::SledFaults => "sled-faults",
+            Scenario::ServiceCrashLoop => "service-crash-loop",
+            Scenario::PacketLoss => "packet-loss",
+            Scenario::Partition => "partition",
+            Scenario::KillDuringCapture => "kill-during-capture",
+            Scenario::RollingRestart => "rolling-restart",
+        }
+    }
+
+    /// The scenario called `name`.
+    pub fn named(name: &str) -> Option<Scenario> {
+        SCENARIOS
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+    }
+
+    /// Whether it arms failpoints (needs a build with the `failpoints` feature).
+    pub fn needs_failpoints(self) -> bool {
+        matches!(
+            self,
+            Scenario::PanicStorm | Scenario::SledFaults | Scenario::ServiceCrashLoop
+        )
+    }
+
+    /// The failpoints it arms during the fault.
+    fn failpoints(self) -> BTreeMap<String, String> {
+        use fixit_actors::failpoints as fp;
+        let entity = format!("30%return(panic/{PANIC_MODULUS})");
+        let pairs: Vec<(&str, String)> = match self {
+            Scenario::PanicStorm => vec![
+                (fp::WALLET_HANDLE, entity.clone()),
+                (fp::PROVIDER_HANDLE, entity.clone()),
+                (fp::SESSION_HANDLE, entity),
+                (fp::JOB_HANDLE, format!("10%return(panic/{PANIC_MODULUS})")),
+            ],
+            Scenario::SledFaults => vec![
+                (fp::STORE_APPLY, format!("20%return(error@{SLED_VICTIM})")),
+                (
+                    fp::DURABILITY_FLUSH,
+                    format!("10%return(error@{SLED_VICTIM})->40%return(delay=30@{SLED_VICTIM})"),
+                ),
+            ],
+            Scenario::ServiceCrashLoop => vec![
+                (fp::NOTIFIER_PUSH, "50%return(panic)".to_owned()),
+                (fp::VERIFIER_VERIFY, "50%return(panic)".to_owned()),
+            ],
+            _ => Vec::new(),
+        };
+        pairs
+            .into_iter()
+            .map(|(name, actions)| (name.to_owned(), actions))
+            .collect()
+    }
+}
+
+/// The size and length of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Customers (each about one action a second).
+    pub customers: u64,
+    /// Providers.
+    pub providers: u64,
+    /// Baseline + fault + recovery, in seconds.
+    pub duration_s: u64,
+    /// Seed of the load and the proxies.
+    pub seed: u64,
+}
+
+/// Runs one scenario in `dir` (its data dirs stay there) and checks it.
+pub async fn run(
+    binary: &Path,
+    dir: &Path,
+    scenario: Scenario,
+    workload: Workload,
+    progress: &Progress,
+) -> anyhow::Result<ScenarioReport> {
+    let mut cluster = ChaosCluster::start(binary, dir, workload.seed).await?;
+    let result = drive(&mut cluster, scenario, workload, progress).await;
+    // Whatever happened, no node outlives the run.
+    let stopped_cleanly = cluster.stop_all().await;
+    let (driver, faults) = result?;
+    let stopped_cleanly = stopped_cleanly?;
+    let acknowledged = driver.acknowledged();
+    std::fs::write(
+        dir.join("acknowledged.json"),
+        serde_json::to_vec(&acknowledged)?,
+    )?;
+    let nodes = cluster.data_dirs();
+    let checked = tokio::task::spawn_blocking(move || checker::check(&nodes, &acknowledged))
+        .await
+        .context("the checker")??;
+    Ok(ScenarioReport::new(
+        scenario,
+        workload,
+        dir,
+        faults,
+        driver.seen(),
+        checked,
+        stopped_cleanly,
+    ))
+}
+
+/// Setup, baseline, fault, recovery and drain; returns the driver and the faults
+/// injected.
+async fn drive(
+    cluster: &mut ChaosCluster,
+    scenario: Scenario,
+    workload: Workload,
+    progress: &Progress,
+) -> anyhow::Result<(Arc<Driver>, BTreeMap<String, u64>)> {
+    let nodes = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let cert = node.config.server.tls_cert_file.clone();
+            (node.name.clone(), node.quic(), cert)
+        })
+        .collect();
+    let driver = Driver::new(
+        nodes,
+        cluster.regions.clone(),
+        cluster.tokens.clone(),
+        workload.seed,
+    )?;
+    wait_for_links(cluster).await?;
+    let duration = Duration::from_secs(workload.duration_s);
+    let (baseline, fault) = (duration / 4, duration / 2);
+    let start = Instant::now() + Duration::from_secs(2);
+    let load_end = start + duration;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut users = Vec::new();
+    for index in 0..workload.providers {
+        let task = driver::provider(
+            driver.clone(),
+            FIRST_PROVIDER + index,
+            load_end,
+            stopped.clone(),
+        );
+        users.push(tokio::spawn(task));
+    }
+    for id in 1..=workload.customers {
+        users.push(tokio::spawn(driver::customer(
+            driver.clone(),
+            id,
+            start,
+            load_end,
+        )));
+    }
+    let ticker = progress.follow(scenario.name(), driver.clone());
+    tokio::time::sleep_until(start.into()).await;
+    driver.set_phase(Phase::Baseline);
+    tokio::time::sleep(baseline).await;
+    driver.set_phase(Phase::Fault);
+    let mut faults = inject(cluster, &driver, scenario, fault).await?;
+    driver.set_phase(Phase::Recovery);
+    driver.set_scope(Scope::default());
+    tokio::time::sleep_until(load_end.into()).await;
+    driver.set_phase(Phase::Drain);
+    let drain_end = Instant::now() + DRAIN_MAX;
+    while Instant::now() < drain_end && driver.working() > 0 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = stop.send(true);
+    for user in users {
+        let _ = user.await;
+    }
+    ticker.abort();
+    for (name, count) in cluster.injected().await? {
+        *faults.entry(name).or_default() += count;
+    }
+    faults.extend(cluster.proxy_faults());
+    if cluster.kills > 0 {
+        faults.insert("process_kill9".into(), cluster.kills);
+    }
+    if cluster.restarts > 0 {
+        faults.insert("process_restart".into(), cluster.restarts);
+    }
+    driver.close().await;
+    Ok((driver, faults))
+}
+
+/// Waits until every node answers a cross-node call: a balance of a wallet homed
+/// on each other node, asked at each node (`not_found` is an answer).
+async fn wait_for_links(cluster: &ChaosCluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + LINKS_WAIT_MAX;
+    let names = cluster.names();
+    for name in &names {
+        let index = cluster.index_of(name).context("a node")?;
+        let node = &cluster.nodes[index];
+        let connector =
+            crate::sdk::Connector::new(&node.config.server.tls_cert_file, "127.0.0.1:0".parse()?)?;
+        let token = cluster.token(crate::auth::Principal {
+            role: crate::auth::Role::Admin,
+            sub: 0,
+        });
+        let client = connector.connect(node.quic(), &token).await?;
+        for other in names.iter().filter(|other| *other != name) {
+            let wallet = (1..10_000u64)
+                .find(|id| fixit_cluster::placement::home_of_wallet(*id, &names) == Some(other))
+                .context("a wallet homed there")?;
+            loop {
+                match client.balance(wallet).await {
+                    Ok(_) => break,
+                    Err(error) if error.kind() == "not_found" => break,
+                    Err(error) => {
+                        anyhow::ensure!(
+                            Instant::now() < deadline,
+                            "node {name} does not reach node {other}: {error}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        client.close().await;
+    }
+    Ok(())
+}
+
+/// The fault of `scenario`, for `length`; returns when it is over (healed).
+async fn inject(
+    cluster: &mut ChaosCluster,
+    driver: &Driver,
+    scenario: Scenario,
+    length: Duration,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut faults = BTreeMap::new();
+    let victim = cluster.index_of(VICTIM).context("node c")?;
+    match scenario {
+        Scenario::PanicStorm | Scenario::SledFaults | Scenario::ServiceCrashLoop => {
+            let failpoints = scenario.failpoints();
+            let scope = match scenario {
+                Scenario::PanicStorm => Scope {
+                    modulus: Some(PANIC_MODULUS),
+                    ..Scope::default()
+                },
+                Scenario::SledFaults => Scope {
+                    nodes: [cluster.index_of(SLED_VICTIM).context("node b")?].into(),
+                    ..Scope::default()
+                },
+                _ => Scope::default(),
+            };
+            driver.set_scope(scope);
+            cluster.arm(&failpoints).await?;
+            tokio::time::sleep(length).await;
+            let off = failpoints
+                .keys()
+                .map(|name| (name.clone(), "off".to_owned()));
+            cluster.arm(&off.collect()).await?;
+        }
+        Scenario::PacketLoss => {
+            cluster.degrade_all(Faults::loss(20))?;
+            tokio::time::sleep(length).await;
+            cluster.heal_all()?;
+        }
+        Scenario::Partition => {
+            driver.set_scope(Scope {
+                nodes: [victim].into(),
+                ..Scope::default()
+            });
+            cluster.partition(VICTIM);
+            tokio::time::sleep(length).await;
+            cluster.heal_all()?;
+        }
+        Scenario::KillDuringCapture => {
+            driver.set_scope(Scope {
+                nodes: [victim].into(),
+                ..Scope::default()
+            });
+            let started = Instant::now();
+            tokio::time::sleep(length / 4).await;
+            cluster.kill9(victim)?;
+            tokio::time::sleep(length / 4).await;
+            cluster.start_node(victim).await?;
+            cluster.restarts += 1;
+            tokio::time::sleep(length.saturating_sub(started.elapsed())).await;
+        }
+        Scenario::RollingRestart => {
+            let started = Instant::now();
+            let share = length / cluster.nodes.len() as u32;
+            for index in 0..cluster.nodes.len() {
+                driver.set_scope(Scope {
+                    nodes: [index].into(),
+                    ..Scope::default()
+                });
+                let turn = Instant::now();
+                cluster.restart(index).await?;
+                tokio::time::sleep(share.saturating_sub(turn.elapsed())).await;
+            }
+            tokio::time::sleep(length.saturating_sub(started.elapsed())).await;
+        }
+    }
+    faults.retain(|_, count: &mut u64| *count > 0);
+    Ok(faults)
+}
