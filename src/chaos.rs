@@ -72,9 +72,23 @@ pub struct ChaosArgs {
     /// Simulated providers.
     #[arg(long, default_value_t = 16)]
     pub providers: u64,
+    /// Also arm this failpoint during every scenario's fault, as NAME=ACTIONS
+    /// (repeatable; failpoints builds only). With
+    /// `actors::store::idempotency=return(drop)` it is the deliberately broken
+    /// build the checker must catch.
+    #[arg(long = "also-arm", value_parser = parse_failpoint)]
+    pub also_arm: Vec<(String, String)>,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn parse_failpoint(text: &str) -> Result<(String, String), String> {
+    let (name, actions) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=ACTIONS"))?;
+    fixit_actors::failpoints::validate(name, actions)?;
+    Ok((name.to_owned(), actions.to_owned()))
 }
 
 /// `fixit chaos check`.
@@ -173,6 +187,10 @@ impl ChaosArgs {
             .map(|scenario| scenario.name())
             .collect();
         anyhow::ensure!(
+            cfg!(feature = "failpoints") || self.also_arm.is_empty(),
+            "--also-arm needs a build with the failpoints feature"
+        );
+        anyhow::ensure!(
             cfg!(feature = "failpoints") || missing.is_empty(),
             "{} arm failpoints, which this build lacks: build with \
              `cargo build --release --features failpoints` (or pick packet-loss, \
@@ -223,13 +241,14 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         providers: args.providers,
         duration_s: args.duration_s,
         seed: args.seed,
+        also_arm: args.also_arm.iter().cloned().collect(),
     };
     let mut reports = Vec::new();
     for scenario in scenarios {
         let dir = root.join(scenario.name());
         std::fs::create_dir_all(&dir)?;
         progress.say(&format!("chaos {}: starting", scenario.name()));
-        let run = scenarios::run(&binary, &dir, scenario, workload, &progress);
+        let run = scenarios::run(&binary, &dir, scenario, &workload, &progress);
         let report = tokio::select! {
             report = run => report.with_context(|| format!("scenario {}", scenario.name()))?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),

@@ -249,6 +249,9 @@ impl ChaosCluster {
 
     /// Arms failpoints (name → `fail` actions, or "off") on every running node.
     pub(crate) async fn arm(&self, failpoints: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        if failpoints.is_empty() {
+            return Ok(());
+        }
         let body = serde_json::json!({ "failpoints": failpoints });
         for node in self.nodes.iter().filter(|node| node.running()) {
             let answer = self

@@ -63,7 +63,7 @@ pub struct ScenarioReport {
 impl ScenarioReport {
     pub(crate) fn new(
         scenario: Scenario,
-        workload: Workload,
+        workload: &Workload,
         dir: &Path,
         faults_injected: BTreeMap<String, u64>,
         seen: Seen,

@@ -123,7 +123,7 @@ impl Scenario {
 }
 
 /// The size and length of a run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Workload {
     /// Customers (each about one action a second).
     pub customers: u64,
@@ -133,6 +133,8 @@ pub struct Workload {
     pub duration_s: u64,
     /// Seed of the load and the proxies.
     pub seed: u64,
+    /// Failpoints armed during the fault on top of the scenario's own.
+    pub also_arm: BTreeMap<String, String>,
 }
 
 /// Runs one scenario in `dir` (its data dirs stay there) and checks it.
@@ -140,7 +142,7 @@ pub async fn run(
     binary: &Path,
     dir: &Path,
     scenario: Scenario,
-    workload: Workload,
+    workload: &Workload,
     progress: &Progress,
 ) -> anyhow::Result<ScenarioReport> {
     let mut cluster = ChaosCluster::start(binary, dir, workload.seed).await?;
@@ -174,7 +176,7 @@ pub async fn run(
 async fn drive(
     cluster: &mut ChaosCluster,
     scenario: Scenario,
-    workload: Workload,
+    workload: &Workload,
     progress: &Progress,
 ) -> anyhow::Result<(Arc<Driver>, BTreeMap<String, u64>)> {
     let nodes = cluster
@@ -220,7 +222,13 @@ async fn drive(
     driver.set_phase(Phase::Baseline);
     tokio::time::sleep(baseline).await;
     driver.set_phase(Phase::Fault);
+    cluster.arm(&workload.also_arm).await?;
     let mut faults = inject(cluster, &driver, scenario, fault).await?;
+    let off = workload
+        .also_arm
+        .keys()
+        .map(|name| (name.clone(), "off".to_owned()));
+    cluster.arm(&off.collect()).await?;
     driver.set_phase(Phase::Recovery);
     driver.set_scope(Scope::default());
     tokio::time::sleep_until(load_end.into()).await;
