@@ -33,9 +33,10 @@ pub enum JobStatus {
         /// The provider who was paid.
         provider: ProviderId,
     },
-    /// Cancelled by the customer; the hold was released.
+    /// Cancelled by the customer; the hold is released (while `wake_at_ms` is set,
+    /// the release is not yet confirmed and is retried).
     Cancelled,
-    /// No provider took it; the hold was released.
+    /// No provider took it; the hold is released (as for `Cancelled`).
     Expired,
 }
 
@@ -241,22 +242,32 @@ impl Job {
         }
     }
 
-    /// Cancelled (after the release succeeded).
-    pub fn cancel(&mut self, customer: CustomerId) -> CoreResult<()> {
+    /// Cancelled, with the release of the hold due by `release_due_ms`. Stored
+    /// *before* the release is sent: a release whose answer is lost (a timeout, a
+    /// failed flush) is retried by the job's timer, and the job, already ended, is
+    /// never offered again — so a late release can never meet a capture.
+    pub fn cancel(&mut self, customer: CustomerId, release_due_ms: u64) -> CoreResult<()> {
         self.check_cancel(customer)?;
         self.status = JobStatus::Cancelled;
-        self.wake_at_ms = None;
+        self.wake_at_ms = Some(release_due_ms);
         Ok(())
     }
 
-    /// Expired (after the release succeeded).
-    pub fn expire(&mut self) -> CoreResult<()> {
+    /// Expired, with the release of the hold due by `release_due_ms` (as for
+    /// [`Job::cancel`]).
+    pub fn expire(&mut self, release_due_ms: u64) -> CoreResult<()> {
         if self.status != JobStatus::Requested {
             return Err(not_allowed(self, "expire"));
         }
         self.status = JobStatus::Expired;
-        self.wake_at_ms = None;
+        self.wake_at_ms = Some(release_due_ms);
         Ok(())
+    }
+
+    /// Whether the job ended unpaid and the release of its hold is not yet confirmed.
+    pub fn release_pending(&self) -> bool {
+        matches!(self.status, JobStatus::Cancelled | JobStatus::Expired)
+            && self.wake_at_ms.is_some()
     }
 }
 
@@ -314,7 +325,15 @@ mod tests {
         assert_eq!(job.tried, vec![ProviderId(1), ProviderId(2)]);
         assert_eq!(job.offers, 2);
         assert!(job.check_cancel(CustomerId(11)).is_err(), "not the owner");
-        job.cancel(CustomerId(10)).unwrap();
-        assert!(job.expire().is_err());
+        job.cancel(CustomerId(10), 500).unwrap();
+        assert!(
+            job.release_pending(),
+            "ended before the release is confirmed"
+        );
+        assert!(job.expire(500).is_err());
+        assert!(
+            job.offer_to(ProviderId(3), 0, 100).is_err(),
+            "never offered again"
+        );
     }
 }

@@ -268,15 +268,30 @@ async fn offer(ctx: &NodeContext, job: &mut Job, provider: ProviderId) -> CoreRe
     Ok(true)
 }
 
-/// Releases the hold and marks the job Expired; retried later if the wallet is down.
+/// When a deferred step is tried again.
+fn retry_at(ctx: &NodeContext) -> u64 {
+    ctx.clock.now_ms() + ctx.config.dispatch.deadline_tick_ms * RETRY_TICKS
+}
+
+/// Marks the job Expired (stored first, see [`Job::expire`]), then releases its hold.
 async fn expire(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
+    let mut next = job.clone();
+    next.expire(retry_at(ctx))?;
+    save(ctx, job, next)?;
+    settle_release(ctx, job).await
+}
+
+/// Releases the hold of a job that ended unpaid (its end already stored); a
+/// release that cannot be confirmed now is retried by the job's timer, under the
+/// same idempotency key, until it is.
+async fn settle_release(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
     let release = LedgerOp::Release {
         amount: job.request.price,
     };
     match wallet_op(ctx, job.customer.into(), job.release_key(), release).await {
         Ok(()) => {
             let mut next = job.clone();
-            next.expire()?;
+            next.wake_at_ms = None;
             save(ctx, job, next)
         }
         Err(error) if error.is_retryable() => {
@@ -345,23 +360,21 @@ async fn cancel(ctx: &NodeContext, job: &mut Job, customer: CustomerId) -> CoreR
     if job.status == JobStatus::Cancelled && job.customer == customer {
         return Ok(()); // a retry of a cancel that succeeded
     }
-    job.check_cancel(customer)?;
-    let release = LedgerOp::Release {
-        amount: job.request.price,
-    };
-    wallet_op(ctx, customer.into(), job.release_key(), release).await?;
     let previous = job.status;
     let mut next = job.clone();
-    next.cancel(customer)?;
+    next.cancel(customer, retry_at(ctx))?;
     save(ctx, job, next)?;
     release_provider(ctx, job.id, previous).await;
-    Ok(())
+    settle_release(ctx, job).await
 }
 
 async fn wake(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
     let now_ms = ctx.clock.now_ms();
     if job.wake_at_ms.is_none_or(|at| at > now_ms) {
         return Ok(());
+    }
+    if job.release_pending() {
+        return settle_release(ctx, job).await;
     }
     let previous = job.status;
     let mut next = job.clone();
