@@ -161,6 +161,10 @@ pub struct Totals {
     pub delivered_not_removed: u64,
     /// Operations the clients saw acknowledged.
     pub acknowledged: u64,
+    /// Booking holds with no job (the booking failed between its hold and the
+    /// job's creation and was not retried): money held, not lost, until a retry
+    /// of the booking or an operator's release.
+    pub holds_without_job: u64,
 }
 
 /// The checker's answer.
@@ -503,6 +507,18 @@ fn judge_jobs(
     findings: &mut Findings,
     totals: &mut Totals,
 ) {
+    let hold_keys: BTreeSet<(WalletId, &str)> = jobs
+        .values()
+        .map(|job| (WalletId::from(job.customer), job.hold_key.as_str()))
+        .collect();
+    totals.holds_without_job = keyed
+        .keys()
+        .filter(|(wallet, key, kind)| {
+            *kind == EntryKind::Hold
+                && key.starts_with("job-request-")
+                && !hold_keys.contains(&(*wallet, *key))
+        })
+        .count() as u64;
     let mut live_by_provider: HashMap<u64, Vec<u64>> = HashMap::new();
     for job in jobs.values() {
         *totals.jobs.entry(job.status.name().to_owned()).or_default() += 1;

@@ -9,7 +9,7 @@
 //! and link listeners have fixed ports, so a restarted node is found where it was.
 
 use crate::auth::{now_s, Principal, Role, TokenKey};
-use crate::cluster::local::{free_link_addrs, local_cluster};
+use crate::cluster::local::{free_link_addrs, free_tcp_addrs, local_cluster};
 use crate::load::spawn::SpawnedNode;
 use anyhow::Context;
 use fixit_actors::config::NodeConfig;
@@ -316,16 +316,4 @@ impl ChaosCluster {
         }
         Ok(clean)
     }
-}
-
-/// Free TCP ports on loopback (all held until every one is picked).
-fn free_tcp_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("picking free TCP ports on loopback")?;
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().context("bound address"))
-        .collect()
 }

@@ -135,6 +135,8 @@ struct Record {
     completed: HashMap<u64, u64>,
     /// Jobs whose accept was acknowledged to two different providers.
     accepted_twice: Vec<u64>,
+    /// Keys whose retry answered another outcome than the first call.
+    retries_answered_differently: Vec<String>,
     latency: BTreeMap<Class, Histogram<u64>>,
     /// Calls on unaffected entities during the fault.
     unaffected_during_fault: Calls,
@@ -150,6 +152,7 @@ pub(crate) struct Seen {
     pub(crate) latency_unaffected_during_fault: Latency,
     pub(crate) latency_affected_during_fault: Latency,
     pub(crate) accepted_twice: Vec<u64>,
+    pub(crate) retries_answered_differently: Vec<String>,
 }
 
 /// One client's connection to one node, (re)opened on demand.
@@ -341,35 +344,30 @@ impl Driver {
     }
 
     /// A deposit by the admin of the wallet's home node; a quarter of them are
-    /// sent a second time with the same key (a client's retry).
+    /// sent a second time with the same key (a client's retry), which must answer
+    /// what the first did.
     async fn deposit(&self, rng: &mut Rng, wallet: u64, key: String, amount: i64) {
         let home = self.home_of(wallet);
         let admin = &self.admins[home];
-        let first = self
-            .call("deposit", home, wallet, true, async {
-                admin
-                    .client(self)
-                    .await?
-                    .deposit(wallet, &key, amount)
-                    .await
+        let send = |op: &'static str, timed: bool| {
+            self.call(op, home, wallet, timed, async {
+                let client = admin.client(self).await?;
+                client.deposit(wallet, &key, amount).await
             })
-            .await;
-        if first.is_ok() {
-            self.record().deposits.push(AckedDeposit {
-                wallet,
-                key: key.clone(),
-                amount,
-            });
-            if rng.below(4) == 0 {
-                let _ = self
-                    .call("deposit_retry", home, wallet, false, async {
-                        admin
-                            .client(self)
-                            .await?
-                            .deposit(wallet, &key, amount)
-                            .await
-                    })
-                    .await;
+        };
+        let Ok(first) = send("deposit", true).await else {
+            return;
+        };
+        self.record().deposits.push(AckedDeposit {
+            wallet,
+            key: key.clone(),
+            amount,
+        });
+        if rng.below(4) == 0 {
+            if let Ok(again) = send("deposit_retry", false).await {
+                if again != first {
+                    self.record().retries_answered_differently.push(key.clone());
+                }
             }
         }
     }
@@ -416,6 +414,7 @@ impl Driver {
             latency_unaffected_during_fault: latency(Class::UnaffectedDuringFault),
             latency_affected_during_fault: latency(Class::AffectedDuringFault),
             accepted_twice: record.accepted_twice.clone(),
+            retries_answered_differently: record.retries_answered_differently.clone(),
         }
     }
 
@@ -532,7 +531,8 @@ pub(crate) async fn provider(
         }
     });
     let mut stop = drain_end;
-    while !*stop.borrow() {
+    // Ends when told to, or when the teller is gone (the run ended abnormally).
+    while !*stop.borrow() && stop.has_changed().is_ok() {
         let pushes = driver
             .call("provider_online", node, id, false, async {
                 let client = conn.client(&driver).await?;

@@ -82,6 +82,10 @@ impl ScenarioReport {
             "accepted_by_one_provider".into(),
             seen.accepted_twice.is_empty(),
         );
+        invariants.insert(
+            "retries_replayed".into(),
+            seen.retries_answered_differently.is_empty(),
+        );
         ScenarioReport {
             scenario: scenario.name(),
             seed: workload.seed,

@@ -199,7 +199,7 @@ async fn drive(
     let start = Instant::now() + Duration::from_secs(2);
     let load_end = start + duration;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut users = Vec::new();
+    let mut users = Tasks(Vec::new());
     for index in 0..workload.providers {
         let task = driver::provider(
             driver.clone(),
@@ -207,17 +207,19 @@ async fn drive(
             load_end,
             stopped.clone(),
         );
-        users.push(tokio::spawn(task));
+        users.0.push(tokio::spawn(task));
     }
     for id in 1..=workload.customers {
-        users.push(tokio::spawn(driver::customer(
+        users.0.push(tokio::spawn(driver::customer(
             driver.clone(),
             id,
             start,
             load_end,
         )));
     }
-    let ticker = progress.follow(scenario.name(), driver.clone());
+    users
+        .0
+        .push(progress.follow(scenario.name(), driver.clone()));
     tokio::time::sleep_until(start.into()).await;
     driver.set_phase(Phase::Baseline);
     tokio::time::sleep(baseline).await;
@@ -238,10 +240,13 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let _ = stop.send(true);
-    for user in users {
+    let ticker = users.0.pop();
+    for user in std::mem::take(&mut users.0) {
         let _ = user.await;
     }
-    ticker.abort();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
     for (name, count) in cluster.injected().await? {
         *faults.entry(name).or_default() += count;
     }
@@ -254,6 +259,18 @@ async fn drive(
     }
     driver.close().await;
     Ok((driver, faults))
+}
+
+/// Spawned tasks, aborted when dropped: a scenario that fails half-way leaves no
+/// simulated user running.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Waits until every node answers a cross-node call: a balance of a wallet homed

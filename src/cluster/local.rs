@@ -29,6 +29,18 @@ pub fn free_link_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
         .collect()
 }
 
+/// Free TCP ports on loopback, picked the same way.
+pub fn free_tcp_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("picking free TCP ports on loopback")?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().context("bound address"))
+        .collect()
+}
+
 /// Makes the certificates and returns one valid config per node of `regions`
 /// (geohash prefix → node name), in node-name order. Every config is
 /// [`NodeConfig::single_node`] in `<dir>/<name>` plus the `[cluster]` section.
