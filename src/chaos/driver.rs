@@ -116,6 +116,32 @@ fn latency_of(histogram: &Histogram<u64>) -> Latency {
     }
 }
 
+/// Slow calls kept for the report.
+const SLOWEST_KEPT: usize = 10;
+
+/// One slow call, for the report: what, where, when it started (ms since the
+/// Unix epoch, to set beside the nodes' logs) and how long it took.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct SlowCall {
+    operation: &'static str,
+    node: String,
+    entity: u64,
+    at_ms: u64,
+    ms: f64,
+}
+
+fn keep_slowest(kept: &mut Vec<SlowCall>, call: SlowCall) {
+    if kept.len() < SLOWEST_KEPT {
+        kept.push(call);
+    } else if let Some(fastest) = kept
+        .iter_mut()
+        .min_by(|a, b| a.ms.total_cmp(&b.ms))
+        .filter(|fastest| fastest.ms < call.ms)
+    {
+        *fastest = call;
+    }
+}
+
 /// The latency classes compared for containment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Class {
@@ -138,6 +164,8 @@ struct Record {
     /// Keys whose retry answered another outcome than the first call.
     retries_answered_differently: Vec<String>,
     latency: BTreeMap<Class, Histogram<u64>>,
+    /// The slowest calls on unaffected entities during the fault.
+    slowest_unaffected: Vec<SlowCall>,
     /// Calls on unaffected entities during the fault.
     unaffected_during_fault: Calls,
 }
@@ -151,6 +179,7 @@ pub(crate) struct Seen {
     pub(crate) latency_unaffected_baseline: Latency,
     pub(crate) latency_unaffected_during_fault: Latency,
     pub(crate) latency_affected_during_fault: Latency,
+    pub(crate) slowest_unaffected_during_fault: Vec<SlowCall>,
     pub(crate) accepted_twice: Vec<u64>,
     pub(crate) retries_answered_differently: Vec<String>,
 }
@@ -219,6 +248,9 @@ pub(crate) struct Driver {
     /// Jobs accepted and not yet completed or given up.
     working: AtomicU64,
     pub(crate) operations: AtomicU64,
+    /// When the driver was made, and that instant in ms since the Unix epoch.
+    started: Instant,
+    started_unix_ms: u64,
 }
 
 impl Driver {
@@ -249,6 +281,10 @@ impl Driver {
             record: Mutex::new(Record::default()),
             working: AtomicU64::new(0),
             operations: AtomicU64::new(0),
+            started: Instant::now(),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
         };
         let admin = Principal {
             role: Role::Admin,
@@ -339,6 +375,17 @@ impl Driver {
                 Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid bounds")
             });
             histogram.saturating_record(elapsed_us.max(1));
+            if class == Class::UnaffectedDuringFault {
+                let call = SlowCall {
+                    operation: op,
+                    node: self.nodes[node].0.clone(),
+                    entity,
+                    at_ms: self.started_unix_ms
+                        + started.duration_since(self.started).as_millis() as u64,
+                    ms: elapsed_us as f64 / 1_000.0,
+                };
+                keep_slowest(&mut record.slowest_unaffected, call);
+            }
         }
         result
     }
@@ -413,6 +460,7 @@ impl Driver {
             latency_unaffected_baseline: latency(Class::UnaffectedBaseline),
             latency_unaffected_during_fault: latency(Class::UnaffectedDuringFault),
             latency_affected_during_fault: latency(Class::AffectedDuringFault),
+            slowest_unaffected_during_fault: record.slowest_unaffected.clone(),
             accepted_twice: record.accepted_twice.clone(),
             retries_answered_differently: record.retries_answered_differently.clone(),
         }

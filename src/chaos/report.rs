@@ -35,6 +35,8 @@ pub struct Containment {
     affected_during_fault: Latency,
     /// The unaffected entities' calls during the fault.
     unaffected_calls_during_fault: Calls,
+    /// The slowest of them (operation, node, entity, when, how long).
+    slowest_unaffected_during_fault: Vec<super::driver::SlowCall>,
 }
 
 /// One scenario's result.
@@ -111,6 +113,7 @@ impl ScenarioReport {
                 unaffected_during_fault: seen.latency_unaffected_during_fault,
                 affected_during_fault: seen.latency_affected_during_fault,
                 unaffected_calls_during_fault: unaffected,
+                slowest_unaffected_during_fault: seen.slowest_unaffected_during_fault,
             },
             stored: checked.totals,
         }
