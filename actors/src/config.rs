@@ -315,6 +315,24 @@ pub struct StorageSection {
     pub group_commit_queue_max: u32,
     /// sled's page cache size.
     pub cache_bytes: u64,
+    /// Longest a provider's stored position lags its reported one, in ms: moves are
+    /// soft state, written at most this often (0: every move). Status changes are
+    /// written at once. Optional in files; default
+    /// [`PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT`].
+    #[serde(default = "provider_position_write_interval_ms_default")]
+    pub provider_position_write_interval_ms: u64,
+}
+
+/// Default lag of a stored provider position: at one update per second a provider
+/// is written once per 5 updates, and a restarted one is corrected by its next
+/// update anyway.
+pub const PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT: u64 = 5_000;
+
+/// Longest allowed lag of a stored provider position (an hour).
+pub const PROVIDER_POSITION_WRITE_INTERVAL_MS_MAX: u64 = 3_600_000;
+
+fn provider_position_write_interval_ms_default() -> u64 {
+    PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT
 }
 
 impl NodeConfig {
@@ -377,6 +395,7 @@ impl NodeConfig {
                 group_commit_batch_max: 4_096,
                 group_commit_queue_max: 65_536,
                 cache_bytes: 256 * 1024 * 1024,
+                provider_position_write_interval_ms: PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT,
             },
             server: ServerSection {
                 quic_listen: "127.0.0.1:4433".parse().expect("literal address"),
@@ -541,6 +560,14 @@ impl NodeConfig {
         if self.storage.cache_bytes < 1024 * 1024 {
             return Err(invalid("storage.cache_bytes", "must be at least 1 MiB"));
         }
+        if self.storage.provider_position_write_interval_ms
+            > PROVIDER_POSITION_WRITE_INTERVAL_MS_MAX
+        {
+            return Err(invalid(
+                "storage.provider_position_write_interval_ms",
+                "must be 0 to 3600000",
+            ));
+        }
         self.validate_client_access(file)
     }
 
@@ -688,6 +715,34 @@ mod tests {
 
         let error = NodeConfig::load(Path::new("/nonexistent/node.toml")).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/node.toml"));
+    }
+
+    #[test]
+    fn the_position_write_interval_is_optional_and_checked() {
+        let file = Path::new("node.toml");
+        let shipped = shipped_default();
+        let line = "provider_position_write_interval_ms = 5000\n";
+        assert!(shipped.contains(line), "the shipped default states it");
+        let parsed = NodeConfig::parse(&shipped.replace(line, ""), file).unwrap();
+        assert_eq!(
+            parsed.storage.provider_position_write_interval_ms,
+            PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT
+        );
+        let with = |ms: u64| {
+            shipped.replace(
+                line,
+                &format!("provider_position_write_interval_ms = {ms}\n"),
+            )
+        };
+        let parsed = NodeConfig::parse(&with(0), file).unwrap();
+        assert_eq!(parsed.storage.provider_position_write_interval_ms, 0);
+        let error = NodeConfig::parse(&with(PROVIDER_POSITION_WRITE_INTERVAL_MS_MAX + 1), file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("storage.provider_position_write_interval_ms"),
+            "{error}"
+        );
     }
 
     const CLUSTER: &str = "\n[cluster]\nname = \"a\"\nlisten = \"127.0.0.1:7441\"\ncerts_dir = \"certs\"\ncalls_per_peer_max = 256\ncall_timeout_ms = 5000\n[cluster.peers]\nb = \"127.0.0.1:7442\"\n[cluster.regions]\nu33d = \"a\"\nu33e = \"b\"\n";
