@@ -15,8 +15,9 @@
 //! counted as `busy` / `rate_limited`, apart from errors. `--source-addresses N`
 //! spreads the generator over 127.0.0.1..N (the per-address limit is per address).
 //! A spawned node gets limits sized for the run (see `target::spawned_config`):
-//! `connections_max` = users + 1,000, in-flight bounds twice that, and rate limits
-//! of 1,000,000/s per address and 100,000/s per principal.
+//! `connections_max` = users + 1,000, in-flight bounds twice that, rate limits
+//! of 1,000,000/s per address and 100,000/s per principal, a 64 MiB sled cache and
+//! a 30 s entity idle time (memory: see docs/PERFORMANCE.md).
 //!
 //! Against the three-node cluster of `config/cluster-3` (paths in those files are
 //! relative: run everything from the same directory):

@@ -20,6 +20,17 @@ const CONNECTIONS_MARGIN: u32 = 1_000;
 const SPAWNED_ADDRESS_PER_S: u32 = 1_000_000;
 const SPAWNED_PRINCIPAL_PER_S: u32 = 100_000;
 
+/// sled page cache of a spawned node (shipped: 256 MiB): sled's cache lives in the
+/// node's heap, so every cached byte counts against the node's RSS target, while
+/// reads past it are served from the OS page cache, which does not.
+const SPAWNED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Idle time after which a spawned node's entity actors stop (shipped: 300 s). A
+/// finished job's actor otherwise stays resident for five minutes: at 200
+/// bookings/s that is 60 k live job actors at steady state. An actor that stopped
+/// is reloaded from storage on its next command.
+const SPAWNED_ENTITY_IDLE_MS: u64 = 30_000;
+
 /// Tokens outlive the run by this much.
 const TOKEN_SLACK_S: u64 = 3_600;
 
@@ -173,8 +184,10 @@ fn cluster_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The config of a spawned node: the single-node defaults on `data_dir`, listeners
 /// on free loopback ports, connections and in-flight bounds sized for the users,
-/// and rate limits raised so the run measures the node rather than its limiter
-/// (the generator is one address and the admins deposit for everyone).
+/// rate limits raised so the run measures the node rather than its limiter (the
+/// generator is one address and the admins deposit for everyone), and a smaller
+/// sled cache and shorter entity idle time so the node's memory holds its working
+/// set rather than what it finished with (docs/PERFORMANCE.md, memory).
 pub(crate) fn spawned_config(data_dir: &Path, args: &LoadArgs) -> NodeConfig {
     let mut config = NodeConfig::single_node(data_dir);
     config.node.id = "load-1".to_owned();
@@ -190,5 +203,7 @@ pub(crate) fn spawned_config(data_dir: &Path, args: &LoadArgs) -> NodeConfig {
     config.rate_limits.address_burst = SPAWNED_ADDRESS_PER_S;
     config.rate_limits.principal_per_s = SPAWNED_PRINCIPAL_PER_S;
     config.rate_limits.principal_burst = SPAWNED_PRINCIPAL_PER_S;
+    config.storage.cache_bytes = SPAWNED_CACHE_BYTES;
+    config.passivation.entity_idle_ms = SPAWNED_ENTITY_IDLE_MS;
     config
 }
