@@ -212,6 +212,43 @@ fn assert_bad_request(reply: &ReplyFrame, mentions: &str) {
     assert!(!reply.request_id.is_empty());
 }
 
+/// A request that begins but does not arrive within the first-frame deadline is a
+/// retryable `unavailable` — under load a client's write can be late without
+/// being wrong — and nothing is executed: the same deposit then applies once.
+#[tokio::test]
+async fn a_late_request_frame_is_unavailable_and_changes_nothing() {
+    let t = TestNode::start(|_| {}).await;
+    let admin = t.client(Role::Admin, 0).await;
+    let deposit = StreamFrame::Request(RequestFrame {
+        request_id: Some("late".into()),
+        request: Request::Deposit {
+            wallet: CUSTOMER,
+            key: "late".into(),
+            amount: 700,
+        },
+    });
+    let frame = encode_frame(&deposit, 65_536).unwrap();
+    let (mut send, mut recv) = admin.open_raw().await.unwrap();
+    send.write_all(&frame[..frame.len() / 2]).await.unwrap();
+    let reply = read_frame::<ReplyFrame, _>(&mut recv, REPLY_BYTES_MAX)
+        .await
+        .unwrap()
+        .expect("a reply frame");
+    let body = reply.result.expect_err("refused");
+    assert_eq!(body.error, "unavailable", "{body:?}");
+    assert!(body.message.contains("no request frame within"), "{body:?}");
+    assert!(
+        matches!(
+            admin.balance(CUSTOMER).await,
+            Err(ApiError::Core(fixit_actors::error::CoreError::NotFound(_)))
+        ),
+        "the wallet was never touched"
+    );
+    let whole = raw_exchange(&admin, &frame).await;
+    assert!(whole.result.is_ok(), "{whole:?}");
+    assert_eq!(admin.balance(CUSTOMER).await.unwrap().available, 700);
+}
+
 #[tokio::test]
 async fn garbage_oversized_truncated_and_empty_frames_are_bad_requests_that_change_nothing() {
     let t = TestNode::start(|_| {}).await;

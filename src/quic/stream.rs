@@ -1,6 +1,8 @@
 //! One stream after the hello: a request answered by one reply, or a push stream.
 //! A bad first frame is answered `bad_request` on the same stream and changes
-//! nothing; the connection carries on.
+//! nothing; the connection carries on. A frame that does not arrive in time is
+//! answered `unavailable` (retryable): under load a client's write can be late
+//! without being wrong.
 
 use super::wire::{
     valid_request_id, ReplyFrame, RequestFrame, StreamFrame, SubscribeFrame, SubscribeReply,
@@ -37,9 +39,18 @@ pub(super) async fn serve(
     let _ = recv.stop(VarInt::from_u32(STREAM_REFUSED));
     let frame = match read {
         Ok(Ok(Some(frame))) => frame,
-        Ok(Ok(None)) => return refuse(send, &shared, "empty stream".into()).await,
-        Ok(Err(error)) => return refuse(send, &shared, describe(&error)).await,
-        Err(_) => return refuse(send, &shared, "no frame in time".into()).await,
+        Ok(Ok(None)) => {
+            return refuse(send, &shared, ApiError::BadRequest("empty stream".into())).await
+        }
+        Ok(Err(error)) => {
+            return refuse(send, &shared, ApiError::BadRequest(describe(&error))).await
+        }
+        Err(_) => {
+            let late = format!(
+                "no request frame within {FIRST_FRAME_TIMEOUT_MS} ms; nothing was done: retry"
+            );
+            return refuse(send, &shared, ApiError::Core(CoreError::Unavailable(late))).await;
+        }
     };
     match frame {
         StreamFrame::Request(request) => {
@@ -58,10 +69,9 @@ fn describe(error: &FrameError) -> String {
     }
 }
 
-/// Answers an unreadable stream with `bad_request` under a fresh request id.
-async fn refuse(mut send: SendStream, shared: &Shared, reason: String) {
+/// Answers an unreadable (or unread) stream with `error` under a fresh request id.
+async fn refuse(mut send: SendStream, shared: &Shared, error: ApiError) {
     let request_id = shared.ids.next();
-    let error = ApiError::BadRequest(reason);
     tracing::info!(%request_id, %error, "stream refused");
     let reply = ReplyFrame {
         result: Err(ErrorBody::new(&error, &request_id)),
