@@ -22,8 +22,9 @@
 //!   idempotency key (a retry applied twice).
 //! - `exactly_once_transfers`: a transfer id is credited at most once in the cluster.
 //! - `escrow_settled`: a completed job was captured once (its price) and not
-//!   released; a cancelled or expired one released once and not captured; a live
-//!   one neither; every job's hold is in its customer's ledger exactly once.
+//!   released; a cancelled or expired one released once and not captured (or not
+//!   yet released, while its release is pending: stored with its retry timer); a
+//!   live one neither; every job's hold is in its customer's ledger exactly once.
 //! - `single_assignment`: no provider holds two accepted or started jobs; no job
 //!   acknowledged as accepted by one provider is stored with another.
 //! - `acknowledged_durable`: every acknowledged deposit, booking, acceptance and
@@ -161,6 +162,9 @@ pub struct Totals {
     pub delivered_not_removed: u64,
     /// Operations the clients saw acknowledged.
     pub acknowledged: u64,
+    /// Cancelled or expired jobs whose release was not yet confirmed when the
+    /// node stopped (its timer retries it when the node runs again).
+    pub releases_pending: u64,
     /// Booking holds with no job (the booking failed between its hold and the
     /// job's creation and was not retried): money held, not lost, until a retry
     /// of the booking or an operator's release.
@@ -531,6 +535,12 @@ fn judge_jobs(
         let releases = count(keyed, wallet, &job.release_key(), EntryKind::Release);
         let (captures_wanted, releases_wanted) = match job.status {
             JobStatus::Completed { .. } => (1, 0),
+            // Ended, release not yet confirmed: the job's timer retries it (under
+            // the same key) when the node runs again; none or one so far.
+            JobStatus::Cancelled | JobStatus::Expired if job.release_pending() => {
+                totals.releases_pending += 1;
+                (0, releases.min(1))
+            }
             JobStatus::Cancelled | JobStatus::Expired => (0, 1),
             _ => (0, 0),
         };

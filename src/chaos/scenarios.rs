@@ -373,8 +373,11 @@ async fn inject(
             let started = Instant::now();
             let share = length / cluster.nodes.len() as u32;
             for index in 0..cluster.nodes.len() {
+                // The node restarted before stays under fault during the next
+                // one's turn: its clients find out their connections went stale
+                // on their next call.
                 driver.set_scope(Scope {
-                    nodes: [index].into(),
+                    nodes: [index.saturating_sub(1), index].into(),
                     ..Scope::default()
                 });
                 let turn = Instant::now();
