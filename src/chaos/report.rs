@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Largest share of the unaffected entities' calls during the fault that may fail
-/// (refusals aside; at least one) for containment to hold: "every other entity
-/// keeps serving".
+/// (refusals aside) for containment to hold: "every other entity keeps serving".
 pub const CONTAINMENT_FAILED_MAX: f64 = 0.01;
 
 /// Operations of a scenario, over all calls.
@@ -76,11 +75,9 @@ impl ScenarioReport {
         let total = |pick: fn(&Calls) -> u64| seen.calls.values().map(pick).sum();
         let mut invariants = checked.invariants;
         let unaffected = seen.unaffected_during_fault;
-        // At least one failure is tolerated, so a short run's few calls do not
-        // turn one stale connection into a broken invariant.
-        let tolerated = (CONTAINMENT_FAILED_MAX * unaffected.attempted as f64).max(1.0);
         let served = unaffected.acknowledged > 0
-            && (unaffected.failed - unaffected.refused) as f64 <= tolerated;
+            && (unaffected.failed - unaffected.refused) as f64
+                <= CONTAINMENT_FAILED_MAX * unaffected.attempted as f64;
         invariants.insert("containment".into(), served);
         invariants.insert("nodes_stopped_cleanly".into(), stopped_cleanly);
         invariants.insert(
