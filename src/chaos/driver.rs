@@ -235,6 +235,8 @@ fn unavailable(reason: String) -> ApiError {
 /// The shared state of a run's load.
 pub(crate) struct Driver {
     nodes: Vec<(String, SocketAddr)>,
+    /// The node names, in order (for wallet placement).
+    names: Vec<String>,
     regions: Regions,
     /// One local endpoint per node, pinning that node's certificate.
     connectors: Vec<Connector>,
@@ -266,6 +268,7 @@ impl Driver {
             .map(|(_, _, cert)| Connector::new(cert, SocketAddr::from(([127, 0, 0, 1], 0))))
             .collect::<Result<_, _>>()?;
         let mut driver = Driver {
+            names: nodes.iter().map(|(name, _, _)| name.clone()).collect(),
             nodes: nodes
                 .into_iter()
                 .map(|(name, quic, _)| (name, quic))
@@ -317,8 +320,7 @@ impl Driver {
     }
 
     fn home_of(&self, wallet: u64) -> usize {
-        let names: Vec<String> = self.nodes.iter().map(|(name, _)| name.clone()).collect();
-        fixit_cluster::placement::home_of_wallet(wallet, &names)
+        fixit_cluster::placement::home_of_wallet(wallet, &self.names)
             .and_then(|name| self.node_named(name))
             .unwrap_or(0)
     }
