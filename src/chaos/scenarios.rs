@@ -373,11 +373,11 @@ async fn inject(
             let started = Instant::now();
             let share = length / cluster.nodes.len() as u32;
             for index in 0..cluster.nodes.len() {
-                // The node restarted before stays under fault during the next
-                // one's turn: its clients find out their connections went stale
-                // on their next call.
+                // Every node restarted so far stays under fault until the fault
+                // ends, as the killed node does in kill-during-capture: its
+                // clients find their stale connections on their next calls.
                 driver.set_scope(Scope {
-                    nodes: [index.saturating_sub(1), index].into(),
+                    nodes: (0..=index).collect(),
                     ..Scope::default()
                 });
                 let turn = Instant::now();
