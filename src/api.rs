@@ -6,6 +6,7 @@ use crate::cluster::peer_api::{PeerAnswer, PeerCommand};
 use crate::cluster::router::Traffic;
 use crate::cluster::ClusterRouter;
 use crate::limits::Admission;
+use crate::overload::Overload;
 use fixit_actors::error::CoreError;
 use fixit_actors::geo::{rank, Nearby};
 use fixit_actors::ids::{CustomerId, JobId, ProviderId, WalletId};
@@ -17,7 +18,7 @@ use fixit_actors::store::OpOutcome;
 use fixit_actors::Node;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Version of the client protocol; a client announcing another one is refused.
@@ -397,6 +398,7 @@ fn may_see(principal: &Principal, job: &Job) -> bool {
 pub struct Api {
     node: Arc<Node>,
     admission: Admission,
+    overload: Arc<Overload>,
     cluster: Option<Arc<ClusterRouter>>,
 }
 
@@ -406,6 +408,10 @@ impl Api {
         let config = node.context().config.clone();
         Api {
             admission: Admission::new(&config.rate_limits, config.server.requests_inflight_max),
+            overload: Overload::start(
+                Duration::from_millis(config.limits.overload_lag_ms),
+                config.limits.busy_retry_after_ms,
+            ),
             node,
             cluster: None,
         }
@@ -434,6 +440,11 @@ impl Api {
         &self.admission
     }
 
+    /// The runtime-lag measurement that sheds new work when the node is overloaded.
+    pub fn overload(&self) -> &Overload {
+        &self.overload
+    }
+
     /// Admits, authorizes and runs one request; records metrics.
     pub async fn handle(
         &self,
@@ -446,6 +457,7 @@ impl Api {
         let started = Instant::now();
         let result = async {
             let _permit = self.admission.admit(principal, source)?;
+            self.overload.admit(&request)?;
             authorize(principal, &request)?;
             self.route(principal, request, request_id).await
         }
@@ -477,6 +489,7 @@ impl Api {
         request_id: &str,
     ) -> Result<Response, ApiError> {
         let op = request.name();
+        self.overload.admit(&request)?;
         authorize(principal, &request)?;
         let result = self.dispatch(principal, request).await;
         if let Err(error) = &result {

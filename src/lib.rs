@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod http;
 pub mod limits;
 pub mod load;
+pub mod overload;
 pub mod quic;
 pub mod sdk;
 pub mod server;

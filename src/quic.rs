@@ -71,14 +71,16 @@ struct Shared {
 ///
 /// [`stop`]: QuicServer::stop
 pub struct QuicServer {
-    endpoint: Endpoint,
+    /// One quinn endpoint per UDP socket of the listener (`server.quic_endpoints`).
+    endpoints: Vec<Endpoint>,
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     all_tasks_done: mpsc::Receiver<()>,
 }
 
-/// Binds `config.quic_listen` (port 0 picks a free port), loads or makes the TLS
-/// certificate, and serves clients of `api` whose tokens `tokens` verifies.
+/// Binds `config.quic_listen` (port 0 picks a free port) with
+/// `config.quic_endpoints` sockets, loads or makes the TLS certificate, and serves
+/// clients of `api` whose tokens `tokens` verifies.
 pub async fn start(
     api: Arc<Api>,
     tokens: TokenKey,
@@ -91,15 +93,21 @@ pub async fn start(
         addr: config.quic_listen,
         source,
     };
-    let socket = socket::bind_udp(config.quic_listen).map_err(bind_error)?;
-    let endpoint = Endpoint::new(
-        EndpointConfig::default(),
-        Some(server_config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(bind_error)?;
-    let local_addr = endpoint.local_addr().map_err(bind_error)?;
+    let sockets = socket::bind_udp_group(config.quic_listen, config.quic_endpoints as usize)
+        .map_err(bind_error)?;
+    let endpoints = sockets
+        .into_iter()
+        .map(|socket| {
+            Endpoint::new(
+                EndpointConfig::default(),
+                Some(server_config.clone()),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bind_error)?;
+    let local_addr = endpoints[0].local_addr().map_err(bind_error)?;
     let (shutdown, shutdown_seen) = watch::channel(false);
     let (alive, all_tasks_done) = mpsc::channel(1);
     let node_id = api.node().context().config.node.id.clone();
@@ -113,10 +121,16 @@ pub async fn start(
         _alive: alive,
     });
     let connections = Arc::new(Semaphore::new(config.connections_max as usize));
-    tokio::spawn(accept_connections(endpoint.clone(), shared, connections));
-    tracing::info!(%local_addr, "QUIC client listener started");
+    for endpoint in &endpoints {
+        tokio::spawn(accept_connections(
+            endpoint.clone(),
+            shared.clone(),
+            connections.clone(),
+        ));
+    }
+    tracing::info!(%local_addr, sockets = endpoints.len(), "QUIC client listener started");
     Ok(QuicServer {
-        endpoint,
+        endpoints,
         local_addr,
         shutdown,
         all_tasks_done,
@@ -166,6 +180,13 @@ async fn accept_connections(endpoint: Endpoint, shared: Arc<Shared>, connections
 }
 
 impl QuicServer {
+    /// Closes every connection of every endpoint.
+    fn close_all(&self) {
+        for endpoint in &self.endpoints {
+            endpoint.close(VarInt::from_u32(wire::CLOSE_SHUTDOWN), b"node stopping");
+        }
+    }
+
     /// The bound address (with the real port when the config asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -174,7 +195,9 @@ impl QuicServer {
     /// Stops accepting connections and streams, gives requests in flight up to
     /// `grace` to finish and push streams their end, then closes every connection.
     pub async fn stop(mut self, grace: Duration) {
-        self.endpoint.set_server_config(None);
+        for endpoint in &self.endpoints {
+            endpoint.set_server_config(None);
+        }
         self.shutdown.send_replace(true);
         if tokio::time::timeout(grace, self.all_tasks_done.recv())
             .await
@@ -185,10 +208,10 @@ impl QuicServer {
                 "requests still in flight at the end of the grace time"
             );
         }
-        self.endpoint
-            .close(VarInt::from_u32(wire::CLOSE_SHUTDOWN), b"node stopping");
+        self.close_all();
         let drain = Duration::from_millis(CLOSE_DRAIN_MS);
-        let _ = tokio::time::timeout(drain, self.endpoint.wait_idle()).await;
+        let idle = futures::future::join_all(self.endpoints.iter().map(Endpoint::wait_idle));
+        let _ = tokio::time::timeout(drain, idle).await;
         tracing::info!(local_addr = %self.local_addr, "QUIC client listener stopped");
     }
 }
@@ -196,7 +219,6 @@ impl QuicServer {
 impl Drop for QuicServer {
     fn drop(&mut self) {
         self.shutdown.send_replace(true);
-        self.endpoint
-            .close(VarInt::from_u32(wire::CLOSE_SHUTDOWN), b"node stopping");
+        self.close_all();
     }
 }

@@ -546,6 +546,40 @@ async fn a_burst_past_the_principal_rate_is_told_when_to_retry_while_others_are_
 }
 
 #[tokio::test]
+async fn a_lagging_node_sheds_new_work_with_busy_and_serves_again_once_it_catches_up() {
+    // One thread runs node, listener and clients (current-thread runtime), so
+    // holding it makes every timer of the node late, as an overloaded node's are.
+    let t = TestNode::start(|config| config.limits.overload_lag_ms = 50).await;
+    let admin = t.client(Role::Admin, 0).await;
+    admin.deposit(CUSTOMER, "seed", 1).await.unwrap();
+    let customer = t.client(Role::Customer, CUSTOMER).await;
+    let mut shed = None;
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Err(error) = customer.balance(CUSTOMER).await {
+            shed = Some(error);
+            break;
+        }
+    }
+    match shed {
+        Some(error @ ApiError::Core(fixit_actors::CoreError::Busy { .. })) => {
+            assert!(error.retry_after_ms().is_some_and(|ms| ms >= 1))
+        }
+        other => panic!("expected busy while the node lagged, got {other:?}"),
+    }
+    // Once its timers run on time again, the same call is served.
+    let mut served = false;
+    for _ in 0..250 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if customer.balance(CUSTOMER).await.is_ok() {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "still refused after the node caught up");
+}
+
+#[tokio::test]
 async fn concurrent_calls_share_a_connection_past_its_stream_limit_and_connections_are_capped() {
     let t = TestNode::start(|config| {
         config.server.streams_per_connection_max = 4;

@@ -174,6 +174,15 @@ impl ClusterSection {
 pub struct ServerSection {
     /// QUIC listener for the client protocol (ALPN `fixit/1`).
     pub quic_listen: std::net::SocketAddr,
+    /// UDP sockets (quinn endpoints) sharing `quic_listen` through `SO_REUSEPORT`;
+    /// the kernel spreads connections over them by address, so each socket's
+    /// receive loop carries a share of the packets (one socket's loop falls behind
+    /// under thousands of connections). A client whose address changes mid-
+    /// connection may land on another socket and must reconnect. 1 on systems
+    /// without `SO_REUSEPORT`. Optional in files; default
+    /// [`QUIC_ENDPOINTS_DEFAULT`].
+    #[serde(default = "quic_endpoints_default")]
+    pub quic_endpoints: u32,
     /// HTTP bridge listener (JSON, WebSocket, OpenAPI, metrics, dashboard).
     pub http_listen: std::net::SocketAddr,
     /// Largest client frame accepted, in bytes; checked before allocating.
@@ -195,6 +204,13 @@ pub struct ServerSection {
     /// Serve the dashboard's live data without a token (demo only); otherwise the
     /// dashboard needs an admin token.
     pub dashboard_open: bool,
+}
+
+/// Default number of UDP sockets of the QUIC listener.
+pub const QUIC_ENDPOINTS_DEFAULT: u32 = 8;
+
+fn quic_endpoints_default() -> u32 {
+    QUIC_ENDPOINTS_DEFAULT
 }
 
 /// Bearer tokens.
@@ -245,6 +261,23 @@ pub struct LimitsSection {
     pub call_timeout_ms: u64,
     /// Events a customer session keeps for a client that reconnects.
     pub session_events_max: u32,
+    /// Lateness of the node's runtime (how long a ready task waits for a thread),
+    /// in ms, past which requests that start new work are answered `Busy` while
+    /// those finishing admitted work are served (0: never shed). Optional in
+    /// files; default [`OVERLOAD_LAG_MS_DEFAULT`].
+    #[serde(default = "overload_lag_ms_default")]
+    pub overload_lag_ms: u64,
+}
+
+/// Default shedding threshold: a node whose ready tasks wait this long for a
+/// thread is past its capacity, and more work would only lengthen every wait.
+pub const OVERLOAD_LAG_MS_DEFAULT: u64 = 100;
+
+/// Largest accepted `limits.overload_lag_ms`.
+pub const OVERLOAD_LAG_MS_MAX: u64 = 60_000;
+
+fn overload_lag_ms_default() -> u64 {
+    OVERLOAD_LAG_MS_DEFAULT
 }
 
 /// Restart policy: one-for-one, N restarts in a window, then escalate.
@@ -313,6 +346,13 @@ pub struct StorageSection {
     pub group_commit_batch_max: u32,
     /// Acknowledgements waiting for a flush before commands are answered `Busy`.
     pub group_commit_queue_max: u32,
+    /// Least time between the starts of two group-commit flushes, in ms: under a
+    /// steady write load at most one fsync per interval, shared by every
+    /// acknowledgement queued meanwhile (0: flush again as soon as one ends). An
+    /// acknowledgement waits at most this much longer. Optional in files; default
+    /// [`GROUP_COMMIT_MIN_INTERVAL_MS_DEFAULT`].
+    #[serde(default = "group_commit_min_interval_ms_default")]
+    pub group_commit_min_interval_ms: u64,
     /// sled's page cache size.
     pub cache_bytes: u64,
     /// Longest a provider's stored position lags its reported one, in ms: moves are
@@ -321,6 +361,17 @@ pub struct StorageSection {
     /// [`PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT`].
     #[serde(default = "provider_position_write_interval_ms_default")]
     pub provider_position_write_interval_ms: u64,
+}
+
+/// Default least time between group-commit flushes: at most 500 fsyncs a second
+/// under load, at most 2 ms added to an acknowledgement.
+pub const GROUP_COMMIT_MIN_INTERVAL_MS_DEFAULT: u64 = 2;
+
+/// Largest accepted `storage.group_commit_min_interval_ms`.
+pub const GROUP_COMMIT_MIN_INTERVAL_MS_MAX: u64 = 1_000;
+
+fn group_commit_min_interval_ms_default() -> u64 {
+    GROUP_COMMIT_MIN_INTERVAL_MS_DEFAULT
 }
 
 /// Default lag of a stored provider position: at one update per second a provider
@@ -368,6 +419,7 @@ impl NodeConfig {
                 busy_retry_after_ms: 50,
                 call_timeout_ms: 5_000,
                 session_events_max: 64,
+                overload_lag_ms: OVERLOAD_LAG_MS_DEFAULT,
             },
             supervision: SupervisionSection {
                 branch_restarts_max: 1_000,
@@ -394,6 +446,7 @@ impl NodeConfig {
             storage: StorageSection {
                 group_commit_batch_max: 4_096,
                 group_commit_queue_max: 65_536,
+                group_commit_min_interval_ms: GROUP_COMMIT_MIN_INTERVAL_MS_DEFAULT,
                 cache_bytes: 256 * 1024 * 1024,
                 provider_position_write_interval_ms: PROVIDER_POSITION_WRITE_INTERVAL_MS_DEFAULT,
             },
@@ -402,6 +455,7 @@ impl NodeConfig {
                 http_listen: "127.0.0.1:8080".parse().expect("literal address"),
                 frame_bytes_max: 64 * 1024,
                 connections_max: 20_000,
+                quic_endpoints: QUIC_ENDPOINTS_DEFAULT,
                 streams_per_connection_max: 64,
                 requests_inflight_max: 20_000,
                 http_body_bytes_max: 64 * 1024,
@@ -431,7 +485,7 @@ impl NodeConfig {
             field: field.to_owned(),
             reason: reason.to_owned(),
         };
-        let checks: [(bool, &str, &str); 21] = [
+        let checks: [(bool, &str, &str); 22] = [
             (
                 self.node.id.is_empty() || self.node.id.len() > 64,
                 "node.id",
@@ -471,6 +525,11 @@ impl NodeConfig {
                 !(1..=100_000).contains(&self.limits.session_events_max),
                 "limits.session_events_max",
                 "must be 1 to 100000",
+            ),
+            (
+                self.limits.overload_lag_ms > OVERLOAD_LAG_MS_MAX,
+                "limits.overload_lag_ms",
+                "must be 0 to 60000",
             ),
             (
                 self.supervision.branch_restarts_max == 0,
@@ -557,6 +616,12 @@ impl NodeConfig {
                 "must be at least storage.group_commit_batch_max",
             ));
         }
+        if self.storage.group_commit_min_interval_ms > GROUP_COMMIT_MIN_INTERVAL_MS_MAX {
+            return Err(invalid(
+                "storage.group_commit_min_interval_ms",
+                "must be 0 to 1000",
+            ));
+        }
         if self.storage.cache_bytes < 1024 * 1024 {
             return Err(invalid("storage.cache_bytes", "must be at least 1 MiB"));
         }
@@ -579,7 +644,7 @@ impl NodeConfig {
         };
         let server = &self.server;
         let limits = &self.rate_limits;
-        let checks: [(bool, &str, &str); 13] = [
+        let checks: [(bool, &str, &str); 14] = [
             (
                 server.quic_listen == server.http_listen && server.quic_listen.port() != 0,
                 "server.http_listen",
@@ -594,6 +659,11 @@ impl NodeConfig {
                 !(1..=1_000_000).contains(&server.connections_max),
                 "server.connections_max",
                 "must be 1 to 1000000",
+            ),
+            (
+                !(1..=64).contains(&server.quic_endpoints),
+                "server.quic_endpoints",
+                "must be 1 to 64",
             ),
             (
                 !(1..=10_000).contains(&server.streams_per_connection_max),

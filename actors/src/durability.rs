@@ -7,9 +7,25 @@ use crate::store::Store;
 use ractor::RpcReplyPort;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 type Waiter = Box<dyn FnOnce(CoreResult<()>) + Send>;
+
+/// How the group-commit writer batches (from `[storage]` of the node's config).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupCommit {
+    /// Acknowledgements one flush releases at most.
+    pub batch_max: usize,
+    /// Acknowledgements that may wait for a flush; past it callers wait for room.
+    pub queue_max: usize,
+    /// Least time from the start of one flush to the start of the next: waiters
+    /// arriving meanwhile share the next flush, so a steady stream of
+    /// acknowledgements costs at most one fsync per interval instead of one per
+    /// flush duration. A flush after a quiet spell starts at once.
+    pub min_interval: Duration,
+}
 
 /// Counters of the group-commit writer.
 #[derive(Debug, Default)]
@@ -34,13 +50,12 @@ impl Durability {
     /// once every handle is dropped and the last waiters are answered.
     pub fn start(
         store: Store,
-        batch_max: usize,
-        queue_max: usize,
+        settings: GroupCommit,
         node: String,
     ) -> (Durability, tokio::task::JoinHandle<()>) {
-        let (sender, receiver) = mpsc::channel(queue_max);
+        let (sender, receiver) = mpsc::channel(settings.queue_max);
         let stats = Arc::new(DurabilityStats::default());
-        let writer = tokio::spawn(run_writer(store, receiver, batch_max, stats.clone(), node));
+        let writer = tokio::spawn(run_writer(store, receiver, settings, stats.clone(), node));
         let durability = Durability {
             waiters: sender,
             stats,
@@ -97,12 +112,27 @@ impl Durability {
 async fn run_writer(
     store: Store,
     mut receiver: mpsc::Receiver<Waiter>,
-    batch_max: usize,
+    settings: GroupCommit,
     stats: Arc<DurabilityStats>,
     node: String,
 ) {
+    let batch_max = settings.batch_max;
     let mut batch = Vec::with_capacity(batch_max);
+    let mut last_start: Option<Instant> = None;
     while receiver.recv_many(&mut batch, batch_max).await > 0 {
+        if let Some(due) = last_start.map(|start| start + settings.min_interval) {
+            if Instant::now() < due {
+                tokio::time::sleep_until(due).await;
+                // Everyone who queued during the wait shares this flush.
+                while batch.len() < batch_max {
+                    match receiver.try_recv() {
+                        Ok(waiter) => batch.push(waiter),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        last_start = Some(Instant::now());
         let flushing = store.clone();
         let fault = failpoints::check(failpoints::DURABILITY_FLUSH, &node);
         if let Some(Fault::Delay(delay)) = fault {
@@ -130,5 +160,64 @@ async fn run_writer(
         for waiter in batch.drain(..) {
             waiter(flushed.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(min_interval: Duration) -> (Durability, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 1024 * 1024).expect("store");
+        let settings = GroupCommit {
+            batch_max: 64,
+            queue_max: 1_024,
+            min_interval,
+        };
+        let (durability, _writer) = Durability::start(store, settings, "t".into());
+        (durability, dir)
+    }
+
+    #[tokio::test]
+    async fn flushes_are_at_least_the_interval_apart() {
+        let interval = Duration::from_millis(150);
+        let (durability, _dir) = writer(interval);
+        let started = Instant::now();
+        for _ in 0..3 {
+            durability.flushed().await.expect("flushed");
+        }
+        // The first flush starts at once; each later one waits for its interval.
+        assert!(started.elapsed() >= interval * 2);
+        assert_eq!(durability.stats().flushes.load(Ordering::Relaxed), 3);
+        assert_eq!(durability.stats().acks.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn waiters_queued_during_the_interval_share_one_flush() {
+        let (durability, _dir) = writer(Duration::from_millis(300));
+        durability.flushed().await.expect("first flush");
+        // All queue while the writer waits out the interval after the first flush.
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let durability = durability.clone();
+                tokio::spawn(async move { durability.flushed().await })
+            })
+            .collect();
+        for waiter in waiting {
+            waiter.await.expect("task").expect("flushed");
+        }
+        let flushes = durability.stats().flushes.load(Ordering::Relaxed);
+        assert_eq!(durability.stats().acks.load(Ordering::Relaxed), 21);
+        assert!(flushes <= 3, "{flushes} flushes for 21 acknowledgements");
+    }
+
+    #[tokio::test]
+    async fn no_interval_flushes_after_each_quiet_spell_at_once() {
+        let (durability, _dir) = writer(Duration::ZERO);
+        for _ in 0..5 {
+            durability.flushed().await.expect("flushed");
+        }
+        assert_eq!(durability.stats().flushes.load(Ordering::Relaxed), 5);
     }
 }

@@ -6,7 +6,7 @@ use crate::cluster_hooks::ClusterHooks;
 use crate::codec;
 use crate::config::NodeConfig;
 use crate::context::{NodeContext, NodeStats};
-use crate::durability::Durability;
+use crate::durability::{Durability, GroupCommit};
 use crate::entity::CallLimits;
 use crate::entity::Registry;
 use crate::error::{CoreError, CoreResult};
@@ -86,8 +86,11 @@ impl Node {
         let geo = rebuild_geo_index(&store, config.geo.cell_precision)?;
         let (durability, writer) = Durability::start(
             store.clone(),
-            config.storage.group_commit_batch_max as usize,
-            config.storage.group_commit_queue_max as usize,
+            GroupCommit {
+                batch_max: config.storage.group_commit_batch_max as usize,
+                queue_max: config.storage.group_commit_queue_max as usize,
+                min_interval: Duration::from_millis(config.storage.group_commit_min_interval_ms),
+            },
             config.node.id.clone(),
         );
         let limits = Arc::new(CallLimits::new(

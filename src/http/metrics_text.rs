@@ -2,6 +2,8 @@
 //! outcomes, latency histograms) followed by gauges read from the node at scrape time,
 //! and the process's resident memory (Linux only: read from `/proc/self/status`).
 
+use crate::api::Api;
+use crate::overload::Overload;
 use fixit_actors::Node;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write;
@@ -34,15 +36,16 @@ pub fn prometheus_handle() -> &'static PrometheusHandle {
     })
 }
 
-/// The whole `/metrics` page for `node` with `websockets_open` open sockets.
-pub(crate) fn render(node: &Node, websockets_open: usize) -> String {
+/// The whole `/metrics` page of `api`'s node with `websockets_open` open sockets.
+pub(crate) fn render(api: &Api, websockets_open: usize) -> String {
     let handle = prometheus_handle();
     handle.run_upkeep();
     let mut text = handle.render();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    render_node(&mut text, node, websockets_open);
+    render_node(&mut text, api.node(), websockets_open);
+    render_overload(&mut text, api.overload());
     render_process_memory(&mut text);
     text
 }
@@ -85,6 +88,26 @@ fn render_process_memory(text: &mut String) {
         "Peak resident set size of the node process since start (VmHWM).",
     );
     sample(text, "fixit_process_resident_peak_bytes", None, peak);
+}
+
+fn render_overload(text: &mut String, overload: &Overload) {
+    family(
+        text,
+        "fixit_runtime_lag_seconds",
+        "gauge",
+        "Smoothed lateness of a timer on the node's runtime (shedding starts past limits.overload_lag_ms).",
+    );
+    text.push_str(&format!(
+        "fixit_runtime_lag_seconds {}\n",
+        overload.lag().as_secs_f64()
+    ));
+    family(
+        text,
+        "fixit_requests_shed_total",
+        "counter",
+        "Requests answered busy because the runtime lagged.",
+    );
+    sample(text, "fixit_requests_shed_total", None, overload.shed());
 }
 
 fn render_node(text: &mut String, node: &Node, websockets_open: usize) {

@@ -36,7 +36,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus text: request metrics and node gauges.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let text = metrics_text::render(state.api().node(), state.websockets().open());
+    let text = metrics_text::render(state.api(), state.websockets().open());
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }
 

@@ -10,11 +10,39 @@ pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// A non-blocking UDP socket bound to `addr` with [`UDP_BUFFER_BYTES`] buffers.
 pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = new_udp(addr)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// `count` sockets like [`bind_udp`] sharing one address through `SO_REUSEPORT`
+/// (the kernel spreads senders over them by their address): the first binds
+/// `addr` (port 0 picks a free port), the others the port it got. One socket
+/// where `SO_REUSEPORT` does not exist.
+pub(crate) fn bind_udp_group(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    let count = if cfg!(unix) { count.max(1) } else { 1 };
+    let mut sockets = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count {
+        let socket = new_udp(addr)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(count > 1)?;
+        socket.bind(&bound.into())?;
+        let socket: std::net::UdpSocket = socket.into();
+        bound = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn new_udp(addr: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     raise_buffers(&socket);
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// Asks for bigger buffers; a refusal only costs throughput, so it is logged, not fatal.
@@ -30,4 +58,27 @@ fn raise_buffers(socket: &Socket) {
         send_bytes = socket.send_buffer_size().unwrap_or(0),
         "UDP socket buffers"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_group_shares_one_port_and_a_taken_port_is_refused() {
+        let group = bind_udp_group("127.0.0.1:0".parse().expect("addr"), 3).expect("bound");
+        let addrs: Vec<SocketAddr> = group
+            .iter()
+            .map(|s| s.local_addr().expect("addr"))
+            .collect();
+        assert_eq!(addrs.len(), 3);
+        assert_ne!(addrs[0].port(), 0);
+        assert!(addrs.iter().all(|addr| *addr == addrs[0]), "{addrs:?}");
+        // A socket without SO_REUSEPORT cannot join, and another group cannot take it.
+        assert!(bind_udp(addrs[0]).is_err());
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bound");
+        let port = taken.local_addr().expect("addr");
+        assert!(bind_udp_group(port, 2).is_err());
+    }
 }
