@@ -60,6 +60,13 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     fn may_passivate(_state: &Self::State) -> bool {
         true
     }
+
+    /// Whether the entity reached an end after which nothing will change it (a
+    /// settled job): its actor stops as soon as no command waits for it, instead
+    /// of staying resident for the idle time. A later command loads it again.
+    fn finished(_state: &Self::State) -> bool {
+        false
+    }
 }
 
 /// Messages an entity actor receives.
@@ -416,6 +423,9 @@ impl<K: EntityKind> Actor for EntityShell<K> {
                 args.ctx.faults.stall(K::KIND, K::raw_id(args.id)).await;
                 K::handle(args.id, state, command, &args.ctx).await;
                 args.gate.leave(args.ctx.clock.now_ms());
+                if K::finished(state) && args.gate.try_close() {
+                    myself.stop(Some("finished".into()));
+                }
             }
             Envelope::Passivate => {
                 let idle_ms = args.ctx.config.passivation.entity_idle_ms;

@@ -104,6 +104,15 @@ impl EntityKind for JobKind {
             .ok_or_else(|| CoreError::NotFound(id.to_string()))
     }
 
+    /// Settled: completed and verified, or cancelled/expired with the hold released.
+    fn finished(job: &Job) -> bool {
+        match job.status {
+            JobStatus::Completed { .. } => job.verified.is_some(),
+            JobStatus::Cancelled | JobStatus::Expired => !job.release_pending(),
+            _ => false,
+        }
+    }
+
     async fn handle(_id: JobId, job: &mut Job, command: JobCommand, ctx: &Arc<NodeContext>) {
         let (reply, result) = match command {
             JobCommand::Dispatch { reply } => (reply, advance(ctx, job).await),

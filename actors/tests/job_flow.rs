@@ -438,3 +438,41 @@ async fn jobs_and_providers_survive_a_node_restart() {
     assert_eq!(offered_to(next.status), Some(provider));
     t.node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_settled_job_stops_its_actor_at_once_and_is_still_read_from_storage() {
+    // Idle entities would stay for an hour: only settling can stop the job actors.
+    let t = TestNode::start(|config| config.passivation.entity_idle_ms = 3_600_000).await;
+    let provider = provider_at(&t, 1, 100.0).await;
+    funded_customer(&t, 3 * PRICE).await;
+    let done = book(&t, "settled-done").await;
+    t.node.accept(provider, done.id).await.unwrap();
+    t.node.start_job(provider, done.id).await.unwrap();
+    t.node
+        .complete(provider, done.id, b"photo".to_vec())
+        .await
+        .unwrap();
+    let open = book(&t, "settled-open").await;
+    assert!(t.node.live().jobs >= 1, "an open job keeps its actor");
+    let cancelled = t.node.cancel(CUSTOMER, open.id).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    // The completed job stops once the verifier's verdict is stored; the cancelled
+    // one once its release is confirmed.
+    common::eventually("settled job actors stopped", || t.node.live().jobs == 0).await;
+    let done = t.node.job(done.id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed { provider });
+    assert!(
+        done.verified.is_some(),
+        "the verdict was stored before stopping"
+    );
+    assert_eq!(
+        t.node.job(open.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    // Reading a settled job loads it and then lets it go again.
+    common::eventually("read job actors stopped", || t.node.live().jobs == 0).await;
+    let still_open = book(&t, "still-open").await;
+    assert!(t.node.live().jobs >= 1);
+    assert!(!matches!(still_open.status, JobStatus::Cancelled));
+    t.node.shutdown().await.unwrap();
+}
