@@ -11,8 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Local endpoints (UDP sockets) per node: spreads the packet work of thousands of
-/// connections over more than one endpoint driver.
-const ENDPOINTS_PER_NODE: usize = 8;
+/// connections over many endpoint drivers here, and over the node's listener
+/// sockets there (its kernel picks a socket by the sender's address and port, so
+/// users sharing one local socket all land on the same one of the node's).
+const ENDPOINTS_PER_NODE: usize = 64;
 
 /// Tries of one connect before the user is given up.
 const CONNECT_TRIES_MAX: u32 = 10;
