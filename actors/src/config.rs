@@ -456,7 +456,7 @@ impl NodeConfig {
                 frame_bytes_max: 64 * 1024,
                 connections_max: 20_000,
                 quic_endpoints: QUIC_ENDPOINTS_DEFAULT,
-                streams_per_connection_max: 64,
+                streams_per_connection_max: 16,
                 requests_inflight_max: 20_000,
                 http_body_bytes_max: 64 * 1024,
                 shutdown_grace_ms: 5_000,
