@@ -346,11 +346,12 @@ pub struct StorageSection {
     pub group_commit_batch_max: u32,
     /// Acknowledgements waiting for a flush before commands are answered `Busy`.
     pub group_commit_queue_max: u32,
-    /// Least time between the starts of two group-commit flushes, in ms: under a
-    /// steady write load at most one fsync per interval, shared by every
-    /// acknowledgement queued meanwhile (0: flush again as soon as one ends). An
-    /// acknowledgement waits at most this much longer. Optional in files; default
-    /// [`GROUP_COMMIT_MIN_INTERVAL_MS_DEFAULT`].
+    /// Least time between the starts of two group-commit flushes while
+    /// acknowledgements come concurrently, in ms: under a steady write load at
+    /// most one fsync per interval, shared by every acknowledgement queued
+    /// meanwhile (0: flush again as soon as one ends). An acknowledgement waits at
+    /// most this much longer; a lone one is never held back. Optional in files;
+    /// default [`GROUP_COMMIT_MIN_INTERVAL_MS_DEFAULT`].
     #[serde(default = "group_commit_min_interval_ms_default")]
     pub group_commit_min_interval_ms: u64,
     /// sled's page cache size.
