@@ -4,7 +4,7 @@
 
 use super::connect::{pause_for, Connectors};
 use super::jobs::Jobs;
-use super::stats::{Op, Stats};
+use super::stats::{is_refusal, Op, Stats};
 use super::target::Target;
 use crate::api::ApiError;
 use crate::city::Rng;
@@ -87,6 +87,9 @@ pub(crate) async fn once<T>(
 /// hammered).
 pub(crate) const CHECK_TRIES_MAX: u32 = 3;
 
+/// How long [`retrying_up_to`] keeps retrying refusals before they count as tries.
+const REFUSALS_WAIT_MAX: Duration = Duration::from_secs(120);
+
 /// Calls until the node serves it, waiting as told while it refuses (bounded);
 /// every try is recorded. `None`: a real error, or refused every time.
 pub(crate) async fn retrying<T, F, Fut>(stats: &Stats, op: Op, call: F) -> Option<T>
@@ -108,10 +111,20 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    for _ in 0..tries {
+    // Refusals (busy, rate-limited) say the node is there and when to come back:
+    // they are retried for a bounded time rather than a few tries, so a check
+    // phase that outruns a rate limit waits instead of giving up.
+    let refusals_until = Instant::now() + REFUSALS_WAIT_MAX;
+    let mut failures = 0;
+    while failures < tries {
         match once(stats, op, Instant::now(), call()).await {
             Ok(value) => return Some(value),
-            Err(error) if error.retry_after_ms().is_some() => pause_for(&error).await,
+            Err(error) if error.retry_after_ms().is_some() => {
+                if !is_refusal(error.kind()) || Instant::now() >= refusals_until {
+                    failures += 1;
+                }
+                pause_for(&error).await
+            }
             Err(_) => return None,
         }
     }
