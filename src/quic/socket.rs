@@ -16,20 +16,29 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket>
 }
 
 /// `count` sockets like [`bind_udp`] sharing one address through `SO_REUSEPORT`
-/// (the kernel spreads senders over them by their address): the first binds
-/// `addr` (port 0 picks a free port), the others the port it got. One socket
-/// where `SO_REUSEPORT` does not exist.
+/// (the kernel spreads senders over them by their address). Port 0 picks a free
+/// port. One socket where `SO_REUSEPORT` does not exist.
+///
+/// A port already in use — even by another such group, e.g. a second node
+/// started with the same config — is refused (`AddrInUse`) as a plain bind
+/// would be: a socket without `SO_REUSEPORT` is bound first to check, then
+/// released for the group.
 pub(crate) fn bind_udp_group(
     addr: SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::UdpSocket>> {
     let count = if cfg!(unix) { count.max(1) } else { 1 };
+    let probe = bind_udp(addr)?;
+    if count == 1 {
+        return Ok(vec![probe]);
+    }
+    let mut bound = probe.local_addr()?;
+    drop(probe);
     let mut sockets = Vec::with_capacity(count);
-    let mut bound = addr;
     for _ in 0..count {
         let socket = new_udp(addr)?;
         #[cfg(unix)]
-        socket.set_reuse_port(count > 1)?;
+        socket.set_reuse_port(true)?;
         socket.bind(&bound.into())?;
         let socket: std::net::UdpSocket = socket.into();
         bound = socket.local_addr()?;
@@ -75,10 +84,20 @@ mod tests {
         assert_eq!(addrs.len(), 3);
         assert_ne!(addrs[0].port(), 0);
         assert!(addrs.iter().all(|addr| *addr == addrs[0]), "{addrs:?}");
-        // A socket without SO_REUSEPORT cannot join, and another group cannot take it.
+        // Neither a plain socket nor a second group (a second node on the same
+        // port) can join.
         assert!(bind_udp(addrs[0]).is_err());
+        let second = bind_udp_group(addrs[0], 3).map(|group| group.len());
+        assert_eq!(
+            second.map_err(|error| error.kind()),
+            Err(std::io::ErrorKind::AddrInUse)
+        );
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bound");
         let port = taken.local_addr().expect("addr");
         assert!(bind_udp_group(port, 2).is_err());
+        assert_eq!(
+            bind_udp_group(port, 1).map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::AddrInUse)
+        );
     }
 }
