@@ -1,13 +1,19 @@
-//! The Rust client of the QUIC protocol: connect (TLS pinned to the node's
+//! The Rust client of the QUIC protocol (and, in [`HttpClient`], of the HTTP
+//! bridge, with the same typed [`Commands`]): connect (TLS pinned to the node's
 //! certificate, then the hello), call commands one stream each (concurrent calls
 //! share the connection), and receive pushes. Errors come back as [`ApiError`];
 //! transport failures as `Core(Unavailable)`.
 
 mod commands;
 mod error_body;
+mod http;
 mod pushes;
 
+pub use commands::Commands;
 pub use error_body::api_error_from_body;
+pub use http::{
+    HttpClient, HttpPushStream, HttpTransport, HTTP_ANSWER_TIMEOUT_MS, HTTP_CONNECT_TIMEOUT_MS,
+};
 pub use pushes::PushStream;
 
 use crate::api::{ApiError, Request, Response, PROTOCOL_VERSION};

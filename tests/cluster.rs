@@ -12,7 +12,7 @@ use fixit_cluster::placement::node_number;
 use fixit_edge::api::NearbyQuery;
 use fixit_edge::auth::Role;
 use fixit_edge::cluster::local::local_cluster;
-use fixit_edge::sdk::Connector;
+use fixit_edge::sdk::{Commands, Connector};
 use fixit_edge::server::RunningNode;
 use reqwest::Method;
 use serde_json::{json, Value};

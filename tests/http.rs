@@ -825,6 +825,35 @@ async fn websockets_need_a_token_are_counted_and_close_when_the_server_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_past_the_configured_bound_are_answered_busy_until_one_closes() {
+    let node = TestNode::start(|config| config.server.websockets_max = 2).await;
+    let path = |sub| format!("/v1/events?token={}", node.token(Role::Provider, sub));
+    let mut first = WebSocket::connect(node.http.addr, &path(PROVIDER), &[])
+        .await
+        .expect("first socket");
+    let _second = WebSocket::connect(node.http.addr, &path(PROVIDER + 1), &[])
+        .await
+        .expect("second socket");
+    let refused = WebSocket::connect(node.http.addr, &path(PROVIDER + 2), &[])
+        .await
+        .err()
+        .expect("the bound is two sockets");
+    assert_eq!((refused.status, refused.kind().as_str()), (429, "busy"));
+    assert!(refused.header("retry-after").is_some(), "a retry hint");
+    first.close().await;
+    for _ in 0..500 {
+        if node.server.websockets_open() < 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    WebSocket::connect(node.http.addr, &path(PROVIDER + 2), &[])
+        .await
+        .expect("a closed socket frees its place");
+    node.server.stop(STOP_GRACE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_data_needs_an_admin_token_unless_open() {
     let node = TestNode::start(|_| {}).await;
     assert_eq!(node.http.get("/v1/dashboard", None).await.status, 401);

@@ -15,7 +15,7 @@ use fixit_edge::auth::{now_s, Principal, Role, TokenKey};
 use fixit_edge::quic::wire::{
     Hello, HelloReply, ReplyFrame, RequestFrame, StreamFrame, CLOSE_HELLO_REFUSED, REPLY_BYTES_MAX,
 };
-use fixit_edge::sdk::{Client, ClientError, PushStream};
+use fixit_edge::sdk::{Client, ClientError, Commands, PushStream};
 use harness::{TestNode, PUSH_WAIT};
 use std::time::Duration;
 

@@ -195,6 +195,11 @@ pub struct ServerSection {
     pub requests_inflight_max: u32,
     /// Largest HTTP request body, in bytes.
     pub http_body_bytes_max: u32,
+    /// WebSockets of pushes (`GET /v1/events`) the HTTP bridge keeps open at once;
+    /// more are answered `busy`. Each is one TCP connection (a file descriptor) and
+    /// a few KiB of buffers. Optional in files; default [`WEBSOCKETS_MAX_DEFAULT`].
+    #[serde(default = "websockets_max_default")]
+    pub websockets_max: u32,
     /// Time given to in-flight requests at shutdown.
     pub shutdown_grace_ms: u64,
     /// TLS certificate (PEM) of the QUIC listener; made (self-signed) if missing.
@@ -211,6 +216,13 @@ pub const QUIC_ENDPOINTS_DEFAULT: u32 = 8;
 
 fn quic_endpoints_default() -> u32 {
     QUIC_ENDPOINTS_DEFAULT
+}
+
+/// Default bound of the HTTP bridge's open WebSockets.
+pub const WEBSOCKETS_MAX_DEFAULT: u32 = 10_000;
+
+fn websockets_max_default() -> u32 {
+    WEBSOCKETS_MAX_DEFAULT
 }
 
 /// Bearer tokens.
@@ -460,6 +472,7 @@ impl NodeConfig {
                 streams_per_connection_max: 16,
                 requests_inflight_max: 20_000,
                 http_body_bytes_max: 64 * 1024,
+                websockets_max: WEBSOCKETS_MAX_DEFAULT,
                 shutdown_grace_ms: 5_000,
                 tls_cert_file: data_dir.join("client-tls-cert.pem"),
                 tls_key_file: data_dir.join("client-tls-key.pem"),
@@ -645,7 +658,7 @@ impl NodeConfig {
         };
         let server = &self.server;
         let limits = &self.rate_limits;
-        let checks: [(bool, &str, &str); 14] = [
+        let checks: [(bool, &str, &str); 15] = [
             (
                 server.quic_listen == server.http_listen && server.quic_listen.port() != 0,
                 "server.http_listen",
@@ -680,6 +693,11 @@ impl NodeConfig {
                 !(1024..=16 * 1024 * 1024).contains(&server.http_body_bytes_max),
                 "server.http_body_bytes_max",
                 "must be 1024 to 16777216",
+            ),
+            (
+                !(1..=1_000_000).contains(&server.websockets_max),
+                "server.websockets_max",
+                "must be 1 to 1000000",
             ),
             (
                 server.shutdown_grace_ms > 600_000,

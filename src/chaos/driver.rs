@@ -13,6 +13,7 @@
 use crate::api::{ApiError, Push};
 use crate::auth::{now_s, Principal, Role, TokenKey};
 use crate::city::Rng;
+use crate::sdk::Commands;
 use crate::sdk::{Client, Connector, PushStream};
 use fixit_actors::error::CoreError;
 use fixit_actors::services::ProviderPush;

@@ -7,6 +7,7 @@ use super::cluster::ChaosCluster;
 use super::driver::{self, Driver, Phase, Scope, FIRST_PROVIDER};
 use super::report::ScenarioReport;
 use super::Progress;
+use crate::sdk::Commands;
 use anyhow::Context;
 use fixit_chaos::checker;
 use fixit_chaos::proxy::Faults;

@@ -25,7 +25,7 @@ pub(crate) const WEBSOCKET_SEND_TIMEOUT_MS: u64 = 5_000;
 /// Largest message accepted from a client (clients only ever send close and ping).
 const CLIENT_MESSAGE_BYTES_MAX: usize = 4 * 1024;
 
-/// Retry hint when the server holds its most WebSockets.
+/// Retry hint when the server holds its most WebSockets (`server.websockets_max`).
 const WEBSOCKETS_FULL_RETRY_AFTER_MS: u64 = 1_000;
 
 /// Close code "going away" (RFC 6455): the server is stopping or the stream ended.
@@ -96,7 +96,10 @@ pub(crate) async fn open(
         role = %principal.role,
         sub = principal.sub,
     );
+    // The read buffer is allocated up front per socket (tungstenite's default is
+    // 128 KiB): clients only send close and ping, so a small one is plenty.
     Ok(upgrade
+        .read_buffer_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .on_upgrade(move |socket| forward(socket, pushes, stopping, slot).instrument(span)))
 }

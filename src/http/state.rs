@@ -37,7 +37,7 @@ impl AppState {
             tokens,
             node_id: node_id.to_owned(),
             dashboard_open: config.dashboard_open,
-            websockets: Arc::new(WebSocketCount::default()),
+            websockets: Arc::new(WebSocketCount::new(config.websockets_max as usize)),
             stopping,
             cluster,
         }))
@@ -75,16 +75,21 @@ impl AppState {
     }
 }
 
-/// Open WebSockets, bounded by [`WEBSOCKETS_OPEN_MAX`].
-#[derive(Debug, Default)]
+/// Open WebSockets, bounded by `server.websockets_max`; more are answered `busy`.
+#[derive(Debug)]
 pub(crate) struct WebSocketCount {
     open: AtomicUsize,
+    max: usize,
 }
 
-/// Most WebSockets one server keeps open; more are answered `busy`.
-pub(crate) const WEBSOCKETS_OPEN_MAX: usize = 10_000;
-
 impl WebSocketCount {
+    pub(crate) fn new(max: usize) -> WebSocketCount {
+        WebSocketCount {
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+
     /// WebSockets open now.
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -94,7 +99,7 @@ impl WebSocketCount {
     pub(crate) fn reserve(self: &Arc<Self>) -> Option<WebSocketSlot> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < WEBSOCKETS_OPEN_MAX).then_some(open + 1)
+                (open < self.max).then_some(open + 1)
             })
             .ok()
             .map(|_| WebSocketSlot(self.clone()))

@@ -5,6 +5,7 @@
 use super::sim::{retrying_up_to, Sim, CHECK_TRIES_MAX};
 use super::stats::Op;
 use crate::sdk::Client;
+use crate::sdk::Commands;
 use anyhow::Context;
 use fixit_actors::job::JobStatus;
 use fixit_actors::store::Store;

@@ -9,6 +9,7 @@ use super::stats::Op;
 use crate::auth::{Principal, Role};
 use crate::city::Rng;
 use crate::sdk::Client;
+use crate::sdk::Commands;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -8,6 +8,7 @@ use super::stats::Op;
 use crate::api::Push;
 use crate::auth::{Principal, Role};
 use crate::city::Rng;
+use crate::sdk::Commands;
 use crate::sdk::{Client, PushStream};
 use fixit_actors::services::ProviderPush;
 use std::sync::atomic::Ordering;

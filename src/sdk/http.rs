@@ -1,0 +1,395 @@
+//! The Rust client of the HTTP bridge: the same [`Commands`] as over QUIC, each a
+//! JSON request with the caller's bearer token, and the pushes over the
+//! `GET /v1/events` WebSocket. Error answers come back as the [`ApiError`] their
+//! body names; a failed connection or an unreadable answer as `Core(Unavailable)`.
+//!
+//! Many clients (one token each) can share one [`HttpTransport`] and so its pool of
+//! keep-alive connections.
+
+use super::commands::Commands;
+use super::error_body::api_error_from_body;
+use crate::api::{ApiError, ErrorBody, Push, Request, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use fixit_actors::error::CoreError;
+use futures::StreamExt;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// Longest wait for a TCP connection to the bridge.
+pub const HTTP_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Longest wait for one answer (a WebSocket's upgrade included).
+pub const HTTP_ANSWER_TIMEOUT_MS: u64 = 30_000;
+
+/// Largest answer body read (an error body or a page of history is far smaller).
+const ANSWER_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Largest push message accepted on the WebSocket.
+const PUSH_BYTES_MAX: usize = 64 * 1024;
+
+/// WebSocket read buffer: pushes are small JSON texts (tungstenite's default of
+/// 128 KiB per socket would dominate a client holding thousands).
+const PUSH_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Idle keep-alive connections kept per bridge address.
+const IDLE_CONNECTIONS_MAX: usize = 1_024;
+
+/// A pool of connections to HTTP bridges, from one local address.
+#[derive(Clone)]
+pub struct HttpTransport {
+    http: reqwest::Client,
+    local: Option<IpAddr>,
+}
+
+impl HttpTransport {
+    /// A pool whose connections (WebSockets included) leave from `local` (any
+    /// address when `None`).
+    pub fn new(local: Option<IpAddr>) -> Result<HttpTransport, ApiError> {
+        let http = reqwest::Client::builder()
+            .local_address(local)
+            .connect_timeout(Duration::from_millis(HTTP_CONNECT_TIMEOUT_MS))
+            .timeout(Duration::from_millis(HTTP_ANSWER_TIMEOUT_MS))
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|error| unavailable(format!("HTTP client: {error}")))?;
+        Ok(HttpTransport { http, local })
+    }
+
+    /// A client of the bridge at `addr` calling as the holder of `token`.
+    pub fn client(&self, addr: SocketAddr, token: &str) -> HttpClient {
+        HttpClient {
+            transport: self.clone(),
+            addr,
+            authorization: format!("Bearer {token}"),
+        }
+    }
+}
+
+/// One principal's client of one node's HTTP bridge; cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    transport: HttpTransport,
+    addr: SocketAddr,
+    authorization: String,
+}
+
+impl HttpClient {
+    /// Opens the caller's push stream (`GET /v1/events`); refusals (a bad token, an
+    /// admin, `busy` at the server's bound) come back as their error.
+    pub async fn subscribe(&self) -> Result<HttpPushStream, ApiError> {
+        let answer = tokio::time::timeout(
+            Duration::from_millis(HTTP_ANSWER_TIMEOUT_MS),
+            self.open_websocket(),
+        )
+        .await;
+        answer.unwrap_or_else(|_| Err(unavailable("no WebSocket upgrade in time")))
+    }
+
+    async fn open_websocket(&self) -> Result<HttpPushStream, ApiError> {
+        let stream = self.tcp().await?;
+        let mut request = format!("ws://{}/v1/events", self.addr)
+            .into_client_request()
+            .map_err(|error| unavailable(format!("WebSocket request: {error}")))?;
+        let authorization = HeaderValue::from_str(&self.authorization)
+            .map_err(|_| ApiError::Unauthorized("the token is not a header value".into()))?;
+        request.headers_mut().insert("authorization", authorization);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(PUSH_READ_BUFFER_BYTES)
+            .max_message_size(Some(PUSH_BYTES_MAX))
+            .max_frame_size(Some(PUSH_BYTES_MAX));
+        match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+            Ok((socket, _)) => Ok(HttpPushStream { socket }),
+            Err(tungstenite::Error::Http(answer)) => {
+                let status = answer.status().as_u16();
+                Err(error_of(status, answer.body().as_deref().unwrap_or(&[])))
+            }
+            Err(error) => Err(unavailable(format!("WebSocket upgrade: {error}"))),
+        }
+    }
+
+    /// A TCP connection to the bridge from the transport's local address.
+    async fn tcp(&self) -> Result<TcpStream, ApiError> {
+        let failed = |error: std::io::Error| unavailable(format!("connect {}: {error}", self.addr));
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(failed)?;
+        if let Some(local) = self.transport.local {
+            socket.bind(SocketAddr::new(local, 0)).map_err(failed)?;
+        }
+        let connect = socket.connect(self.addr);
+        let stream = tokio::time::timeout(Duration::from_millis(HTTP_CONNECT_TIMEOUT_MS), connect)
+            .await
+            .map_err(|_| unavailable(format!("connect {}: timed out", self.addr)))?
+            .map_err(failed)?;
+        stream.set_nodelay(true).map_err(failed)?;
+        Ok(stream)
+    }
+
+    /// Sends `request` to its route and decodes the answer as the response the
+    /// request expects.
+    async fn send(&self, request: Request) -> Result<Response, ApiError> {
+        let route = Route::of(request);
+        let url = format!("http://{}{}", self.addr, route.path);
+        let mut builder = self
+            .transport
+            .http
+            .request(route.method, url)
+            .header("authorization", &self.authorization);
+        if let Some(body) = &route.body {
+            builder = builder.json(body);
+        }
+        let answer = builder
+            .send()
+            .await
+            .map_err(|error| unavailable(format!("HTTP request: {error}")))?;
+        let status = answer.status().as_u16();
+        let bytes = answer
+            .bytes()
+            .await
+            .map_err(|error| unavailable(format!("HTTP answer: {error}")))?;
+        if bytes.len() > ANSWER_BYTES_MAX {
+            return Err(unavailable(format!("answer of {} bytes", bytes.len())));
+        }
+        if !(200..300).contains(&status) {
+            return Err(error_of(status, &bytes));
+        }
+        route.answer.decode(&bytes)
+    }
+}
+
+impl Commands for HttpClient {
+    fn call(&self, request: Request) -> impl Future<Output = Result<Response, ApiError>> + Send {
+        self.send(request)
+    }
+}
+
+/// The error an answer's body names; a body that is not an error body (e.g. a
+/// proxy's page) is `unavailable` with its status.
+fn error_of(status: u16, body: &[u8]) -> ApiError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) => api_error_from_body(&body),
+        Err(_) => unavailable(format!("HTTP status {status} without an error body")),
+    }
+}
+
+fn unavailable(reason: impl Into<String>) -> ApiError {
+    CoreError::Unavailable(reason.into()).into()
+}
+
+/// Pushes from the node's WebSocket, in order, until it ends. Dropping it closes
+/// the connection, which ends the stream at the node.
+pub struct HttpPushStream {
+    socket: WebSocketStream<TcpStream>,
+}
+
+impl HttpPushStream {
+    /// The next push; `None` once the node closed the stream or the connection
+    /// failed. A message that is not a push this client knows is skipped.
+    pub async fn next(&mut self) -> Option<Push> {
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Text(text)) => match serde_json::from_str::<Push>(&text) {
+                    Ok(push) => return Some(push),
+                    Err(error) => tracing::debug!(%error, "unknown push skipped"),
+                },
+                Ok(Message::Close(_)) => return None,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "push stream ended");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Closes the stream (a close frame, bounded wait).
+    pub async fn close(mut self) {
+        let timeout = Duration::from_millis(HTTP_CONNECT_TIMEOUT_MS);
+        let _ = tokio::time::timeout(timeout, self.socket.close(None)).await;
+    }
+}
+
+/// What a request's answer decodes to.
+#[derive(Clone, Copy)]
+enum Answer {
+    Balance,
+    History,
+    Op,
+    Provider,
+    Job,
+    Nearby,
+}
+
+impl Answer {
+    fn decode(self, bytes: &[u8]) -> Result<Response, ApiError> {
+        Ok(match self {
+            Answer::Balance => Response::Balance(json_of(bytes)?),
+            Answer::History => Response::History(json_of(bytes)?),
+            Answer::Op => Response::Op(json_of(bytes)?),
+            Answer::Provider => Response::Provider(json_of(bytes)?),
+            Answer::Job => Response::Job(json_of(bytes)?),
+            Answer::Nearby => Response::Nearby(json_of(bytes)?),
+        })
+    }
+}
+
+fn json_of<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| CoreError::Internal(format!("unreadable answer: {error}")).into())
+}
+
+/// A request as the bridge takes it: verb, path (with query) and JSON body.
+struct Route {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    answer: Answer,
+}
+
+impl Route {
+    fn of(request: Request) -> Route {
+        let route = |method, path: String, body, answer| Route {
+            method,
+            path,
+            body,
+            answer,
+        };
+        let money = |key, amount| Some(json!({ "key": key, "amount": amount }));
+        let provider = |provider| Some(json!({ "provider": provider }));
+        match request {
+            Request::Balance { wallet } => route(
+                Method::GET,
+                format!("/v1/wallets/{wallet}"),
+                None,
+                Answer::Balance,
+            ),
+            Request::History {
+                wallet,
+                from_seq,
+                limit,
+            } => route(
+                Method::GET,
+                format!("/v1/wallets/{wallet}/history?from_seq={from_seq}&limit={limit}"),
+                None,
+                Answer::History,
+            ),
+            Request::Deposit {
+                wallet,
+                key,
+                amount,
+            } => route(
+                Method::POST,
+                format!("/v1/wallets/{wallet}/deposit"),
+                money(key, amount),
+                Answer::Op,
+            ),
+            Request::Withdraw {
+                wallet,
+                key,
+                amount,
+            } => route(
+                Method::POST,
+                format!("/v1/wallets/{wallet}/withdraw"),
+                money(key, amount),
+                Answer::Op,
+            ),
+            Request::ProviderOnline { provider, skills } => route(
+                Method::POST,
+                format!("/v1/providers/{provider}/online"),
+                Some(json!({ "skills": skills })),
+                Answer::Provider,
+            ),
+            Request::ProviderOffline { provider } => route(
+                Method::POST,
+                format!("/v1/providers/{provider}/offline"),
+                None,
+                Answer::Provider,
+            ),
+            Request::Location { provider, lat, lon } => route(
+                Method::PUT,
+                format!("/v1/providers/{provider}/location"),
+                Some(json!({ "lat": lat, "lon": lon })),
+                Answer::Provider,
+            ),
+            Request::ProviderStatus { provider } => route(
+                Method::GET,
+                format!("/v1/providers/{provider}"),
+                None,
+                Answer::Provider,
+            ),
+            Request::Accept { provider: id, job } => route(
+                Method::POST,
+                format!("/v1/jobs/{job}/accept"),
+                provider(id),
+                Answer::Job,
+            ),
+            Request::Decline { provider: id, job } => route(
+                Method::POST,
+                format!("/v1/jobs/{job}/decline"),
+                provider(id),
+                Answer::Job,
+            ),
+            Request::Start { provider: id, job } => route(
+                Method::POST,
+                format!("/v1/jobs/{job}/start"),
+                provider(id),
+                Answer::Job,
+            ),
+            Request::Complete {
+                provider,
+                job,
+                proof,
+            } => route(
+                Method::POST,
+                format!("/v1/jobs/{job}/complete"),
+                Some(json!({ "provider": provider, "proof": STANDARD.encode(proof) })),
+                Answer::Job,
+            ),
+            Request::RequestJob {
+                customer,
+                key,
+                skill,
+                lat,
+                lon,
+                price,
+            } => route(
+                Method::POST,
+                "/v1/jobs".to_owned(),
+                Some(json!({
+                    "customer": customer, "key": key, "skill": skill,
+                    "lat": lat, "lon": lon, "price": price,
+                })),
+                Answer::Job,
+            ),
+            Request::CancelJob { customer, job } => route(
+                Method::POST,
+                format!("/v1/jobs/{job}/cancel"),
+                Some(json!({ "customer": customer })),
+                Answer::Job,
+            ),
+            Request::JobStatus { job } => {
+                route(Method::GET, format!("/v1/jobs/{job}"), None, Answer::Job)
+            }
+            Request::Nearby(query) => route(
+                Method::POST,
+                "/v1/nearby".to_owned(),
+                serde_json::to_value(query).ok(),
+                Answer::Nearby,
+            ),
+        }
+    }
+}

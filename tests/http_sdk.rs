@@ -1,0 +1,204 @@
+//! The SDK's HTTP client (`sdk::HttpClient`) against a real node and its HTTP bridge
+//! on 127.0.0.1 over sled in a temp dir: the whole flow with pushes over the
+//! WebSocket, and refusals that come back as the typed error the bridge named.
+
+#[path = "http/client.rs"]
+mod client;
+#[path = "http/harness.rs"]
+mod harness;
+
+use fixit_actors::error::CoreError;
+use fixit_actors::job::JobStatus;
+use fixit_actors::provider::ProviderStatus;
+use fixit_actors::services::{JobEvent, ProviderPush};
+use fixit_edge::api::{ApiError, NearbyQuery, Push};
+use fixit_edge::auth::Role;
+use fixit_edge::sdk::{Commands, HttpClient, HttpPushStream, HttpTransport};
+use harness::{TestNode, STOP_GRACE};
+use std::time::Duration;
+
+const CUSTOMER: u64 = 1_001;
+const PROVIDER: u64 = 2_001;
+const AT: (f64, f64) = (52.5205, 13.4055);
+
+/// Longest wait for one push.
+const PUSH_WAIT: Duration = Duration::from_secs(10);
+
+fn client(node: &TestNode, transport: &HttpTransport, role: Role, sub: u64) -> HttpClient {
+    transport.client(node.http.addr, &node.token(role, sub))
+}
+
+/// The next push matching `wanted`, within a bounded number and time.
+async fn push_matching(pushes: &mut HttpPushStream, wanted: impl Fn(&Push) -> bool) -> Push {
+    for _ in 0..100 {
+        let push = tokio::time::timeout(PUSH_WAIT, pushes.next())
+            .await
+            .expect("a push in time")
+            .expect("the stream is open");
+        if wanted(&push) {
+            return push;
+        }
+    }
+    panic!("no matching push among 100");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_booked_offered_accepted_completed_and_paid_through_the_http_sdk() {
+    let node = TestNode::start(|_| {}).await;
+    let local = Some("127.0.0.1".parse().expect("ip"));
+    let transport = HttpTransport::new(local).expect("transport");
+    let admin = client(&node, &transport, Role::Admin, 0);
+    let customer = client(&node, &transport, Role::Customer, CUSTOMER);
+    let provider = client(&node, &transport, Role::Provider, PROVIDER);
+
+    let mut offers = provider.subscribe().await.expect("provider pushes");
+    let mut events = customer.subscribe().await.expect("customer pushes");
+    let online = provider
+        .provider_online(PROVIDER, &["plumbing"])
+        .await
+        .expect("online");
+    assert_eq!(online.id.0, PROVIDER);
+    let located = provider
+        .location(PROVIDER, AT.0, AT.1)
+        .await
+        .expect("located");
+    assert_eq!(located.status, ProviderStatus::Available);
+    let deposited = admin
+        .deposit(CUSTOMER, "sdk-deposit-1", 50_000)
+        .await
+        .expect("deposit");
+    let again = admin
+        .deposit(CUSTOMER, "sdk-deposit-1", 50_000)
+        .await
+        .expect("the same deposit again");
+    assert_eq!(
+        deposited, again,
+        "an idempotent retry gets the first outcome"
+    );
+    let nearby = customer
+        .nearby(NearbyQuery {
+            skill: "plumbing".into(),
+            lat: AT.0,
+            lon: AT.1,
+            radius_m: 1_000.0,
+            limit: 5,
+        })
+        .await
+        .expect("nearby");
+    assert_eq!(nearby.providers.len(), 1);
+
+    let job = customer
+        .request_job(CUSTOMER, "sdk-job-1", "plumbing", AT.0, AT.1, 10_000)
+        .await
+        .expect("booked");
+    let balance = customer.balance(CUSTOMER).await.expect("balance");
+    assert_eq!((balance.available, balance.held), (40_000, 10_000));
+    let offer = push_matching(&mut offers, |push| {
+        matches!(push, Push::Provider(ProviderPush::Offer { job: offered, .. }) if *offered == job.id)
+    })
+    .await;
+    assert!(matches!(
+        offer,
+        Push::Provider(ProviderPush::Offer { price: 10_000, .. })
+    ));
+    provider.accept(PROVIDER, job.id.0).await.expect("accept");
+    provider.start(PROVIDER, job.id.0).await.expect("start");
+    let done = provider
+        .complete(PROVIDER, job.id.0, b"photo of the fixed sink".to_vec())
+        .await
+        .expect("complete");
+    let by = fixit_actors::ids::ProviderId(PROVIDER);
+    assert_eq!(done.status, JobStatus::Completed { provider: by });
+    push_matching(&mut events, |push| {
+        matches!(push, Push::Job(JobEvent { job: seen, status: JobStatus::Completed { .. }, .. }) if *seen == job.id)
+    })
+    .await;
+    let paid = provider.balance(PROVIDER).await.expect("provider balance");
+    assert_eq!(paid.available, 9_000, "price minus the 10% fee");
+    let history = provider.history(PROVIDER, 0, 10).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(admin.job(job.id.0).await.expect("job").status, done.status);
+    offers.close().await;
+    node.server.stop(STOP_GRACE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_come_back_as_the_typed_error_and_change_nothing() {
+    let node = TestNode::start(|config| config.server.websockets_max = 1).await;
+    let transport = HttpTransport::new(None).expect("transport");
+    let admin = client(&node, &transport, Role::Admin, 0);
+    let customer = client(&node, &transport, Role::Customer, CUSTOMER);
+    let forged = transport.client(node.http.addr, "not-a-token");
+
+    let unauthorized = forged.balance(CUSTOMER).await.expect_err("a bad token");
+    assert!(
+        matches!(unauthorized, ApiError::Unauthorized(_)),
+        "{unauthorized:?}"
+    );
+    let pushes = forged.subscribe().await.err().expect("no pushes either");
+    assert!(matches!(pushes, ApiError::Unauthorized(_)), "{pushes:?}");
+    let admin_pushes = admin.subscribe().await.err().expect("admins have none");
+    assert!(
+        matches!(admin_pushes, ApiError::Forbidden(_)),
+        "{admin_pushes:?}"
+    );
+    let not_yours = customer
+        .balance(CUSTOMER + 1)
+        .await
+        .expect_err("another wallet");
+    assert!(matches!(not_yours, ApiError::Forbidden(_)), "{not_yours:?}");
+    let unknown = admin.job(987_654).await.expect_err("no such job");
+    assert!(
+        matches!(unknown, ApiError::Core(CoreError::NotFound(_))),
+        "{unknown:?}"
+    );
+    let negative = admin.deposit(CUSTOMER, "sdk-negative", -5).await;
+    assert!(
+        matches!(negative, Err(ApiError::Core(CoreError::Invalid(_)))),
+        "{negative:?}"
+    );
+    admin
+        .deposit(CUSTOMER, "sdk-once", 1_000)
+        .await
+        .expect("deposit");
+    let reused = admin.deposit(CUSTOMER, "sdk-once", 2_000).await;
+    assert!(
+        matches!(
+            reused,
+            Err(ApiError::Core(CoreError::IdempotencyConflict { .. }))
+        ),
+        "{reused:?}"
+    );
+    let poor = customer
+        .request_job(CUSTOMER, "sdk-too-dear", "plumbing", AT.0, AT.1, 5_000)
+        .await;
+    assert!(
+        matches!(
+            poor,
+            Err(ApiError::Core(CoreError::InsufficientFunds {
+                available: 1_000,
+                needed: 5_000
+            }))
+        ),
+        "{poor:?}"
+    );
+    let nowhere = customer
+        .request_job(CUSTOMER, "sdk-nowhere", "plumbing", f64::NAN, AT.1, 500)
+        .await;
+    assert!(nowhere.is_err(), "NaN is no latitude: {nowhere:?}");
+    let balance = admin.balance(CUSTOMER).await.expect("balance");
+    assert_eq!(
+        (balance.available, balance.held),
+        (1_000, 0),
+        "nothing refused moved money"
+    );
+
+    let provider = client(&node, &transport, Role::Provider, PROVIDER);
+    let _held = provider.subscribe().await.expect("the one socket");
+    let busy = customer.subscribe().await.err().expect("the bound is one");
+    assert!(
+        matches!(busy, ApiError::Core(CoreError::Busy { retry_after_ms }) if retry_after_ms > 0),
+        "{busy:?}"
+    );
+    node.server.stop(STOP_GRACE).await;
+}
