@@ -1,5 +1,6 @@
 //! `fixit load`: simulated customers and providers against a node or a cluster over
-//! QUIC, with latencies per operation in HDR histograms, a JSON report and a summary.
+//! QUIC or (`--http`) the HTTP bridge, with latencies per operation in HDR
+//! histograms, a JSON report and a summary.
 //!
 //! A run has phases, each bounded in time: setup (connect providers — subscribe, go
 //! online at the node owning their spot — then customers, each holding a connection
@@ -35,6 +36,7 @@
 //! booking to the offer's arrival at the provider and the accept's answer.
 
 mod checks;
+mod client;
 mod connect;
 mod customer;
 mod jobs;
@@ -91,7 +93,8 @@ const THINK_MS_MAX: u64 = 60_000;
 /// Options of `fixit load`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct LoadArgs {
-    /// Customers: each holds a QUIC session for the whole run.
+    /// Customers: each holds a session (a QUIC connection, or over `--http` its
+    /// push WebSocket) for the whole run.
     #[arg(long, default_value_t = 500)]
     pub customers: u64,
     /// Providers: online, a location about every second, taking offers.
@@ -109,7 +112,8 @@ pub struct LoadArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Use the HTTP bridge instead of QUIC (not built yet: see the docs).
+    /// Use the HTTP bridge instead of QUIC: JSON calls over a shared keep-alive
+    /// pool, each user's pushes over its own WebSocket.
     #[arg(long)]
     pub http: bool,
     /// Start a `fixit node` child on a temporary dir, sized for the run.
@@ -161,11 +165,6 @@ impl LoadArgs {
             self.think_ms <= THINK_MS_MAX,
             "--think-ms must be at most {THINK_MS_MAX}"
         );
-        anyhow::ensure!(
-            !self.http,
-            "--http is not built yet: the HTTP bridge needs an HTTP and WebSocket client, \
-             which the binary does not depend on; use QUIC (the default)"
-        );
         Ok(())
     }
 
@@ -189,7 +188,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
 struct Population {
     providers: Vec<OnlineProvider>,
     customers: Vec<Arc<Customer>>,
-    admins: Vec<crate::sdk::Client>,
+    admins: Vec<client::UserClient>,
     funded: u64,
 }
 
@@ -207,11 +206,14 @@ async fn run_checked(args: &LoadArgs) -> anyhow::Result<()> {
         target
             .nodes
             .iter()
-            .map(|node| node.quic.to_string())
+            .map(|node| match args.http {
+                true => format!("http://{}", node.http),
+                false => format!("quic://{}", node.quic),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let connectors = connect::Connectors::new(&target, args.source_addresses)?;
+    let connectors = connect::Connectors::new(&target, args.source_addresses, args.http)?;
     let sim = Arc::new(Sim {
         target,
         connectors,
@@ -493,7 +495,7 @@ fn settings(
 ) -> Settings {
     Settings {
         mode: target.mode,
-        transport: "quic",
+        transport: if args.http { "http" } else { "quic" },
         nodes: target.nodes.iter().map(|node| node.name.clone()).collect(),
         seed: args.seed,
         duration_s: args.duration_s,
@@ -505,6 +507,7 @@ fn settings(
         spawned_node_limits: spawned.map(|config| {
             serde_json::json!({
                 "connections_max": config.server.connections_max,
+                "websockets_max": config.server.websockets_max,
                 "requests_inflight_max": config.server.requests_inflight_max,
                 "node_inflight_max": config.limits.node_inflight_max,
                 "rate_limits": config.rate_limits,

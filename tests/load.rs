@@ -1,6 +1,7 @@
-//! A CI-sized `fixit load --spawn-node` run as a real child process: it must end
-//! by itself with no errors other than busy/rate-limited, some jobs completed and
-//! every invariant holding. Correctness only: no timing is asserted.
+//! CI-sized `fixit load --spawn-node` runs as real child processes, over QUIC and
+//! over the HTTP bridge: each must end by itself with no errors other than
+//! busy/rate-limited, some jobs completed and every invariant holding. Correctness
+//! only: no timing is asserted.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +13,22 @@ const RUN_WAIT_MAX: Duration = Duration::from_secs(180);
 
 #[test]
 fn a_small_spawned_node_run_is_correct() {
+    let report = small_run(&[]);
+    assert_eq!(report["settings"]["transport"], "quic");
+    assert!(report["latency_ms"]["connect"]["count"].as_u64() > Some(0));
+}
+
+#[test]
+fn a_small_spawned_node_run_over_the_http_bridge_is_correct() {
+    let report = small_run(&["--http"]);
+    assert_eq!(report["settings"]["transport"], "http");
+    let sockets = report["latency_ms"]["subscribe"]["count"].as_u64();
+    assert_eq!(sockets, Some(360), "one push WebSocket per user");
+}
+
+/// Runs a small load with `extra` arguments and checks what holds on any
+/// transport; returns the report.
+fn small_run(extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let report_path = dir.path().join("report.json");
     let seed = "42";
@@ -40,6 +57,7 @@ fn a_small_spawned_node_run_is_correct() {
             "--report",
         ])
         .arg(&report_path)
+        .args(extra)
         .stdin(Stdio::null())
         .spawn()
         .expect("fixit load starts");
@@ -92,4 +110,5 @@ fn a_small_spawned_node_run_is_correct() {
         report["node_rss_bytes_peak"].as_u64() > Some(0),
         "peak RSS read from the node's metrics: {text}"
     );
+    report
 }

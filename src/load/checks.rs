@@ -2,9 +2,9 @@
 //! node from its `/metrics`, and (for a spawned node, once stopped) the audit of
 //! its stored ledger.
 
+use super::client::UserClient;
 use super::sim::{retrying_up_to, Sim, CHECK_TRIES_MAX};
 use super::stats::Op;
-use crate::sdk::Client;
 use crate::sdk::Commands;
 use anyhow::Context;
 use fixit_actors::job::JobStatus;
@@ -28,7 +28,7 @@ const PEAK_RSS_GAUGE: &str = "fixit_process_resident_peak_bytes";
 
 /// Whether every job the generator saw completed is stored as completed by the
 /// provider that completed it (asked through the admins); returns (checked, wrong).
-pub(crate) async fn completed_jobs(sim: &Sim, admins: &[Client]) -> (u64, Vec<u64>) {
+pub(crate) async fn completed_jobs(sim: &Sim, admins: &[UserClient]) -> (u64, Vec<u64>) {
     let completed = sim.jobs.completed();
     let checks = completed
         .iter()

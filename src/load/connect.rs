@@ -1,20 +1,30 @@
-//! Opening the simulated users' QUIC connections: a few local endpoints per node
-//! (one UDP socket each, with the SDK's raised buffers) share the connections, and
-//! a refused or failed connect is retried a bounded number of times.
+//! Opening the simulated users' connections. Over QUIC: a few local endpoints per
+//! node (one UDP socket each, with the SDK's raised buffers) share the connections,
+//! and a refused or failed connect is retried a bounded number of times. Over the
+//! HTTP bridge (`--http`): one keep-alive pool per source address shares every
+//! user's calls (bounded in flight), and a user's session is its push WebSocket.
 
+use super::client::UserClient;
 use super::stats::{Op, Stats};
 use super::target::Target;
 use crate::api::ApiError;
 use crate::auth::Principal;
-use crate::sdk::{ClientError, Connector};
+use crate::sdk::{ClientError, Connector, HttpTransport};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// Local endpoints (UDP sockets) per node: spreads the packet work of thousands of
 /// connections over many endpoint drivers here, and over the node's listener
 /// sockets there (its kernel picks a socket by the sender's address and port, so
 /// users sharing one local socket all land on the same one of the node's).
 const ENDPOINTS_PER_NODE: usize = 64;
+
+/// HTTP requests the generator has in flight at once (`--http`): each needs a TCP
+/// connection of its own, and the generator and the node each hold one file
+/// descriptor per WebSocket already. Calls past it wait, inside their timing.
+pub(crate) const HTTP_INFLIGHT_MAX: usize = 2_048;
 
 /// Tries of one connect before the user is given up.
 const CONNECT_TRIES_MAX: u32 = 10;
@@ -25,15 +35,39 @@ const CONNECT_RETRY_MS: u64 = 250;
 /// Longest wait honoured from a retry hint.
 const RETRY_AFTER_MAX_MS: u64 = 2_000;
 
-/// The local endpoints, per node.
-pub(crate) struct Connectors {
-    per_node: Vec<Vec<Connector>>,
+/// How the users reach the nodes.
+pub(crate) enum Connectors {
+    /// The local QUIC endpoints, per node.
+    Quic(Vec<Vec<Connector>>),
+    /// One HTTP pool per source address, shared by all nodes.
+    Http {
+        transports: Vec<HttpTransport>,
+        permits: Arc<Semaphore>,
+    },
 }
 
 impl Connectors {
     /// Endpoints for every node of `target`; on loopback they are bound to
     /// `source_addresses` different addresses 127.0.0.1, 127.0.0.2, ….
-    pub(crate) fn new(target: &Target, source_addresses: u8) -> anyhow::Result<Connectors> {
+    pub(crate) fn new(
+        target: &Target,
+        source_addresses: u8,
+        http: bool,
+    ) -> anyhow::Result<Connectors> {
+        if http {
+            let transports = (0..usize::from(source_addresses.max(1)))
+                .map(|index| {
+                    let local = bind_address(target.nodes[0].http, index, source_addresses).ip();
+                    let local = (!local.is_unspecified()).then_some(local);
+                    HttpTransport::new(local)
+                })
+                .collect::<Result<_, ApiError>>()?;
+            let permits = Arc::new(Semaphore::new(HTTP_INFLIGHT_MAX));
+            return Ok(Connectors::Http {
+                transports,
+                permits,
+            });
+        }
         let mut per_node = Vec::new();
         for node in &target.nodes {
             let endpoints = ENDPOINTS_PER_NODE.max(usize::from(source_addresses));
@@ -46,11 +80,12 @@ impl Connectors {
             }
             per_node.push(connectors);
         }
-        Ok(Connectors { per_node })
+        Ok(Connectors::Quic(per_node))
     }
 
     /// Connects user number `user` as `principal` to node `node` (retrying refusals
-    /// and failures a bounded number of times); `None` if it never succeeded.
+    /// and failures a bounded number of times); `None` if it never succeeded. Over
+    /// HTTP nothing is sent yet: the user's calls share the pool.
     pub(crate) async fn connect(
         &self,
         target: &Target,
@@ -58,17 +93,29 @@ impl Connectors {
         user: u64,
         principal: Principal,
         stats: &Stats,
-    ) -> Option<crate::sdk::Client> {
-        let connectors = &self.per_node[node];
-        let connector = &connectors[user as usize % connectors.len()];
+    ) -> Option<UserClient> {
         let token = target.token(principal);
+        let connectors = match self {
+            Connectors::Quic(per_node) => &per_node[node],
+            Connectors::Http {
+                transports,
+                permits,
+            } => {
+                let transport = &transports[user as usize % transports.len()];
+                return Some(UserClient::Http {
+                    client: transport.client(target.nodes[node].http, &token),
+                    permits: permits.clone(),
+                });
+            }
+        };
+        let connector = &connectors[user as usize % connectors.len()];
         let addr = target.nodes[node].quic;
         for _ in 0..CONNECT_TRIES_MAX {
             let started = Instant::now();
             match connector.connect(addr, &token).await {
                 Ok(client) => {
                     stats.ok(Op::Connect, started.elapsed());
-                    return Some(client);
+                    return Some(UserClient::Quic(client));
                 }
                 Err(ClientError::Refused(error)) => {
                     stats.failed(Op::Connect, error.kind());

@@ -1,19 +1,20 @@
-//! The simulated customers: each holds one QUIC connection and its push stream open
+//! The simulated customers: each holds one connection and its push stream open
 //! for the whole run (spread over the nodes of a cluster) and gets a deposit from an
 //! admin first; bookings and balance calls arrive open-loop (Poisson at the total
 //! rate, each on a random customer's connection), so a slow node shows as latency,
 //! never as fewer attempts.
 
+use super::client::UserClient;
 use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
 use crate::auth::{Principal, Role};
 use crate::city::Rng;
-use crate::sdk::Client;
 use crate::sdk::Commands;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Money each customer gets before the run, in cents.
 const STARTING_BALANCE: i64 = 10_000_000;
@@ -43,8 +44,10 @@ const ADMIN_CALLS_INFLIGHT_MAX: usize = 64;
 /// One connected customer.
 pub(crate) struct Customer {
     id: u64,
-    client: Client,
+    client: UserClient,
     inflight: AtomicU32,
+    /// Tells the push reader to close the stream.
+    closing: watch::Sender<bool>,
 }
 
 impl Customer {
@@ -61,8 +64,10 @@ impl Customer {
         self.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Closes the connection (bounded wait for the node to hear of it).
+    /// Ends the push stream and closes the connection (bounded wait for the node
+    /// to hear of it).
     pub(crate) async fn close(&self) {
+        self.closing.send_replace(true);
         self.client.clone().close().await;
     }
 }
@@ -84,24 +89,31 @@ pub(crate) async fn connect(sim: &Arc<Sim>, index: u64, pushes_end: Instant) -> 
     let mut pushes = retrying(stats, Op::Subscribe, || client.subscribe()).await?;
     let counting = sim.clone();
     let end = tokio::time::Instant::from_std(pushes_end);
+    let (closing, mut closed) = watch::channel(false);
     tokio::spawn(async move {
-        // Bounded by `pushes_end` and by the connection's life.
-        while let Ok(Some(_)) = tokio::time::timeout_at(end, pushes.next()).await {
-            counting
-                .stats
-                .customer_pushes
-                .fetch_add(1, Ordering::Relaxed);
+        // Bounded by `pushes_end`, the customer's close and the stream's life.
+        loop {
+            tokio::select! {
+                push = pushes.next() => match push {
+                    Some(_) => counting.stats.customer_pushes.fetch_add(1, Ordering::Relaxed),
+                    None => break,
+                },
+                _ = closed.wait_for(|closed| *closed) => break,
+                () = tokio::time::sleep_until(end) => break,
+            };
         }
+        pushes.close().await;
     });
     Some(Customer {
         id,
         client,
         inflight: AtomicU32::new(0),
+        closing,
     })
 }
 
 /// Admin connections (subjects 1..=[`ADMINS`]) spread over the nodes.
-pub(crate) async fn connect_admins(sim: &Sim) -> anyhow::Result<Vec<Client>> {
+pub(crate) async fn connect_admins(sim: &Sim) -> anyhow::Result<Vec<UserClient>> {
     let mut admins = Vec::new();
     for sub in 1..=ADMINS {
         let node = (sub as usize) % sim.target.nodes.len();
@@ -122,7 +134,7 @@ pub(crate) async fn connect_admins(sim: &Sim) -> anyhow::Result<Vec<Client>> {
 
 /// Deposits every customer's starting balance (admins in turn, bounded concurrency);
 /// returns how many deposits succeeded.
-pub(crate) async fn fund(sim: &Sim, admins: &[Client], customers: &[Arc<Customer>]) -> u64 {
+pub(crate) async fn fund(sim: &Sim, admins: &[UserClient], customers: &[Arc<Customer>]) -> u64 {
     let deposits = customers.iter().enumerate().map(|(index, customer)| {
         let admin = &admins[index % admins.len()];
         let key = format!("load-{}-deposit-{}", sim.run_id, customer.id);

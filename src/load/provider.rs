@@ -3,13 +3,13 @@
 //! once a second (jittered, staying inside its node's region); takes each offer at
 //! once, then starts and completes the job after think times.
 
+use super::client::{Pushes, UserClient};
 use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
 use crate::api::Push;
 use crate::auth::{Principal, Role};
 use crate::city::Rng;
 use crate::sdk::Commands;
-use crate::sdk::{Client, PushStream};
 use fixit_actors::services::ProviderPush;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,8 +32,8 @@ const PROOF: &[u8] = b"load-generator-proof";
 pub(crate) struct OnlineProvider {
     id: u64,
     node: usize,
-    client: Client,
-    pushes: PushStream,
+    client: UserClient,
+    pushes: Pushes,
     at: (f64, f64),
     rng: Rng,
 }
@@ -124,7 +124,7 @@ struct Mover {
 impl Mover {
     /// A jittered position about every second until `end`; a step that would leave
     /// the node's region is not taken (the provider stays online where it is).
-    async fn run(mut self, sim: Arc<Sim>, client: Client, end: Instant) {
+    async fn run(mut self, sim: Arc<Sim>, client: UserClient, end: Instant) {
         let first = Duration::from_millis(self.rng.below(LOCATION_EVERY.as_millis() as u64));
         let mut next = tokio::time::Instant::now() + first;
         while next.into_std() < end {
@@ -161,7 +161,7 @@ impl Mover {
 /// The provider's handling of offers.
 struct Worker {
     id: u64,
-    client: Client,
+    client: UserClient,
     rng: Rng,
 }
 
@@ -169,7 +169,7 @@ impl Worker {
     async fn take_offers(
         mut self,
         sim: &Sim,
-        mut pushes: PushStream,
+        mut pushes: Pushes,
         mut stop: watch::Receiver<bool>,
         drain_end: Instant,
     ) {
@@ -189,10 +189,11 @@ impl Worker {
                 Some(_) => {}
                 None => {
                     sim.stats.failed(Op::Subscribe, "push_stream_ended");
-                    break;
+                    return;
                 }
             }
         }
+        pushes.close().await;
     }
 
     /// Accepts at once; starts and completes after think times.

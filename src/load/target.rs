@@ -12,7 +12,8 @@ use fixit_cluster::Regions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Connections beyond the simulated users a spawned node allows (admins, checks).
+/// Connections (and WebSockets) beyond the simulated users a spawned node allows
+/// (admins, checks).
 const CONNECTIONS_MARGIN: u32 = 1_000;
 
 /// Rate limits of a spawned node: high enough that one generator on one address
@@ -196,6 +197,7 @@ pub(crate) fn spawned_config(data_dir: &Path, args: &LoadArgs) -> NodeConfig {
     let users = u32::try_from(args.customers + args.providers).unwrap_or(u32::MAX);
     let connections = users.saturating_add(CONNECTIONS_MARGIN).min(1_000_000);
     config.server.connections_max = connections.max(config.server.connections_max);
+    config.server.websockets_max = connections.max(config.server.websockets_max);
     let inflight = connections.saturating_mul(2).min(10_000_000);
     config.server.requests_inflight_max = inflight.max(config.server.requests_inflight_max);
     config.limits.node_inflight_max = inflight.max(config.limits.node_inflight_max);
