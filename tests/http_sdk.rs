@@ -202,3 +202,77 @@ async fn refusals_come_back_as_the_typed_error_and_change_nothing() {
     );
     node.server.stop(STOP_GRACE).await;
 }
+
+/// A peer that is not a bridge: answers every request on 127.0.0.1 with `head`
+/// and then `body_bytes` of body in 64 KiB writes (stopping when the client
+/// hangs up), and reports how many body bytes it managed to write.
+async fn oversized_peer(
+    head: &'static str,
+    body_bytes: usize,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let peer = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = vec![0u8; 16 * 1024];
+        let _ = socket.read(&mut request).await;
+        socket.write_all(head.as_bytes()).await.expect("head");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0;
+        while written < body_bytes {
+            let write = tokio::time::timeout(Duration::from_secs(10), socket.write_all(&chunk));
+            match write.await {
+                Ok(Ok(())) => written += chunk.len(),
+                _ => break,
+            }
+        }
+        written
+    });
+    (addr, peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_size_bound_is_refused_without_reading_it_all() {
+    let transport = HttpTransport::new(None).expect("transport");
+
+    // A declared length over the bound: refused before any of the body is read
+    // (the peer sends none, so a client that waited for it would time out).
+    let (addr, peer) =
+        oversized_peer("HTTP/1.1 200 OK\r\ncontent-length: 104857600\r\n\r\n", 0).await;
+    let error = tokio::time::timeout(
+        Duration::from_secs(10),
+        transport.client(addr, "t").balance(1),
+    )
+    .await
+    .expect("refused at once, not after the answer timeout")
+    .expect_err("an oversized answer is an error");
+    assert!(
+        matches!(&error, ApiError::Core(CoreError::Unavailable(reason)) if reason.contains("bytes or more")),
+        "{error:?}"
+    );
+    peer.abort();
+
+    // No declared length (the body runs to the close, 256 MiB on offer): the client hangs up soon
+    // after the bound instead of buffering the lot.
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+    let (addr, peer) = oversized_peer(head, 256 * 1024 * 1024).await;
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        transport.client(addr, "t").balance(1),
+    )
+    .await
+    .expect("refused in time")
+    .expect_err("an oversized answer is an error");
+    assert!(
+        matches!(&error, ApiError::Core(CoreError::Unavailable(reason)) if reason.contains("bytes or more")),
+        "{error:?}"
+    );
+    let written = peer.await.expect("peer");
+    assert!(
+        written < 64 * 1024 * 1024,
+        "the peer wrote {written} bytes before the client hung up"
+    );
+}

@@ -35,6 +35,9 @@ pub const HTTP_ANSWER_TIMEOUT_MS: u64 = 30_000;
 /// Largest answer body read (an error body or a page of history is far smaller).
 const ANSWER_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Longest wait for the node to answer a WebSocket close frame.
+const PUSH_CLOSE_WAIT_MS: u64 = 1_000;
+
 /// Largest push message accepted on the WebSocket.
 const PUSH_BYTES_MAX: usize = 64 * 1024;
 
@@ -157,13 +160,7 @@ impl HttpClient {
             .await
             .map_err(|error| unavailable(format!("HTTP request: {error}")))?;
         let status = answer.status().as_u16();
-        let bytes = answer
-            .bytes()
-            .await
-            .map_err(|error| unavailable(format!("HTTP answer: {error}")))?;
-        if bytes.len() > ANSWER_BYTES_MAX {
-            return Err(unavailable(format!("answer of {} bytes", bytes.len())));
-        }
+        let bytes = read_bounded(answer).await?;
         if !(200..300).contains(&status) {
             return Err(error_of(status, &bytes));
         }
@@ -175,6 +172,33 @@ impl Commands for HttpClient {
     fn call(&self, request: Request) -> impl Future<Output = Result<Response, ApiError>> + Send {
         self.send(request)
     }
+}
+
+/// An answer's body, refused unread when its `Content-Length` is over
+/// [`ANSWER_BYTES_MAX`] and as soon as a body without one grows past it, so a
+/// misbehaving peer cannot make the client buffer without bound.
+async fn read_bounded(mut answer: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    let too_large = |bytes: u64| {
+        unavailable(format!(
+            "answer of {bytes} bytes or more (at most {ANSWER_BYTES_MAX})"
+        ))
+    };
+    let declared = answer.content_length().unwrap_or(0);
+    if declared > ANSWER_BYTES_MAX as u64 {
+        return Err(too_large(declared));
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|error| unavailable(format!("HTTP answer: {error}")))?
+    {
+        if bytes.len() + chunk.len() > ANSWER_BYTES_MAX {
+            return Err(too_large((bytes.len() + chunk.len()) as u64));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// The error an answer's body names; a body that is not an error body (e.g. a
@@ -218,7 +242,7 @@ impl HttpPushStream {
 
     /// Closes the stream (a close frame, bounded wait).
     pub async fn close(mut self) {
-        let timeout = Duration::from_millis(HTTP_CONNECT_TIMEOUT_MS);
+        let timeout = Duration::from_millis(PUSH_CLOSE_WAIT_MS);
         let _ = tokio::time::timeout(timeout, self.socket.close(None)).await;
     }
 }
