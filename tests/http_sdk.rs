@@ -234,42 +234,40 @@ async fn oversized_peer(
     (addr, peer)
 }
 
+/// Asks the peer at `addr` for a balance and checks that the answer is refused
+/// as oversized within `within`.
+async fn assert_refused_as_oversized(
+    transport: &HttpTransport,
+    addr: std::net::SocketAddr,
+    within: Duration,
+) {
+    let error = tokio::time::timeout(within, transport.client(addr, "t").balance(1))
+        .await
+        .expect("refused in time")
+        .expect_err("an oversized answer is an error");
+    assert!(
+        matches!(&error, ApiError::Core(CoreError::Unavailable(reason)) if reason.contains("bytes or more")),
+        "{error:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_over_the_size_bound_is_refused_without_reading_it_all() {
     let transport = HttpTransport::new(None).expect("transport");
 
     // A declared length over the bound: refused before any of the body is read
-    // (the peer sends none, so a client that waited for it would time out).
+    // (the peer sends none and hangs up, so a client that waited for the body
+    // would fail with a read error, not this refusal).
     let (addr, peer) =
         oversized_peer("HTTP/1.1 200 OK\r\ncontent-length: 104857600\r\n\r\n", 0).await;
-    let error = tokio::time::timeout(
-        Duration::from_secs(10),
-        transport.client(addr, "t").balance(1),
-    )
-    .await
-    .expect("refused at once, not after the answer timeout")
-    .expect_err("an oversized answer is an error");
-    assert!(
-        matches!(&error, ApiError::Core(CoreError::Unavailable(reason)) if reason.contains("bytes or more")),
-        "{error:?}"
-    );
+    assert_refused_as_oversized(&transport, addr, Duration::from_secs(10)).await;
     peer.abort();
 
-    // No declared length (the body runs to the close, 256 MiB on offer): the client hangs up soon
-    // after the bound instead of buffering the lot.
+    // No declared length (the body runs to the close, 256 MiB on offer): the
+    // client hangs up soon after the bound instead of buffering the lot.
     let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
     let (addr, peer) = oversized_peer(head, 256 * 1024 * 1024).await;
-    let error = tokio::time::timeout(
-        Duration::from_secs(30),
-        transport.client(addr, "t").balance(1),
-    )
-    .await
-    .expect("refused in time")
-    .expect_err("an oversized answer is an error");
-    assert!(
-        matches!(&error, ApiError::Core(CoreError::Unavailable(reason)) if reason.contains("bytes or more")),
-        "{error:?}"
-    );
+    assert_refused_as_oversized(&transport, addr, Duration::from_secs(30)).await;
     let written = peer.await.expect("peer");
     assert!(
         written < 64 * 1024 * 1024,
