@@ -5,61 +5,15 @@ use crate::api::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
-/// Longest token accepted, in bytes: checked before any decoding.
-pub const TOKEN_BYTES_MAX: usize = 256;
+pub use fixit_protocol::principal::{Principal, Role};
+
+pub use fixit_protocol::wire::TOKEN_BYTES_MAX;
 const PREFIX: &str = "fx1.";
 const SECRET_BYTES: usize = 32;
-
-/// What a principal may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Role {
-    /// Books jobs, pays from its own wallet.
-    Customer,
-    /// Takes offers, works jobs, is paid into its own wallet.
-    Provider,
-    /// Operates the node: deposits, reads anything.
-    Admin,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Customer => "customer",
-            Role::Provider => "provider",
-            Role::Admin => "admin",
-        })
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Role, String> {
-        match text {
-            "customer" => Ok(Role::Customer),
-            "provider" => Ok(Role::Provider),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role {other:?}: use customer, provider or admin"
-            )),
-        }
-    }
-}
-
-/// Who is asking: a role and a subject id (the customer, provider or operator id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Principal {
-    /// The role.
-    pub role: Role,
-    /// The subject id.
-    pub sub: u64,
-}
 
 /// The secret could not be read or made.
 #[derive(Debug, thiserror::Error)]

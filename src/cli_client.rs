@@ -7,8 +7,8 @@ mod verbs;
 pub use verbs::Verb;
 
 use crate::api::{ApiError, ErrorBody, Response};
-use crate::sdk::{Client, ClientError};
 use anyhow::Context;
+use fixit_sdk::{Client, ClientError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -81,7 +81,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     outcome
 }
 
-fn print_reply(reply: Result<crate::quic::wire::ReplyFrame, ApiError>) -> anyhow::Result<()> {
+fn print_reply(reply: Result<fixit_protocol::wire::ReplyFrame, ApiError>) -> anyhow::Result<()> {
     let reply = reply.map_err(|error| Refused::from_error(&error))?;
     let response: Response = reply.result.map_err(Refused::new)?;
     println!("{}", serde_json::to_string_pretty(&response)?);

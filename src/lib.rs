@@ -12,6 +12,5 @@ pub mod limits;
 pub mod load;
 pub mod overload;
 pub mod quic;
-pub mod sdk;
 pub mod server;
 pub mod tls;

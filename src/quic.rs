@@ -4,10 +4,10 @@
 
 mod connection;
 mod request_ids;
-pub(crate) mod socket;
-pub use socket::UDP_BUFFER_BYTES;
+
+pub use fixit_net::socket::UDP_BUFFER_BYTES;
 mod stream;
-pub mod wire;
+use fixit_protocol::wire;
 
 use crate::api::Api;
 use crate::auth::TokenKey;
@@ -21,11 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-/// A connection idle this long (no packet, not even a keep-alive) is closed, in ms.
-pub const IDLE_TIMEOUT_MS: u32 = 30_000;
-
-/// How often a client sends keep-alives so an idle connection stays open, in ms.
-pub const KEEP_ALIVE_INTERVAL_MS: u64 = 10_000;
+pub use fixit_protocol::wire::{IDLE_TIMEOUT_MS, KEEP_ALIVE_INTERVAL_MS};
 
 /// Time a new connection has to send its hello, and a new stream its first frame, in ms.
 pub const FIRST_FRAME_TIMEOUT_MS: u64 = 10_000;
@@ -93,8 +89,9 @@ pub async fn start(
         addr: config.quic_listen,
         source,
     };
-    let sockets = socket::bind_udp_group(config.quic_listen, config.quic_endpoints as usize)
-        .map_err(bind_error)?;
+    let sockets =
+        fixit_net::socket::bind_udp_group(config.quic_listen, config.quic_endpoints as usize)
+            .map_err(bind_error)?;
     let endpoints = sockets
         .into_iter()
         .map(|socket| {

@@ -1,20 +1,13 @@
-//! TLS for the client protocol: the listener's self-signed certificate (made once,
-//! kept as PEM beside the node's data), the server's rustls config, and a client
-//! config that trusts exactly that certificate. Both speak only TLS 1.3 with ALPN
-//! [`ALPN`].
+//! TLS of the node's client listener: its self-signed certificate (made once, kept
+//! as PEM beside the node's data) and its rustls config, TLS 1.3 only with ALPN
+//! [`ALPN`]. Clients pin that certificate (`fixit_sdk::tls::client_crypto`).
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::pem::PemObject;
+use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The application protocol of the client listener, negotiated in the handshake.
-pub const ALPN: &[u8] = b"fixit/1";
-
-/// The name a client checks the server's certificate against. The certificate is
-/// pinned, so this is the name every made certificate carries, not a DNS lookup.
-pub const SERVER_NAME: &str = "localhost";
+pub use fixit_protocol::wire::{ALPN, SERVER_NAME};
 
 /// Subject alternative names of a made certificate.
 pub const SUBJECT_ALT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -41,12 +34,11 @@ pub enum TlsError {
     Config(String),
 }
 
-impl From<fixit_cluster::ClusterError> for TlsError {
-    fn from(error: fixit_cluster::ClusterError) -> Self {
+impl From<fixit_net::TlsError> for TlsError {
+    fn from(error: fixit_net::TlsError) -> Self {
         match error {
-            fixit_cluster::ClusterError::File { path, reason } => TlsError::File { path, reason },
-            fixit_cluster::ClusterError::Generate(reason) => TlsError::Generate(reason),
-            other => TlsError::Config(other.to_string()),
+            fixit_net::TlsError::File { path, reason } => TlsError::File { path, reason },
+            fixit_net::TlsError::Config(reason) => TlsError::Config(reason),
         }
     }
 }
@@ -56,10 +48,6 @@ fn file_error(path: &Path, reason: impl ToString) -> TlsError {
         path: path.to_owned(),
         reason: reason.to_string(),
     }
-}
-
-fn config_error(error: impl ToString) -> TlsError {
-    TlsError::Config(error.to_string())
 }
 
 /// Reads the certificate and key at the given paths; if both are missing, makes a
@@ -72,8 +60,8 @@ pub fn load_or_create(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey,
         (false, true) => return Err(file_error(cert_path, "missing while its key exists")),
         (true, false) => return Err(file_error(key_path, "missing while its certificate exists")),
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_error(key_path, e))?;
-    Ok((read_certificates(cert_path)?, key))
+    let key = fixit_net::tls::read_private_key(key_path)?;
+    Ok((fixit_net::tls::read_certificates(cert_path)?, key))
 }
 
 fn create(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
@@ -90,44 +78,16 @@ fn write_new(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
     fixit_cluster::files::write_new(path, text, private).map_err(|e| file_error(path, e))
 }
 
-/// The certificates of a PEM file, in order; at least one.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    Ok(fixit_cluster::tls::read_certificates(path)?)
-}
-
-fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// The listener's TLS config: TLS 1.3, no client certificates, ALPN [`ALPN`].
 pub fn server_crypto(certified: CertifiedKey) -> Result<Arc<QuicServerConfig>, TlsError> {
     let (certificates, key) = certified;
     let no_client_auth = rustls::server::WebPkiClientVerifier::no_client_auth();
-    Ok(fixit_cluster::tls::quic_server_config(
+    Ok(fixit_net::tls::quic_server_config(
         no_client_auth,
         certificates,
         key,
         ALPN,
     )?)
-}
-
-/// A client TLS config that trusts exactly the first certificate of the PEM file at
-/// `server_cert_pem` (the listener's self-signed certificate) and nothing else.
-pub fn client_crypto(server_cert_pem: &Path) -> Result<Arc<QuicClientConfig>, TlsError> {
-    let pinned = read_certificates(server_cert_pem)?.swap_remove(0);
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(pinned)
-        .map_err(|e| file_error(server_cert_pem, e))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(config_error)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Arc::new(
-        QuicClientConfig::try_from(config).map_err(config_error)?,
-    ))
 }
 
 #[cfg(test)]
@@ -149,7 +109,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(server_crypto(load_or_create(&cert, &key).unwrap()).is_ok());
-        assert!(client_crypto(&cert).is_ok());
+        assert!(fixit_sdk::tls::client_crypto(&cert).is_ok());
     }
 
     #[test]
@@ -164,6 +124,6 @@ mod tests {
         ));
         std::fs::write(&cert, "not a certificate").unwrap();
         assert!(load_or_create(&cert, &key).is_err());
-        assert!(client_crypto(&cert).is_err());
+        assert!(fixit_sdk::tls::client_crypto(&cert).is_err());
     }
 }

@@ -13,7 +13,7 @@ use fixit_actors::provider::ProviderStatus;
 use fixit_actors::services::{JobEvent, ProviderPush};
 use fixit_edge::api::{ApiError, NearbyQuery, Push};
 use fixit_edge::auth::Role;
-use fixit_edge::sdk::{Commands, HttpClient, HttpPushStream, HttpTransport};
+use fixit_sdk::{Commands, HttpClient, HttpPushStream, HttpTransport};
 use harness::{TestNode, STOP_GRACE};
 use std::time::Duration;
 

@@ -12,10 +12,10 @@ use fixit_actors::ledger::Balance;
 use fixit_actors::services::ProviderPush;
 use fixit_edge::api::{ApiError, Push, Request, PROTOCOL_VERSION};
 use fixit_edge::auth::{now_s, Principal, Role, TokenKey};
-use fixit_edge::quic::wire::{
+use fixit_protocol::wire::{
     Hello, HelloReply, ReplyFrame, RequestFrame, StreamFrame, CLOSE_HELLO_REFUSED, REPLY_BYTES_MAX,
 };
-use fixit_edge::sdk::{Client, ClientError, Commands, PushStream};
+use fixit_sdk::{Client, ClientError, Commands, PushStream};
 use harness::{TestNode, PUSH_WAIT};
 use std::time::Duration;
 

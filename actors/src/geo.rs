@@ -20,10 +20,10 @@ use crate::ids::{ProviderId, Skill};
 use cells::{cell_key, CellStore, Member, SkillIndex};
 use grid::{Cell, Grid};
 use search::Search;
-use serde::{Deserialize, Serialize};
 use skill_list::{SkillList, SkillPlace};
-use std::cmp::Ordering;
 use std::collections::HashMap;
+
+pub use fixit_protocol::geo::{rank, Coord, GeoError, Nearby};
 
 /// Mean radius of the Earth in metres (IUGG), used by every distance here.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -34,85 +34,14 @@ pub const PRECISION_MIN: usize = 1;
 /// Longest geohash a [`GeoIndex`] or [`cell_of`] accepts, in characters.
 pub const PRECISION_MAX: usize = 12;
 
-/// Why a position, radius or precision was refused.
-#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
-pub enum GeoError {
-    /// The latitude is not a number in [-90, 90].
-    #[error("invalid latitude {0}: expected a number of degrees in [-90, 90]")]
-    InvalidLatitude(f64),
-    /// The longitude is not a number in [-180, 180].
-    #[error("invalid longitude {0}: expected a number of degrees in [-180, 180]")]
-    InvalidLongitude(f64),
-    /// The search radius is not a finite number of metres above zero.
-    #[error("invalid radius {0}: expected a finite number of metres above zero")]
-    InvalidRadius(f64),
-    /// The geohash precision is outside 1..=12.
-    #[error("invalid geohash precision {0}: expected 1 to 12 characters")]
-    InvalidPrecision(usize),
-}
-
-/// A point on the Earth in degrees: latitude in [-90, 90], longitude in [-180, 180).
-///
-/// Longitude 180 is accepted and stored as -180, the same meridian.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "CoordFields")]
-pub struct Coord {
-    lat: f64,
-    lon: f64,
-}
-
-/// The unchecked fields of a [`Coord`] being deserialized.
-#[derive(Deserialize)]
-struct CoordFields {
-    lat: f64,
-    lon: f64,
-}
-
-impl TryFrom<CoordFields> for Coord {
-    type Error = GeoError;
-
-    fn try_from(fields: CoordFields) -> Result<Coord, GeoError> {
-        Coord::new(fields.lat, fields.lon)
-    }
-}
-
-impl Coord {
-    /// Validates a latitude and a longitude in degrees.
-    pub fn new(lat: f64, lon: f64) -> Result<Coord, GeoError> {
-        if !(-90.0..=90.0).contains(&lat) {
-            return Err(GeoError::InvalidLatitude(lat));
-        }
-        if !(-180.0..=180.0).contains(&lon) {
-            return Err(GeoError::InvalidLongitude(lon));
-        }
-        Ok(Coord::from_valid_parts(lat, lon))
-    }
-
-    /// Wraps degrees already known to be in range, folding longitude 180 onto -180.
-    fn from_valid_parts(lat: f64, lon: f64) -> Coord {
-        let lon = if lon >= 180.0 { -180.0 } else { lon };
-        Coord { lat, lon }
-    }
-
-    /// Latitude in degrees, north positive.
-    pub fn lat(&self) -> f64 {
-        self.lat
-    }
-
-    /// Longitude in degrees, east positive, in [-180, 180).
-    pub fn lon(&self) -> f64 {
-        self.lon
-    }
-}
-
 /// A point as a unit vector from the Earth's centre (x towards 0°E, z towards the north pole).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct UnitVector([f64; 3]);
 
 impl UnitVector {
     fn new(coord: Coord) -> UnitVector {
-        let (sin_lat, cos_lat) = coord.lat.to_radians().sin_cos();
-        let (sin_lon, cos_lon) = coord.lon.to_radians().sin_cos();
+        let (sin_lat, cos_lat) = coord.lat().to_radians().sin_cos();
+        let (sin_lon, cos_lon) = coord.lon().to_radians().sin_cos();
         UnitVector([cos_lat * cos_lon, cos_lat * sin_lon, sin_lat])
     }
 
@@ -171,24 +100,6 @@ fn valid_precision(precision: usize) -> Result<usize, GeoError> {
     } else {
         Err(GeoError::InvalidPrecision(precision))
     }
-}
-
-/// A provider found by [`GeoIndex::nearby`], with its distance from the search point.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Nearby {
-    /// The provider.
-    pub provider: ProviderId,
-    /// Great-circle distance from the search point, in metres ([`haversine_m`]).
-    pub distance_m: f64,
-}
-
-/// The order of search results, best first: nearer first, then lower provider id.
-///
-/// Every ranking goes through this one function, so a travel-time model can replace it.
-pub fn rank(a: &Nearby, b: &Nearby) -> Ordering {
-    a.distance_m
-        .total_cmp(&b.distance_m)
-        .then_with(|| a.provider.cmp(&b.provider))
 }
 
 /// What the index knows of one provider.

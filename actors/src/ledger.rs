@@ -5,6 +5,8 @@ use crate::error::{CoreError, CoreResult};
 use crate::ids::WalletId;
 use serde::{Deserialize, Serialize};
 
+pub use fixit_protocol::ledger::{Balance, EntryKind, LedgerEntry, OpOutcome};
+
 /// Largest amount one operation may move, in minor units (10^15: far above any
 /// real price, far below `i64::MAX`, so sums of a few amounts cannot overflow).
 pub const AMOUNT_MAX: i64 = 1_000_000_000_000_000;
@@ -14,22 +16,6 @@ pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 
 /// Basis points in one whole (100%).
 pub const BPS_PER_WHOLE: i64 = 10_000;
-
-/// A wallet's money, in minor units.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Balance {
-    /// Spendable funds.
-    pub available: i64,
-    /// Funds held in escrow.
-    pub held: i64,
-}
-
-impl Balance {
-    /// Total money in the wallet.
-    pub fn total(&self) -> i64 {
-        self.available + self.held
-    }
-}
 
 /// An operation on one wallet (the payer, for a capture).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,25 +86,6 @@ impl LedgerOp {
     }
 }
 
-/// What kind of movement a ledger entry records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EntryKind {
-    /// Deposit into this wallet.
-    Deposit,
-    /// Withdrawal from this wallet.
-    Withdraw,
-    /// Escrow hold.
-    Hold,
-    /// Escrow release.
-    Release,
-    /// Escrow paid out from this wallet.
-    Capture,
-    /// Payment received from a capture.
-    Payment,
-    /// Platform fee received from a capture.
-    Fee,
-}
-
 /// A change to one wallet's balance made by an operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Posting {
@@ -130,27 +97,6 @@ pub struct Posting {
     pub available_delta: i64,
     /// Change of `held`.
     pub held_delta: i64,
-}
-
-/// One line of a wallet's append-only ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    /// Position in the wallet's ledger, from 0.
-    pub seq: u64,
-    /// The idempotency key of the operation that made it.
-    pub key: String,
-    /// What kind of movement.
-    pub kind: EntryKind,
-    /// Change of `available`.
-    pub available_delta: i64,
-    /// Change of `held`.
-    pub held_delta: i64,
-    /// The balance after this entry.
-    pub balance_after: Balance,
-    /// The other wallet of a capture, if any.
-    pub counterparty: Option<WalletId>,
-    /// When it was written, in ms since the epoch.
-    pub at_ms: u64,
 }
 
 /// Checks an idempotency key: 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`] printable ASCII bytes.

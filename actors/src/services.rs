@@ -5,60 +5,20 @@
 use crate::context::{NodeContext, NodeStats};
 use crate::error::CoreError;
 use crate::failpoints;
-use crate::geo::Coord;
-use crate::ids::{CustomerId, JobId, ProviderId, Skill};
+use crate::ids::{JobId, ProviderId};
 use crate::intensity::RestartIntensity;
-use crate::job::JobStatus;
 use crate::job_actor::JobCommand;
 use crate::session_actor::SessionCommand;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Largest proof of work accepted, in bytes.
-pub const PROOF_BYTES_MAX: usize = 64 * 1024;
+pub use fixit_protocol::push::{JobEvent, ProviderPush, PROOF_BYTES_MAX};
 
 /// Pushes one provider's channel holds before further pushes are dropped.
 pub const PROVIDER_PUSHES_MAX: usize = 64;
-
-/// A change of a job, sent to its customer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobEvent {
-    /// The job.
-    pub job: JobId,
-    /// Its customer.
-    pub customer: CustomerId,
-    /// Its new status.
-    pub status: JobStatus,
-    /// When, ms since the epoch.
-    pub at_ms: u64,
-}
-
-/// A push to a provider's app.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum ProviderPush {
-    /// A job is offered until the deadline.
-    Offer {
-        /// The job.
-        job: JobId,
-        /// The skill asked for.
-        skill: Skill,
-        /// Where.
-        location: Coord,
-        /// Price in minor units.
-        price: i64,
-        /// Accept before this time, ms since the epoch.
-        deadline_ms: u64,
-    },
-    /// The offer was withdrawn (timed out or cancelled).
-    OfferEnded {
-        /// The job.
-        job: JobId,
-    },
-}
 
 /// Push channels of connected providers.
 #[derive(Default)]

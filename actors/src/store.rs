@@ -5,6 +5,7 @@ use crate::codec;
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{CustomerId, JobId, WalletId};
 use crate::ledger::{self, Balance, EntryKind, LedgerEntry, LedgerOp};
+pub use fixit_protocol::ledger::OpOutcome;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
@@ -21,15 +22,6 @@ pub struct WalletRecord {
     pub balance: Balance,
     /// Sequence number of the next ledger entry.
     pub next_seq: u64,
-}
-
-/// What a ledger operation answered; stored under its idempotency key and replayed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpOutcome {
-    /// The (paying) wallet's balance right after the operation.
-    pub balance: Balance,
-    /// The ledger entry the operation wrote in that wallet.
-    pub seq: u64,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -88,3 +88,12 @@ pub(crate) fn file_error(path: &Path, reason: impl ToString) -> ClusterError {
 pub(crate) fn tls_error(error: impl ToString) -> ClusterError {
     ClusterError::Tls(error.to_string())
 }
+
+impl From<fixit_net::TlsError> for ClusterError {
+    fn from(error: fixit_net::TlsError) -> Self {
+        match error {
+            fixit_net::TlsError::File { path, reason } => ClusterError::File { path, reason },
+            fixit_net::TlsError::Config(reason) => ClusterError::Tls(reason),
+        }
+    }
+}

@@ -4,10 +4,9 @@
 
 mod limits;
 mod serve;
-mod socket;
 
+pub use fixit_net::socket::UDP_BUFFER_BYTES;
 pub use limits::LinkLimits;
-pub use socket::UDP_BUFFER_BYTES;
 
 use crate::error::{ClusterError, LinkError};
 use crate::tls::{self, NodeIdentity};
@@ -105,7 +104,7 @@ impl ClusterEndpoint {
             addr: listen,
             source,
         };
-        let socket = socket::bind_udp(listen).map_err(bind_error)?;
+        let socket = fixit_net::socket::bind_udp(listen).map_err(bind_error)?;
         let endpoint = Endpoint::new(
             EndpointConfig::default(),
             Some(server_config),

@@ -4,7 +4,6 @@
 use crate::error::{file_error, tls_error, ClusterError};
 use crate::names::{is_valid_node_name, validate_node_name};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::path::{Path, PathBuf};
@@ -42,14 +41,7 @@ impl NodeIdentity {
 
 /// The certificates of a PEM file, in order; at least one.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClusterError> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_error(path, e))?;
-    if certificates.is_empty() {
-        return Err(file_error(path, "no certificate in the file"));
-    }
-    Ok(certificates)
+    Ok(fixit_net::tls::read_certificates(path)?)
 }
 
 /// A root store holding only the cluster CA.
@@ -65,61 +57,46 @@ fn own_certificate(
     identity: &NodeIdentity,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClusterError> {
     validate_node_name(&identity.name)?;
-    let key =
-        PrivateKeyDer::from_pem_file(&identity.key).map_err(|e| file_error(&identity.key, e))?;
+    let key = fixit_net::tls::read_private_key(&identity.key)?;
     Ok((read_certificates(&identity.cert)?, key))
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The accepting side: presents this node's certificate and requires a client
 /// certificate signed by the cluster CA.
 pub fn server_crypto(identity: &NodeIdentity) -> Result<Arc<QuicServerConfig>, ClusterError> {
     let (certificates, key) = own_certificate(identity)?;
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(cluster_roots(&identity.ca_cert)?, provider())
-            .build()
-            .map_err(tls_error)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        cluster_roots(&identity.ca_cert)?,
+        fixit_net::tls::crypto_provider(),
+    )
+    .build()
+    .map_err(tls_error)?;
     quic_server_config(verifier, certificates, key, ALPN)
 }
 
-/// A QUIC server config on ring with TLS 1.3 only, the given client-certificate
-/// verifier and one ALPN protocol: the one place both listeners (node links and
-/// clients) get their server TLS from.
+/// A QUIC server config on ring with TLS 1.3 only (see [`fixit_net::tls`]).
 pub fn quic_server_config(
     client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     certificates: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: &[u8],
 ) -> Result<Arc<QuicServerConfig>, ClusterError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_error)?
-        .with_client_cert_verifier(client_verifier)
-        .with_single_cert(certificates, key)
-        .map_err(tls_error)?;
-    config.alpn_protocols = vec![alpn.to_vec()];
-    Ok(Arc::new(
-        QuicServerConfig::try_from(config).map_err(tls_error)?,
-    ))
+    Ok(fixit_net::tls::quic_server_config(
+        client_verifier,
+        certificates,
+        key,
+        alpn,
+    )?)
 }
 
 /// The connecting side: presents this node's certificate and checks the server's
 /// against the cluster CA and the peer's node name (the server name used to connect).
 pub fn client_crypto(identity: &NodeIdentity) -> Result<Arc<QuicClientConfig>, ClusterError> {
     let (certificates, key) = own_certificate(identity)?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_error)?
-        .with_root_certificates(cluster_roots(&identity.ca_cert)?)
+    let config = fixit_net::tls::client_builder(cluster_roots(&identity.ca_cert)?)?
         .with_client_auth_cert(certificates, key)
         .map_err(tls_error)?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(Arc::new(
-        QuicClientConfig::try_from(config).map_err(tls_error)?,
-    ))
+    Ok(fixit_net::tls::quic_client_config(config, ALPN)?)
 }
 
 /// The node name in a certificate the handshake already verified: its first DNS

@@ -13,12 +13,12 @@
 use crate::api::{ApiError, Push};
 use crate::auth::{now_s, Principal, Role, TokenKey};
 use crate::city::Rng;
-use crate::sdk::Commands;
-use crate::sdk::{Client, Connector, PushStream};
 use fixit_actors::error::CoreError;
 use fixit_actors::services::ProviderPush;
 use fixit_chaos::checker::{AckedDeposit, AckedJob, Acknowledged};
 use fixit_cluster::Regions;
+use fixit_sdk::Commands;
+use fixit_sdk::{Client, Connector, PushStream};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -7,10 +7,10 @@ use super::cluster::ChaosCluster;
 use super::driver::{self, Driver, Phase, Scope, FIRST_PROVIDER};
 use super::report::ScenarioReport;
 use super::Progress;
-use crate::sdk::Commands;
 use anyhow::Context;
 use fixit_chaos::checker;
 use fixit_chaos::proxy::Faults;
+use fixit_sdk::Commands;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -284,7 +284,7 @@ async fn wait_for_links(cluster: &ChaosCluster) -> anyhow::Result<()> {
         let index = cluster.index_of(name).context("a node")?;
         let node = &cluster.nodes[index];
         let connector =
-            crate::sdk::Connector::new(&node.config.server.tls_cert_file, "127.0.0.1:0".parse()?)?;
+            fixit_sdk::Connector::new(&node.config.server.tls_cert_file, "127.0.0.1:0".parse()?)?;
         let token = cluster.token(crate::auth::Principal {
             role: crate::auth::Role::Admin,
             sub: 0,

@@ -5,10 +5,10 @@
 use super::client::UserClient;
 use super::sim::{retrying_up_to, Sim, CHECK_TRIES_MAX};
 use super::stats::Op;
-use crate::sdk::Commands;
 use anyhow::Context;
 use fixit_actors::job::JobStatus;
 use fixit_actors::store::Store;
+use fixit_sdk::Commands;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

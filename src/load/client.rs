@@ -3,7 +3,7 @@
 //! know which transport carries them.
 
 use crate::api::{ApiError, Push, Request, Response};
-use crate::sdk::{Client, Commands, HttpClient, HttpPushStream, PushStream};
+use fixit_sdk::{Client, Commands, HttpClient, HttpPushStream, PushStream};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 

@@ -9,7 +9,7 @@ use super::stats::{Op, Stats};
 use super::target::Target;
 use crate::api::ApiError;
 use crate::auth::Principal;
-use crate::sdk::{ClientError, Connector, HttpTransport};
+use fixit_sdk::{ClientError, Connector, HttpTransport};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

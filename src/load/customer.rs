@@ -9,7 +9,7 @@ use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
 use crate::auth::{Principal, Role};
 use crate::city::Rng;
-use crate::sdk::Commands;
+use fixit_sdk::Commands;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

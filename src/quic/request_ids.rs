@@ -39,6 +39,6 @@ mod tests {
         let (first, second) = (ids.next(), ids.next());
         assert_ne!(first, second);
         assert!(first.starts_with("edge-a-"));
-        assert!(crate::quic::wire::valid_request_id(&first));
+        assert!(fixit_protocol::wire::valid_request_id(&first));
     }
 }

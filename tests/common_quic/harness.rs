@@ -5,7 +5,7 @@ use fixit_actors::config::NodeConfig;
 use fixit_actors::Node;
 use fixit_edge::auth::{now_s, Principal, Role, TokenKey};
 use fixit_edge::quic::QuicServer;
-use fixit_edge::sdk::{Client, ClientError, Connector};
+use fixit_sdk::{Client, ClientError, Connector};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

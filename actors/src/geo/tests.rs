@@ -276,24 +276,6 @@ fn longitude_180_is_the_same_meridian_as_minus_180() {
 }
 
 #[test]
-fn deserialized_coordinates_are_validated() {
-    assert!(Coord::try_from(CoordFields {
-        lat: f64::NAN,
-        lon: 0.0
-    })
-    .is_err());
-    assert!(Coord::try_from(CoordFields {
-        lat: 0.0,
-        lon: 200.0
-    })
-    .is_err());
-    assert_eq!(
-        Coord::try_from(CoordFields { lat: 1.0, lon: 2.0 }),
-        Ok(coord(1.0, 2.0))
-    );
-}
-
-#[test]
 fn precisions_outside_1_to_12_are_refused() {
     for precision in [0, 13, usize::MAX] {
         assert_eq!(

@@ -1,8 +1,8 @@
 //! Error bodies back into [`ApiError`]: the kind picks the variant, the retry hint
 //! and the message fill it. Kinds this client does not know become `internal`.
 
-use crate::api::{ApiError, ErrorBody};
-use fixit_actors::error::CoreError;
+use fixit_protocol::api::{ApiError, ErrorBody};
+use fixit_protocol::error::CoreError;
 
 /// The error an [`ErrorBody`] describes. Variants with only a text get the detail
 /// of the message; `insufficient_funds` and `idempotency_conflict` get their fields

@@ -3,12 +3,12 @@
 //! [`Client`] and the HTTP bridge's [`HttpClient`](super::HttpClient) implement it.
 
 use super::Client;
-use crate::api::{ApiError, NearbyAnswer, NearbyQuery, Request, Response};
-use fixit_actors::error::CoreError;
-use fixit_actors::job::Job;
-use fixit_actors::ledger::{Balance, LedgerEntry};
-use fixit_actors::provider::Provider;
-use fixit_actors::store::OpOutcome;
+use fixit_protocol::api::{ApiError, NearbyAnswer, NearbyQuery, Request, Response};
+use fixit_protocol::error::CoreError;
+use fixit_protocol::job::Job;
+use fixit_protocol::ledger::OpOutcome;
+use fixit_protocol::ledger::{Balance, LedgerEntry};
+use fixit_protocol::provider::Provider;
 use std::future::Future;
 
 pub(super) fn unexpected(response: Response) -> ApiError {

@@ -4,9 +4,9 @@
 
 #![no_main]
 
-use fixit_actors::codec::{decode_frame, FrameError, FRAME_HEADER_BYTES};
-use fixit_edge::api::Push;
-use fixit_edge::quic::wire::{Hello, HelloReply, ReplyFrame, StreamFrame, SubscribeReply};
+use fixit_protocol::api::Push;
+use fixit_protocol::codec::{decode_frame, FrameError, FRAME_HEADER_BYTES};
+use fixit_protocol::wire::{Hello, HelloReply, ReplyFrame, StreamFrame, SubscribeReply};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 

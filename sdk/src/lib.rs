@@ -8,6 +8,7 @@ mod commands;
 mod error_body;
 mod http;
 mod pushes;
+pub mod tls;
 
 pub use commands::Commands;
 pub use error_body::api_error_from_body;
@@ -16,21 +17,22 @@ pub use http::{
 };
 pub use pushes::PushStream;
 
-use crate::api::{ApiError, Request, Response, PROTOCOL_VERSION};
-use crate::quic::wire::{
+use fixit_net::socket;
+use fixit_protocol::api::{ApiError, Request, Response, PROTOCOL_VERSION};
+use fixit_protocol::codec::{encode_frame, read_frame};
+use fixit_protocol::error::CoreError;
+use fixit_protocol::wire::{
     Hello, HelloReply, ReplyFrame, RequestFrame, StreamFrame, SubscribeFrame, SubscribeReply,
     Welcome, CLOSE_DONE, HELLO_BYTES_MAX, REPLY_BYTES_MAX,
 };
-use crate::quic::{socket, IDLE_TIMEOUT_MS, KEEP_ALIVE_INTERVAL_MS};
-use crate::tls::{self, TlsError};
-use fixit_actors::codec::{encode_frame, read_frame};
-use fixit_actors::error::CoreError;
+use fixit_protocol::wire::{IDLE_TIMEOUT_MS, KEEP_ALIVE_INTERVAL_MS, SERVER_NAME};
 use quinn::{Connection, Endpoint, EndpointConfig, IdleTimeout, RecvStream, SendStream, VarInt};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tls::TlsError;
 
 /// Time `close` waits for the close to reach the node, in ms.
 pub const CLOSE_FLUSH_MS: u64 = 1_000;
@@ -115,7 +117,7 @@ impl Connector {
     pub async fn connect_without_hello(&self, addr: SocketAddr) -> Result<Connection, ClientError> {
         let failed = |reason: String| ClientError::Connect { addr, reason };
         self.endpoint
-            .connect_with(self.config.clone(), addr, tls::SERVER_NAME)
+            .connect_with(self.config.clone(), addr, SERVER_NAME)
             .map_err(|e| failed(e.to_string()))?
             .await
             .map_err(|e| failed(e.to_string()))

@@ -1,8 +1,8 @@
 //! The client end of a push stream.
 
-use crate::api::Push;
-use crate::quic::wire::REPLY_BYTES_MAX;
-use fixit_actors::codec::read_frame;
+use fixit_protocol::api::Push;
+use fixit_protocol::codec::read_frame;
+use fixit_protocol::wire::REPLY_BYTES_MAX;
 use quinn::RecvStream;
 
 /// Pushes from the node, in order, until the stream ends. Dropping it tells the

@@ -2,12 +2,29 @@
 //! codes it uses. `docs/PROTOCOL.md` describes the exchange.
 
 use crate::api::{ErrorBody, Request, Response};
-use crate::auth::Principal;
-use fixit_actors::codec::FRAME_BODY_BYTES_LIMIT;
+use crate::codec::FRAME_BODY_BYTES_LIMIT;
+use crate::principal::Principal;
 use serde::{Deserialize, Serialize};
 
+/// The application protocol of the client listener, negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"fixit/1";
+
+/// The name a client checks the node's certificate against. The certificate is
+/// pinned, so this is the name every node's made certificate carries, not a DNS
+/// lookup.
+pub const SERVER_NAME: &str = "localhost";
+
+/// A connection idle this long (no packet, not even a keep-alive) is closed, in ms.
+pub const IDLE_TIMEOUT_MS: u32 = 30_000;
+
+/// How often a client sends keep-alives so an idle connection stays open, in ms.
+pub const KEEP_ALIVE_INTERVAL_MS: u64 = 10_000;
+
+/// Longest bearer token accepted, in bytes: checked before any decoding.
+pub const TOKEN_BYTES_MAX: usize = 256;
+
 /// Largest hello frame body, in bytes: a version and a token (at most
-/// [`crate::auth::TOKEN_BYTES_MAX`]) need far less.
+/// [`TOKEN_BYTES_MAX`]) need far less.
 pub const HELLO_BYTES_MAX: usize = 1024;
 
 /// Largest frame body a node sends (replies, pushes), in bytes. Requests are bounded
@@ -33,7 +50,7 @@ pub const STREAM_REFUSED: u32 = 1;
 pub struct Hello {
     /// Protocol version the client speaks ([`crate::api::PROTOCOL_VERSION`]).
     pub version: u16,
-    /// Bearer token (see [`crate::auth::TokenKey::issue`]).
+    /// Bearer token (as the node's `fixit token issue` prints it).
     pub token: String,
 }
 

@@ -8,10 +8,10 @@
 
 use super::commands::Commands;
 use super::error_body::api_error_from_body;
-use crate::api::{ApiError, ErrorBody, Push, Request, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use fixit_actors::error::CoreError;
+use fixit_protocol::api::{ApiError, ErrorBody, Push, Request, Response};
+use fixit_protocol::error::CoreError;
 use futures::StreamExt;
 use reqwest::Method;
 use serde::de::DeserializeOwned;

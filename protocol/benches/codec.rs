@@ -2,25 +2,22 @@
 //! run with plain bincode (no length prefix, no size checks) as the baseline, and a
 //! table of their encoded sizes (printed once to stderr).
 //!
-//! `cargo bench -p fixit-actors --bench codec`
+//! `cargo bench -p fixit-protocol --bench codec`
 //!
-//! The client protocol's frame types live in the binary crate, which this crate
-//! cannot depend on; [`wire`] copies their shape. bincode writes an enum variant as a
-//! varint (one byte below 251), so the copies encode to exactly as many bytes as the
-//! originals even where they list fewer variants.
+//! The frames are the protocol's own types (`fixit_protocol::wire`, `::api`).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use criterion::{
     black_box, criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput,
 };
-use fixit_actors::codec::{self, decode_frame, encode_frame, read_frame};
-use fixit_actors::geo::{Coord, Nearby};
-use fixit_actors::ids::{CustomerId, JobId, ProviderId, Skill, WalletId};
-use fixit_actors::job::{Job, JobRequest, JobStatus};
-use fixit_actors::ledger::{Balance, EntryKind, LedgerEntry};
-use fixit_actors::services::ProviderPush;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use fixit_protocol::codec::{self, decode_frame, encode_frame, read_frame};
+use fixit_protocol::geo::{Coord, Nearby};
+use fixit_protocol::ids::{CustomerId, JobId, ProviderId, Skill, WalletId};
+use fixit_protocol::job::{Job, JobRequest, JobStatus};
+use fixit_protocol::ledger::{Balance, EntryKind, LedgerEntry};
+use fixit_protocol::push::ProviderPush;
+use serde::{de::DeserializeOwned, Serialize};
 use std::time::Duration;
 
 /// Largest request frame body a node accepts by default (`server.frame_bytes_max`).
@@ -32,65 +29,8 @@ const NEARBY_PROVIDERS: u64 = 10;
 /// Entries in a history page.
 const HISTORY_ENTRIES: u64 = 100;
 
-/// Copies of the client protocol's frames (`src/quic/wire.rs`, `src/api.rs`).
-mod wire {
-    use super::*;
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) enum StreamFrame {
-        Request(RequestFrame),
-    }
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) struct RequestFrame {
-        pub(crate) request_id: Option<String>,
-        pub(crate) request: Request,
-    }
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) enum Request {
-        Location {
-            provider: u64,
-            lat: f64,
-            lon: f64,
-        },
-        RequestJob {
-            customer: u64,
-            key: String,
-            skill: String,
-            lat: f64,
-            lon: f64,
-            price: i64,
-        },
-    }
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) struct ReplyFrame {
-        pub(crate) request_id: String,
-        /// The real error is `ErrorBody`; only the `Ok` side is measured.
-        pub(crate) result: Result<Response, String>,
-    }
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) enum Response {
-        History(Vec<LedgerEntry>),
-        Job(Job),
-        Nearby(NearbyAnswer),
-    }
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) struct NearbyAnswer {
-        pub(crate) providers: Vec<Nearby>,
-        pub(crate) unanswered: Vec<String>,
-    }
-
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub(crate) enum Push {
-        Provider(ProviderPush),
-    }
-}
-
-use wire::{NearbyAnswer, Push, ReplyFrame, Request, RequestFrame, Response, StreamFrame};
+use fixit_protocol::api::{NearbyAnswer, Push, Request, Response};
+use fixit_protocol::wire::{ReplyFrame, RequestFrame, StreamFrame};
 
 fn paris() -> Coord {
     Coord::new(48.856_613, 2.352_222).unwrap()

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// A non-blocking UDP socket bound to `addr` with [`UDP_BUFFER_BYTES`] buffers.
-pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = new_udp(addr)?;
     socket.bind(&addr.into())?;
     Ok(socket.into())
@@ -23,10 +23,7 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket>
 /// started with the same config — is refused (`AddrInUse`) as a plain bind
 /// would be: a socket without `SO_REUSEPORT` is bound first to check, then
 /// released for the group.
-pub(crate) fn bind_udp_group(
-    addr: SocketAddr,
-    count: usize,
-) -> std::io::Result<Vec<std::net::UdpSocket>> {
+pub fn bind_udp_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
     let count = if cfg!(unix) { count.max(1) } else { 1 };
     let probe = bind_udp(addr)?;
     if count == 1 {
