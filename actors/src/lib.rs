@@ -12,6 +12,7 @@ pub mod cluster_hooks;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod dispatch;
 pub mod durability;
 pub mod entity;
 pub mod error;
