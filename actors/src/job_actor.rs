@@ -1,7 +1,12 @@
 //! The job actor: holds escrow, offers the job to the nearest available provider,
 //! cascades on decline or timeout, and pays out or releases at the end.
+//!
+//! The decisions are the pure [`dispatch`] machine's: the actor turns its commands
+//! into [`Input`]s, steps the machine, and persists and carries out the [`Effect`]s
+//! (searches, calls to providers and wallets, pushes), feeding their answers back.
 
 use crate::context::NodeContext;
+use crate::dispatch::{self, DispatchLimits, Effect, Input, Offer};
 use crate::entity::{EntityKind, Registry};
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{CustomerId, JobId, ProviderId, WalletId};
@@ -11,13 +16,6 @@ use crate::provider_actor::ProviderCommand;
 use crate::services::{JobEvent, ProviderPush};
 use ractor::RpcReplyPort;
 use std::sync::Arc;
-
-/// Searches in one dispatch before the job waits for the next wake-up (each search
-/// excludes the candidates the previous one found unavailable).
-const DISPATCH_ROUNDS_MAX: usize = 4;
-
-/// Deadline ticks to wait before retrying a step that failed for a retryable reason.
-const RETRY_TICKS: u64 = 4;
 
 /// Commands of a job.
 pub enum JobCommand {
@@ -114,18 +112,18 @@ impl EntityKind for JobKind {
     }
 
     async fn handle(_id: JobId, job: &mut Job, command: JobCommand, ctx: &Arc<NodeContext>) {
-        let (reply, result) = match command {
-            JobCommand::Dispatch { reply } => (reply, advance(ctx, job).await),
-            JobCommand::Accept { provider, reply } => (reply, accept(ctx, job, provider).await),
-            JobCommand::Decline { provider, reply } => (reply, decline(ctx, job, provider).await),
-            JobCommand::Start { provider, reply } => (reply, start(ctx, job, provider)),
+        let (reply, input) = match command {
+            JobCommand::Dispatch { reply } => (reply, Input::Dispatch),
+            JobCommand::Accept { provider, reply } => (reply, Input::Accept { provider }),
+            JobCommand::Decline { provider, reply } => (reply, Input::Decline { provider }),
+            JobCommand::Start { provider, reply } => (reply, Input::Start { provider }),
             JobCommand::Complete {
                 provider,
                 proof,
                 reply,
-            } => (reply, complete(ctx, job, provider, proof).await),
-            JobCommand::Cancel { customer, reply } => (reply, cancel(ctx, job, customer).await),
-            JobCommand::Wake { reply } => (reply, wake(ctx, job).await),
+            } => (reply, Input::Complete { provider, proof }),
+            JobCommand::Cancel { customer, reply } => (reply, Input::Cancel { customer }),
+            JobCommand::Wake { reply } => (reply, Input::Wake),
             JobCommand::Get { reply } => {
                 let _ = reply.send(Ok(job.clone()));
                 return;
@@ -139,6 +137,7 @@ impl EntityKind for JobKind {
                 return;
             }
         };
+        let result = run(ctx, job, input).await;
         let answer = result.map(|()| job.clone());
         ctx.durability.reply(reply, answer).await;
     }
@@ -164,6 +163,79 @@ fn save(ctx: &NodeContext, job: &mut Job, next: Job) -> CoreResult<()> {
     Ok(())
 }
 
+/// Steps the dispatch machine from `input` and carries out its effects, feeding the
+/// answer of each awaited effect back in, until the machine has nothing left to ask.
+async fn run(ctx: &NodeContext, job: &mut Job, input: Input) -> CoreResult<()> {
+    let limits = DispatchLimits::from_config(&ctx.config.dispatch);
+    let mut input = Some(input);
+    while let Some(next_input) = input.take() {
+        let (next, effects) = dispatch::step(job, next_input, ctx.clock.now_ms(), &limits)?;
+        for effect in effects {
+            if let Some(answer) = carry_out(ctx, job, effect).await? {
+                input = Some(answer);
+            }
+        }
+        *job = next;
+    }
+    Ok(())
+}
+
+/// Carries out one effect; the answer, for an effect that awaits one.
+async fn carry_out(ctx: &NodeContext, job: &mut Job, effect: Effect) -> CoreResult<Option<Input>> {
+    let answer = match effect {
+        Effect::Persist(next) => {
+            save(ctx, job, next)?;
+            return Ok(None);
+        }
+        Effect::Search { round, exclude } => search(ctx, job, round, &exclude),
+        Effect::Offer(offer) => offer_to(ctx, job.id, offer).await,
+        Effect::Assign { provider, at_ms } => assign(ctx, job.id, provider, at_ms).await,
+        Effect::Capture {
+            wallet,
+            key,
+            amount,
+            fee,
+            provider,
+            proof,
+        } => {
+            let capture = LedgerOp::Capture {
+                amount,
+                fee,
+                payee: provider.into(),
+            };
+            match wallet_op(ctx, wallet, key, capture).await {
+                Ok(()) => Input::CaptureConfirmed { provider, proof },
+                Err(error) => Input::CaptureFailed(error),
+            }
+        }
+        Effect::Release {
+            wallet,
+            key,
+            amount,
+        } => release(ctx, job.id, wallet, key, amount).await,
+        Effect::AnnounceOffer {
+            provider,
+            deadline_ms,
+        } => {
+            announce_offer(ctx, job, provider, deadline_ms);
+            return Ok(None);
+        }
+        Effect::EndOffer { provider } => {
+            end_offer(ctx, job.id, provider).await;
+            return Ok(None);
+        }
+        Effect::EndJob { provider } => {
+            end_job(ctx, job.id, provider).await;
+            return Ok(None);
+        }
+        Effect::Verify { provider, proof } => {
+            ctx.services.verify(&ctx.stats, job.id, provider, proof);
+            return Ok(None);
+        }
+    };
+    Ok(Some(answer))
+}
+
 async fn wallet_op(
     ctx: &NodeContext,
     wallet: WalletId,
@@ -181,221 +253,109 @@ async fn provider_call(
     ctx.providers.call(provider, command).await
 }
 
-/// Tells a provider an offer or job ended; a failure is logged, not fatal (its
-/// offer lapses on its own).
-async fn release_provider(ctx: &NodeContext, job: JobId, status: JobStatus) {
-    let result = match status {
-        JobStatus::Offered { provider, .. } => {
-            ctx.services
-                .push_provider(&ctx.stats, provider, ProviderPush::OfferEnded { job });
-            provider_call(ctx, provider, |reply| ProviderCommand::OfferEnded {
-                job,
-                reply,
-            })
-            .await
+/// The nearest available candidates not in `exclude`.
+fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: &[ProviderId]) -> Input {
+    let dispatch = &ctx.config.dispatch;
+    let found = ctx.geo.read().nearby(
+        job.request.location,
+        &job.request.skill,
+        dispatch.candidates_per_search as usize,
+        dispatch.search_radius_m,
+        &|provider| exclude.contains(&provider),
+    );
+    match found {
+        Ok(candidates) => Input::Found {
+            round,
+            providers: candidates.into_iter().map(|c| c.provider).collect(),
+        },
+        Err(error) => Input::SearchFailed(error.into()),
+    }
+}
+
+/// Asks one candidate to hold the offer.
+async fn offer_to(ctx: &NodeContext, job: JobId, offer: Offer) -> Input {
+    let provider = offer.provider;
+    let until_ms = offer.deadline_ms;
+    let taken = provider_call(ctx, provider, |reply| ProviderCommand::Offer {
+        job,
+        until_ms,
+        reply,
+    })
+    .await;
+    match taken {
+        Ok(()) => Input::OfferTaken(offer),
+        Err(error) => {
+            tracing::debug!(%job, %provider, %error, "candidate cannot take the offer");
+            Input::OfferRefused(offer)
         }
-        JobStatus::Accepted { provider }
-        | JobStatus::InProgress { provider }
-        | JobStatus::Completed { provider } => {
-            provider_call(ctx, provider, |reply| ProviderCommand::JobEnded {
-                job,
-                reply,
-            })
-            .await
-        }
-        _ => Ok(()),
+    }
+}
+
+/// Pushes a stored offer to the provider's device.
+fn announce_offer(ctx: &NodeContext, job: &Job, provider: ProviderId, deadline_ms: u64) {
+    let push = ProviderPush::Offer {
+        job: job.id,
+        skill: job.request.skill.clone(),
+        location: job.request.location,
+        price: job.request.price,
+        deadline_ms,
     };
+    ctx.services.push_provider(&ctx.stats, provider, push);
+}
+
+async fn assign(ctx: &NodeContext, job: JobId, provider: ProviderId, at_ms: u64) -> Input {
+    match provider_call(ctx, provider, |reply| ProviderCommand::Assign {
+        job,
+        reply,
+    })
+    .await
+    {
+        Ok(()) => Input::Assigned { provider, at_ms },
+        Err(error) => Input::AssignFailed(error),
+    }
+}
+
+async fn release(
+    ctx: &NodeContext,
+    job: JobId,
+    wallet: WalletId,
+    key: String,
+    amount: i64,
+) -> Input {
+    match wallet_op(ctx, wallet, key, LedgerOp::Release { amount }).await {
+        Ok(()) => Input::ReleaseConfirmed,
+        Err(error) => {
+            if error.is_retryable() {
+                tracing::info!(%job, %error, "release deferred");
+            }
+            Input::ReleaseFailed(error)
+        }
+    }
+}
+
+/// Tells a provider its offer ended; a failure is logged, not fatal (its offer
+/// lapses on its own).
+async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
+    ctx.services
+        .push_provider(&ctx.stats, provider, ProviderPush::OfferEnded { job });
+    let result = provider_call(ctx, provider, |reply| ProviderCommand::OfferEnded {
+        job,
+        reply,
+    })
+    .await;
     if let Err(error) = result {
         tracing::warn!(%job, %error, "provider not told that the job ended");
     }
 }
 
-fn schedule_retry(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
-    let mut next = job.clone();
-    let tick_ms = ctx.config.dispatch.deadline_tick_ms;
-    next.wake_at_ms = Some(ctx.clock.now_ms() + tick_ms * RETRY_TICKS);
-    save(ctx, job, next)
-}
-
-/// Offers a Requested job to the nearest available candidate, or expires it.
-async fn advance(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
-    let dispatch = &ctx.config.dispatch;
-    for _ in 0..DISPATCH_ROUNDS_MAX {
-        if job.status != JobStatus::Requested {
-            return Ok(());
-        }
-        if job.offers >= dispatch.offer_tries_max {
-            return expire(ctx, job).await;
-        }
-        let candidates = ctx.geo.read().nearby(
-            job.request.location,
-            &job.request.skill,
-            dispatch.candidates_per_search as usize,
-            dispatch.search_radius_m,
-            &|provider| job.tried.contains(&provider),
-        )?;
-        if candidates.is_empty() {
-            return expire(ctx, job).await;
-        }
-        for candidate in candidates {
-            if offer(ctx, job, candidate.provider).await? {
-                return Ok(());
-            }
-        }
-    }
-    schedule_retry(ctx, job)
-}
-
-/// Offers the job to one provider; false when the provider could not take it.
-async fn offer(ctx: &NodeContext, job: &mut Job, provider: ProviderId) -> CoreResult<bool> {
-    let now_ms = ctx.clock.now_ms();
-    let timeout_ms = ctx.config.dispatch.offer_timeout_ms;
-    let mut next = job.clone();
-    next.offer_to(provider, now_ms, timeout_ms)?;
-    let until_ms = now_ms + timeout_ms;
-    let id = job.id;
-    let taken = provider_call(ctx, provider, |reply| ProviderCommand::Offer {
-        job: id,
-        until_ms,
+/// Tells a provider the job it held ended; a failure is logged, not fatal.
+async fn end_job(ctx: &NodeContext, job: JobId, provider: ProviderId) {
+    let result = provider_call(ctx, provider, |reply| ProviderCommand::JobEnded {
+        job,
         reply,
     })
     .await;
-    if let Err(error) = taken {
-        tracing::debug!(job = %id, %provider, %error, "candidate cannot take the offer");
-        job.passed_over(provider);
-        return Ok(false);
+    if let Err(error) = result {
+        tracing::warn!(%job, %error, "provider not told that the job ended");
     }
-    save(ctx, job, next)?;
-    let push = ProviderPush::Offer {
-        job: id,
-        skill: job.request.skill.clone(),
-        location: job.request.location,
-        price: job.request.price,
-        deadline_ms: until_ms,
-    };
-    ctx.services.push_provider(&ctx.stats, provider, push);
-    Ok(true)
-}
-
-/// When a deferred step is tried again.
-fn retry_at(ctx: &NodeContext) -> u64 {
-    ctx.clock.now_ms() + ctx.config.dispatch.deadline_tick_ms * RETRY_TICKS
-}
-
-/// Marks the job Expired (stored first, see [`Job::expire`]), then releases its hold.
-async fn expire(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
-    let mut next = job.clone();
-    next.expire(retry_at(ctx))?;
-    save(ctx, job, next)?;
-    settle_release(ctx, job).await
-}
-
-/// Releases the hold of a job that ended unpaid (its end already stored); a
-/// release that cannot be confirmed now is retried by the job's timer, under the
-/// same idempotency key, until it is.
-async fn settle_release(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
-    let release = LedgerOp::Release {
-        amount: job.request.price,
-    };
-    match wallet_op(ctx, job.customer.into(), job.release_key(), release).await {
-        Ok(()) => {
-            let mut next = job.clone();
-            next.wake_at_ms = None;
-            save(ctx, job, next)
-        }
-        Err(error) if error.is_retryable() => {
-            tracing::info!(job = %job.id, %error, "release deferred");
-            schedule_retry(ctx, job)
-        }
-        Err(error) => Err(CoreError::Internal(format!(
-            "release of {} refused: {error}",
-            job.id
-        ))),
-    }
-}
-
-async fn accept(ctx: &NodeContext, job: &mut Job, provider: ProviderId) -> CoreResult<()> {
-    if job.status == (JobStatus::Accepted { provider }) {
-        return Ok(()); // a retry of an accept that succeeded
-    }
-    let mut next = job.clone();
-    next.accept(provider, ctx.clock.now_ms())?;
-    let id = job.id;
-    provider_call(ctx, provider, |reply| ProviderCommand::Assign {
-        job: id,
-        reply,
-    })
-    .await?;
-    save(ctx, job, next)
-}
-
-async fn decline(ctx: &NodeContext, job: &mut Job, provider: ProviderId) -> CoreResult<()> {
-    let mut next = job.clone();
-    next.decline(provider)?;
-    let previous = job.status;
-    save(ctx, job, next)?;
-    release_provider(ctx, job.id, previous).await;
-    advance(ctx, job).await
-}
-
-fn start(ctx: &NodeContext, job: &mut Job, provider: ProviderId) -> CoreResult<()> {
-    let mut next = job.clone();
-    next.start(provider)?;
-    save(ctx, job, next)
-}
-
-async fn complete(
-    ctx: &NodeContext,
-    job: &mut Job,
-    provider: ProviderId,
-    proof: Vec<u8>,
-) -> CoreResult<()> {
-    job.check_complete(provider)?;
-    let capture = LedgerOp::Capture {
-        amount: job.request.price,
-        fee: job.fee,
-        payee: provider.into(),
-    };
-    wallet_op(ctx, job.customer.into(), job.capture_key(), capture).await?;
-    let mut next = job.clone();
-    next.complete(provider)?;
-    save(ctx, job, next)?;
-    release_provider(ctx, job.id, job.status).await;
-    ctx.services.verify(&ctx.stats, job.id, provider, proof);
-    Ok(())
-}
-
-async fn cancel(ctx: &NodeContext, job: &mut Job, customer: CustomerId) -> CoreResult<()> {
-    if job.status == JobStatus::Cancelled && job.customer == customer {
-        return Ok(()); // a retry of a cancel that succeeded
-    }
-    let previous = job.status;
-    let mut next = job.clone();
-    next.cancel(customer, retry_at(ctx))?;
-    save(ctx, job, next)?;
-    release_provider(ctx, job.id, previous).await;
-    settle_release(ctx, job).await
-}
-
-async fn wake(ctx: &NodeContext, job: &mut Job) -> CoreResult<()> {
-    let now_ms = ctx.clock.now_ms();
-    if job.wake_at_ms.is_none_or(|at| at > now_ms) {
-        return Ok(());
-    }
-    if job.release_pending() {
-        return settle_release(ctx, job).await;
-    }
-    let previous = job.status;
-    let mut next = job.clone();
-    if next.lapse_offer(now_ms).is_some() {
-        save(ctx, job, next)?;
-        release_provider(ctx, job.id, previous).await;
-    }
-    if job.status == JobStatus::Requested {
-        return advance(ctx, job).await;
-    }
-    // A stale timer (the job moved on): drop it.
-    let mut next = job.clone();
-    next.wake_at_ms = None;
-    save(ctx, job, next)
 }

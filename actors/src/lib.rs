@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cluster_hooks;
 pub mod config;
 pub mod context;
+pub mod dispatch;
 pub mod durability;
 pub mod entity;
 pub mod failpoints;
