@@ -2,18 +2,15 @@
 //! same way whether it arrived over QUIC or HTTP.
 
 use crate::auth::{Principal, Role};
-use crate::cluster::peer_api::{PeerAnswer, PeerCommand};
-use crate::cluster::router::Traffic;
-use crate::cluster::ClusterRouter;
 use crate::limits::Admission;
 use crate::overload::Overload;
 use fixit_actors::error::CoreError;
-use fixit_actors::geo::{rank, Nearby};
 use fixit_actors::ids::{CustomerId, JobId, ProviderId, WalletId};
 use fixit_actors::job::Job;
 use fixit_actors::ledger::LedgerOp;
-use fixit_actors::provider::ProviderStatus;
 use fixit_actors::Node;
+use fixit_cluster::route::forward::nearby_here;
+use fixit_cluster::{ClusterRouter, LocalApi};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -171,165 +168,18 @@ impl Api {
         result
     }
 
-    /// Serves a request another node forwarded here: authorized again, served here
-    /// and never forwarded further (nodes that disagree about placement answer
-    /// rather than bounce a request between them).
-    pub async fn handle_forwarded(
-        &self,
-        principal: &Principal,
-        request: Request,
-        request_id: &str,
-    ) -> Result<Response, ApiError> {
-        let op = request.name();
-        self.overload.admit(&request)?;
-        authorize(principal, &request)?;
-        let result = self.dispatch(principal, request).await;
-        if let Err(error) = &result {
-            tracing::info!(request_id, op, %error, "forwarded request refused");
-        }
-        result
-    }
-
-    /// Serves `request` here, or where it belongs: wallet commands at the wallet's
-    /// home, job commands at the node holding the job, a booking at the owner of its
-    /// position; a location in another region moves a free provider there.
+    /// Serves `request` here or, in a cluster, where it belongs (the router
+    /// decides and comes back to [`LocalApi::serve_here`] for what stays here).
     async fn route(
         &self,
         principal: &Principal,
         request: Request,
         request_id: &str,
     ) -> Result<Response, ApiError> {
-        let Some(router) = &self.cluster else {
-            return self.dispatch(principal, request).await;
-        };
-        if let Request::Nearby(query) = &request {
-            return self.nearby_across(router, query, request_id).await;
-        }
-        if let Request::Location { provider, lat, lon } = request {
-            if let Some(owner) = router.remote_owner_of(lat, lon) {
-                return self
-                    .provider_moving(ProviderId(provider), owner, request)
-                    .await;
-            }
-        }
-        match remote_node(router, &request) {
-            Some(node) => {
-                self.forward(router, &node, principal, request, request_id)
-                    .await
-            }
+        match &self.cluster {
+            Some(router) => router.route(self, principal, request, request_id).await,
             None => self.dispatch(principal, request).await,
         }
-    }
-
-    async fn forward(
-        &self,
-        router: &ClusterRouter,
-        node: &str,
-        principal: &Principal,
-        request: Request,
-        request_id: &str,
-    ) -> Result<Response, ApiError> {
-        Traffic::count(&router.traffic.forwarded_out);
-        let command = PeerCommand::Client {
-            principal: *principal,
-            request,
-        };
-        match router.call(node, &command, None, request_id).await? {
-            PeerAnswer::Response(response) => Ok(response),
-            other => Err(ApiError::Core(CoreError::Internal(format!(
-                "node {node} answered a forwarded request with {other:?}"
-            )))),
-        }
-    }
-
-    /// A location in another node's region: a free provider goes offline here and
-    /// is told where to go online; one holding an offer or a job stays here until
-    /// it ends (the location is recorded as usual).
-    async fn provider_moving(
-        &self,
-        provider: ProviderId,
-        owner: String,
-        request: Request,
-    ) -> Result<Response, ApiError> {
-        let current = self.node.provider(provider).await?;
-        match current.status {
-            ProviderStatus::Offered(..) | ProviderStatus::Busy(_) => {
-                let principal = Principal {
-                    role: Role::Provider,
-                    sub: provider.0,
-                };
-                self.dispatch(&principal, request).await
-            }
-            ProviderStatus::Available => {
-                self.node.provider_offline(provider).await?;
-                Err(ApiError::Moved { node: owner })
-            }
-            ProviderStatus::Offline => Err(ApiError::Moved { node: owner }),
-        }
-    }
-
-    /// A nearby search in this node's index only.
-    pub(crate) fn nearby_here(&self, query: &NearbyQuery) -> Result<Vec<Nearby>, ApiError> {
-        let NearbyQuery {
-            skill,
-            lat,
-            lon,
-            radius_m,
-            limit,
-        } = query;
-        Ok(self
-            .node
-            .nearby(skill, *lat, *lon, *radius_m, *limit as usize)?)
-    }
-
-    /// A nearby search across the cluster: this node's index plus every other node
-    /// whose regions reach into the circle, each asked once with the link deadline.
-    /// Nodes that do not answer are listed, and their providers are missing.
-    async fn nearby_across(
-        &self,
-        router: &Arc<ClusterRouter>,
-        query: &NearbyQuery,
-        request_id: &str,
-    ) -> Result<Response, ApiError> {
-        let mut providers = self.nearby_here(query)?;
-        let mut unanswered = Vec::new();
-        let others: Vec<String> = router
-            .regions()
-            .owners_near(query.lat, query.lon, query.radius_m)
-            .map_err(|error| CoreError::Invalid(error.to_string()))?
-            .into_iter()
-            .filter(|node| *node != router.name())
-            .map(str::to_owned)
-            .collect();
-        if !others.is_empty() {
-            Traffic::count(&router.traffic.nearby_fanouts);
-            let command = PeerCommand::Nearby(query.clone());
-            let mut asks = tokio::task::JoinSet::new();
-            for node in others {
-                let router = router.clone();
-                let command = command.clone();
-                let request_id = request_id.to_owned();
-                asks.spawn(async move {
-                    let answer = router.call(&node, &command, None, &request_id).await;
-                    (node, answer)
-                });
-            }
-            while let Some(joined) = asks.join_next().await {
-                match joined {
-                    Ok((_, Ok(PeerAnswer::Nearby(found)))) => providers.extend(found),
-                    Ok((node, _)) => unanswered.push(node),
-                    Err(error) => tracing::warn!(%error, "nearby leg panicked"),
-                }
-            }
-        }
-        providers.sort_by(rank);
-        providers.dedup_by_key(|found| found.provider);
-        providers.truncate(query.limit as usize);
-        unanswered.sort();
-        Ok(Response::Nearby(NearbyAnswer {
-            providers,
-            unanswered,
-        }))
     }
 
     async fn dispatch(
@@ -420,7 +270,7 @@ impl Api {
                 Response::Job(found)
             }
             Request::Nearby(query) => Response::Nearby(NearbyAnswer {
-                providers: self.nearby_here(&query)?,
+                providers: nearby_here(&self.node, &query)?,
                 unanswered: Vec::new(),
             }),
         };
@@ -461,30 +311,33 @@ impl Api {
     }
 }
 
-/// The node a request belongs on when that is another node: a wallet's home, the
-/// holder of a job, the owner of a booking's position. `None`: serve it here.
-fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
-    let home = |wallet: u64| {
-        let home = router.home_of(WalletId(wallet));
-        (home != router.name()).then(|| home.to_owned())
-    };
-    match request {
-        Request::Balance { wallet }
-        | Request::History { wallet, .. }
-        | Request::Deposit { wallet, .. }
-        | Request::Withdraw { wallet, .. } => home(*wallet),
-        Request::RequestJob { lat, lon, .. } => router.remote_owner_of(*lat, *lon),
-        Request::Accept { job, .. }
-        | Request::Decline { job, .. }
-        | Request::Start { job, .. }
-        | Request::Complete { job, .. }
-        | Request::CancelJob { job, .. }
-        | Request::JobStatus { job } => router.remote_holder_of_job(*job),
-        Request::ProviderOnline { .. }
-        | Request::ProviderOffline { .. }
-        | Request::Location { .. }
-        | Request::ProviderStatus { .. }
-        | Request::Nearby(_) => None,
+impl LocalApi for Api {
+    fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    async fn serve_here(
+        &self,
+        principal: &Principal,
+        request: Request,
+    ) -> Result<Response, ApiError> {
+        self.dispatch(principal, request).await
+    }
+
+    async fn serve_forwarded(
+        &self,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let op = request.name();
+        self.overload.admit(&request)?;
+        authorize(principal, &request)?;
+        let result = self.dispatch(principal, request).await;
+        if let Err(error) = &result {
+            tracing::info!(request_id, op, %error, "forwarded request refused");
+        }
+        result
     }
 }
 

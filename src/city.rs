@@ -34,7 +34,7 @@ pub const THREE_NODE_REGIONS: [(&str, &str); 12] = [
     ("u33e4", "c"),
 ];
 
-/// [`THREE_NODE_REGIONS`] as the region map of `cluster::local::local_cluster`.
+/// [`THREE_NODE_REGIONS`] as the region map of `local_cluster::local_cluster`.
 pub fn regions() -> BTreeMap<String, String> {
     THREE_NODE_REGIONS
         .iter()

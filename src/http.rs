@@ -25,8 +25,8 @@ pub use request_id::REQUEST_ID_BYTES_MAX;
 
 use crate::api::Api;
 use crate::auth::TokenKey;
-use crate::cluster::ClusterStatus;
 use fixit_actors::config::ServerSection;
+use fixit_cluster::ClusterStatus;
 use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,8 +4,6 @@
 
 use crate::api::Api;
 use crate::auth::TokenKey;
-use crate::cluster::router::Hooks;
-use crate::cluster::{ClusterLinks, ClusterRouter};
 use crate::http::HttpServer;
 use crate::quic::QuicServer;
 use anyhow::Context;
@@ -13,6 +11,8 @@ use fixit_actors::clock::SharedClock;
 use fixit_actors::cluster_hooks::ClusterHooks;
 use fixit_actors::config::NodeConfig;
 use fixit_actors::Node;
+use fixit_cluster::route::Hooks;
+use fixit_cluster::{ClusterLinks, ClusterRouter};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use fixit_actors::geo::{haversine_m, Coord};
 use fixit_cluster::placement::node_number;
 use fixit_edge::api::NearbyQuery;
 use fixit_edge::auth::Role;
-use fixit_edge::cluster::local::local_cluster;
+use fixit_edge::local_cluster::local_cluster;
 use fixit_edge::server::RunningNode;
 use fixit_sdk::{Commands, Connector};
 use reqwest::Method;

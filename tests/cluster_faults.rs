@@ -10,7 +10,7 @@ use cluster_common::*;
 use fixit_actors::clock::SystemClock;
 use fixit_actors::failpoints::{self, LINK_RECEIVE, OUTBOX_DELIVER};
 use fixit_edge::auth::Role;
-use fixit_edge::cluster::local::local_cluster;
+use fixit_edge::local_cluster::local_cluster;
 use fixit_edge::server::RunningNode;
 use reqwest::Method;
 use serde_json::json;

@@ -13,7 +13,7 @@ use fixit_actors::ids::WalletId;
 use fixit_actors::ledger::EntryKind;
 use fixit_actors::store::Store;
 use fixit_edge::auth::Role;
-use fixit_edge::cluster::local::local_cluster;
+use fixit_edge::local_cluster::local_cluster;
 use process_common::NodeProcess;
 use reqwest::Method;
 use serde_json::json;

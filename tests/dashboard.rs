@@ -13,7 +13,7 @@ use fixit_actors::clock::SystemClock;
 use fixit_actors::ids::WalletId;
 use fixit_edge::api::Request;
 use fixit_edge::auth::{Principal, Role};
-use fixit_edge::cluster::local::local_cluster;
+use fixit_edge::local_cluster::local_cluster;
 use fixit_edge::server::RunningNode;
 use harness::{TestNode, STOP_GRACE};
 use serde_json::json;

@@ -58,6 +58,10 @@ pub enum ClusterError {
     /// rustls or quinn refused the material or the settings.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The cluster section of a node's config is inconsistent (bad names or
+    /// regions, two nodes sharing a node number).
+    #[error("invalid cluster config: {0}")]
+    InvalidConfig(String),
     /// A limit is out of its valid range.
     #[error("invalid limit {name}: {reason}")]
     InvalidLimit {

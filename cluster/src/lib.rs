@@ -5,7 +5,9 @@
 //! Layers, bottom up: [`names`] and [`placement`] are pure; [`backoff`] is a pure
 //! schedule; [`certs`] and [`tls`] make and load key material; [`wire`] is the call
 //! format; [`link`] is the QUIC endpoint that serves calls; [`peers`] keeps one
-//! outgoing connection per configured peer and makes calls over it.
+//! outgoing connection per configured peer and makes calls over it; [`route`]
+//! decides where a client request is served, forwards it, serves peers' calls
+//! through the [`LocalApi`] trait and delivers the outbox.
 
 pub mod backoff;
 pub mod certs;
@@ -15,6 +17,7 @@ pub mod link;
 pub mod names;
 pub mod peers;
 pub mod placement;
+pub mod route;
 pub mod tls;
 pub mod wire;
 
@@ -23,5 +26,6 @@ pub use error::{ClusterError, LinkError};
 pub use link::{CallHandler, ClusterEndpoint, LinkLimits};
 pub use peers::{LinkState, PeerState, Peers};
 pub use placement::{home_of_wallet, PlacementError, Regions};
+pub use route::{ClusterLinks, ClusterRouter, ClusterStatus, LocalApi, TrafficView};
 pub use tls::NodeIdentity;
 pub use wire::{Envelope, Reply, Target};

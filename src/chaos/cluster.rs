@@ -9,8 +9,8 @@
 //! and link listeners have fixed ports, so a restarted node is found where it was.
 
 use crate::auth::{now_s, Principal, Role, TokenKey};
-use crate::cluster::local::{free_link_addrs, free_tcp_addrs, local_cluster};
 use crate::load::spawn::SpawnedNode;
+use crate::local_cluster::{free_link_addrs, free_tcp_addrs, local_cluster};
 use anyhow::Context;
 use fixit_actors::config::NodeConfig;
 use fixit_chaos::checker::NodeDir;

@@ -10,7 +10,7 @@ use fixit_actors::ids::WalletId;
 use fixit_actors::job::{Job, JobStatus};
 use fixit_actors::ledger::{fee_for, EntryKind, LedgerEntry};
 use fixit_actors::store::Audit;
-use fixit_edge::cluster::TrafficView;
+use fixit_cluster::TrafficView;
 use serde::Serialize;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};

@@ -3,12 +3,12 @@
 
 use super::failure::Failure;
 use super::state::AppState;
-use crate::cluster::TrafficView;
 use axum::extract::State;
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use fixit_cluster::TrafficView;
 use fixit_cluster::{LinkState, PeerState};
 use serde::Serialize;
 use std::net::SocketAddr;

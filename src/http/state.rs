@@ -3,8 +3,8 @@
 
 use crate::api::Api;
 use crate::auth::TokenKey;
-use crate::cluster::ClusterStatus;
 use fixit_actors::config::ServerSection;
+use fixit_cluster::ClusterStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;

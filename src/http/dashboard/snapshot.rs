@@ -2,11 +2,11 @@
 //! jobs, counters and, in a cluster, the links to every peer with this node's
 //! cross-node traffic and outbox backlog.
 
-use crate::cluster::{ClusterStatus, TrafficView};
 use fixit_actors::error::CoreResult;
 use fixit_actors::job::Job;
 use fixit_actors::provider::{Provider, ProviderStatus};
 use fixit_actors::Node;
+use fixit_cluster::{ClusterStatus, TrafficView};
 use fixit_cluster::{LinkState, PeerState};
 use serde::Serialize;
 use std::collections::BTreeMap;

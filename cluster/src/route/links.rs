@@ -1,19 +1,13 @@
-//! A node in a cluster: where things live ([`router`]), the commands nodes send
-//! each other ([`peer_api`]), outbox delivery ([`outbox`]), and the links at start
-//! (its TLS identity, the link endpoint, one link per configured peer).
+//! The running links of a node in a cluster: its TLS identity, the link endpoint
+//! serving peers' calls, one link per configured peer, and outbox delivery.
 
-pub mod local;
-pub mod outbox;
-pub mod peer_api;
-pub mod router;
-
-use crate::api::Api;
-use anyhow::Context;
+use super::outbox;
+use super::peer_api::PeerHandler;
+use super::router::{ClusterRouter, TrafficView};
+use super::LocalApi;
+use crate::{ClusterEndpoint, ClusterError, LinkLimits, NodeIdentity, PeerState, Peers};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::config::ClusterSection;
-use fixit_cluster::{ClusterEndpoint, LinkLimits, NodeIdentity, PeerState, Peers};
-use peer_api::PeerHandler;
-pub use router::{ClusterRouter, TrafficView};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -61,12 +55,12 @@ impl ClusterLinks {
     /// Loads the node's identity from `certs_dir`, binds `listen` with `api` serving
     /// calls from peers, starts connecting to every peer, and starts delivering the
     /// outbox. Must be called inside a tokio runtime.
-    pub fn start(
+    pub fn start<A: LocalApi>(
         section: &ClusterSection,
         clock: SharedClock,
         router: Arc<ClusterRouter>,
-        api: Arc<Api>,
-    ) -> anyhow::Result<ClusterLinks> {
+        api: Arc<A>,
+    ) -> Result<ClusterLinks, ClusterError> {
         let identity = NodeIdentity::in_dir(&section.certs_dir, &section.name);
         let limits = LinkLimits {
             calls_per_peer_max: section.calls_per_peer_max,
@@ -78,8 +72,7 @@ impl ClusterLinks {
             router: router.clone(),
         };
         let endpoint =
-            ClusterEndpoint::bind(&identity, section.listen, limits, Arc::new(handler), clock)
-                .with_context(|| format!("cluster link endpoint on {}", section.listen))?;
+            ClusterEndpoint::bind(&identity, section.listen, limits, Arc::new(handler), clock)?;
         let seed = seed_of(&section.name);
         let peers = Arc::new(Peers::new(&endpoint, section.peers.clone(), seed));
         peers.connect_all();

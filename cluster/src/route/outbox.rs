@@ -5,10 +5,10 @@
 
 use super::peer_api::{PeerAnswer, PeerCommand};
 use super::router::{ClusterRouter, Traffic};
-use crate::api::ApiError;
 use fixit_actors::error::CoreError;
 use fixit_actors::failpoints::{self, Fault};
 use fixit_actors::Node;
+use fixit_protocol::api::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

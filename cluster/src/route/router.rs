@@ -3,8 +3,10 @@
 //! It is also the actors' [`ClusterHooks`].
 
 use super::peer_api::{PeerAnswer, PeerCommand, PeerResult};
-use crate::api::ApiError;
-use anyhow::Context;
+use crate::error::ClusterError;
+use crate::names::validate_node_name;
+use crate::placement::{home_of_wallet, node_number};
+use crate::{Envelope, LinkError, Peers, Regions, Target};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::cluster_hooks::{node_number_of_job, BoxFuture, ClusterHooks};
 use fixit_actors::codec;
@@ -13,9 +15,7 @@ use fixit_actors::error::{CoreError, CoreResult};
 use fixit_actors::ids::WalletId;
 use fixit_actors::ledger::LedgerOp;
 use fixit_actors::store::OpOutcome;
-use fixit_cluster::names::validate_node_name;
-use fixit_cluster::placement::{home_of_wallet, node_number};
-use fixit_cluster::{Envelope, LinkError, Peers, Regions, Target};
+use fixit_protocol::api::ApiError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,12 +107,19 @@ pub struct ClusterRouter {
 impl ClusterRouter {
     /// The router for a validated `[cluster]` section. Refuses invalid names and
     /// regions, and two nodes whose names share a node number.
-    pub fn new(section: &ClusterSection, clock: SharedClock) -> anyhow::Result<ClusterRouter> {
-        validate_node_name(&section.name).context("cluster.name")?;
+    pub fn new(
+        section: &ClusterSection,
+        clock: SharedClock,
+    ) -> Result<ClusterRouter, ClusterError> {
+        let invalid = |field: &str, error: &dyn std::fmt::Display| {
+            ClusterError::InvalidConfig(format!("{field}: {error}"))
+        };
+        validate_node_name(&section.name).map_err(|e| invalid("cluster.name", &e))?;
         for name in section.peers.keys() {
-            validate_node_name(name).context("cluster.peers")?;
+            validate_node_name(name).map_err(|e| invalid("cluster.peers", &e))?;
         }
-        let regions = Regions::new(section.regions.clone()).context("cluster.regions")?;
+        let regions =
+            Regions::new(section.regions.clone()).map_err(|e| invalid("cluster.regions", &e))?;
         let mut nodes: Vec<String> = section.peers.keys().cloned().collect();
         nodes.push(section.name.clone());
         nodes.sort();
@@ -120,10 +127,10 @@ impl ClusterRouter {
         let mut numbers = BTreeMap::new();
         for node in &nodes {
             if let Some(other) = numbers.insert(node_number(node), node.clone()) {
-                anyhow::bail!(
+                return Err(ClusterError::InvalidConfig(format!(
                     "cluster.peers: nodes {other:?} and {node:?} share node number {}; rename one",
                     node_number(node)
-                );
+                )));
             }
         }
         Ok(ClusterRouter {
@@ -250,7 +257,7 @@ fn target_of(command: &PeerCommand) -> Target {
 }
 
 /// The router as the actors' cluster hooks (held weakly by nobody: the node owns it).
-pub(crate) struct Hooks(pub(crate) Arc<ClusterRouter>);
+pub struct Hooks(pub Arc<ClusterRouter>);
 
 impl ClusterHooks for Hooks {
     fn node_number(&self) -> u16 {

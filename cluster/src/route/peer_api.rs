@@ -1,17 +1,19 @@
 //! The commands nodes send each other, and the handler that serves them. Every
-//! command travels in one link envelope (encoded by `fixit_actors::codec`) and is
+//! command travels in one link envelope (encoded by `fixit_protocol::codec`) and is
 //! answered with one [`PeerResult`].
 
+use super::forward::nearby_here;
 use super::router::{ClusterRouter, Traffic};
-use crate::api::{Api, ApiError, NearbyQuery, Request, Response};
-use crate::auth::Principal;
+use super::LocalApi;
+use crate::{CallHandler, Envelope, LinkError};
 use fixit_actors::codec;
 use fixit_actors::error::CoreError;
 use fixit_actors::geo::Nearby;
 use fixit_actors::ids::WalletId;
 use fixit_actors::ledger::LedgerOp;
 use fixit_actors::store::{OpOutcome, Transfer};
-use fixit_cluster::{CallHandler, Envelope, LinkError};
+use fixit_protocol::api::{ApiError, NearbyQuery, Request, Response};
+use fixit_protocol::principal::Principal;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -57,12 +59,12 @@ pub enum PeerAnswer {
 pub type PeerResult = Result<PeerAnswer, ApiError>;
 
 /// Serves commands from other nodes through this node's API.
-pub(crate) struct PeerHandler {
-    pub(crate) api: Arc<Api>,
+pub(crate) struct PeerHandler<A> {
+    pub(crate) api: Arc<A>,
     pub(crate) router: Arc<ClusterRouter>,
 }
 
-impl PeerHandler {
+impl<A: LocalApi> PeerHandler<A> {
     fn wallet_here(&self, wallet: WalletId) -> Result<(), ApiError> {
         let home = self.router.home_of(wallet);
         if home == self.router.name() {
@@ -85,7 +87,7 @@ impl PeerHandler {
                 Traffic::count(&traffic.forwarded_in);
                 let response = self
                     .api
-                    .handle_forwarded(&principal, request, request_id)
+                    .serve_forwarded(&principal, request, request_id)
                     .await?;
                 Ok(PeerAnswer::Response(response))
             }
@@ -108,12 +110,12 @@ impl PeerHandler {
                 tracing::debug!(transfer = %transfer.id, amount = transfer.amount, "transfer credited");
                 Ok(PeerAnswer::Op(outcome))
             }
-            PeerCommand::Nearby(query) => Ok(PeerAnswer::Nearby(self.api.nearby_here(&query)?)),
+            PeerCommand::Nearby(query) => Ok(PeerAnswer::Nearby(nearby_here(node, &query)?)),
         }
     }
 }
 
-impl CallHandler for PeerHandler {
+impl<A: LocalApi> CallHandler for PeerHandler<A> {
     async fn handle(&self, _from: &str, envelope: Envelope) -> Result<Vec<u8>, LinkError> {
         let command: PeerCommand = codec::decode(&envelope.command)
             .map_err(|error| LinkError::BadFrame(format!("command: {error}")))?;

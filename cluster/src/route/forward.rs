@@ -1,0 +1,176 @@
+//! Where a client request is served in a cluster: wallet commands at the wallet's
+//! home, job commands at the node holding the job, a booking at the owner of its
+//! position, a nearby search on every node whose regions reach the circle; a
+//! location in another region moves a free provider there.
+
+use super::peer_api::{PeerAnswer, PeerCommand};
+use super::router::{ClusterRouter, Traffic};
+use super::LocalApi;
+use fixit_actors::geo::{rank, Nearby};
+use fixit_actors::ids::{ProviderId, WalletId};
+use fixit_actors::provider::ProviderStatus;
+use fixit_actors::Node;
+use fixit_protocol::api::{ApiError, NearbyAnswer, NearbyQuery, Request, Response};
+use fixit_protocol::error::CoreError;
+use fixit_protocol::principal::{Principal, Role};
+use std::sync::Arc;
+
+impl ClusterRouter {
+    /// Serves `request` where it belongs: forwarded to the node that owns it, or
+    /// through `local` when that is this node.
+    pub async fn route<A: LocalApi>(
+        self: &Arc<Self>,
+        local: &A,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        if let Request::Nearby(query) = &request {
+            return self.nearby_across(local.node(), query, request_id).await;
+        }
+        if let Request::Location { provider, lat, lon } = request {
+            if let Some(owner) = self.remote_owner_of(lat, lon) {
+                return provider_moving(local, ProviderId(provider), owner, request).await;
+            }
+        }
+        match remote_node(self, &request) {
+            Some(node) => self.forward(&node, principal, request, request_id).await,
+            None => local.serve_here(principal, request).await,
+        }
+    }
+
+    async fn forward(
+        &self,
+        node: &str,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        Traffic::count(&self.traffic.forwarded_out);
+        let command = PeerCommand::Client {
+            principal: *principal,
+            request,
+        };
+        match self.call(node, &command, None, request_id).await? {
+            PeerAnswer::Response(response) => Ok(response),
+            other => Err(ApiError::Core(CoreError::Internal(format!(
+                "node {node} answered a forwarded request with {other:?}"
+            )))),
+        }
+    }
+
+    /// A nearby search across the cluster: this node's index plus every other node
+    /// whose regions reach into the circle, each asked once with the link deadline.
+    /// Nodes that do not answer are listed, and their providers are missing.
+    async fn nearby_across(
+        self: &Arc<Self>,
+        node: &Node,
+        query: &NearbyQuery,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let mut providers = nearby_here(node, query)?;
+        let mut unanswered = Vec::new();
+        let others: Vec<String> = self
+            .regions()
+            .owners_near(query.lat, query.lon, query.radius_m)
+            .map_err(|error| CoreError::Invalid(error.to_string()))?
+            .into_iter()
+            .filter(|owner| *owner != self.name())
+            .map(str::to_owned)
+            .collect();
+        if !others.is_empty() {
+            Traffic::count(&self.traffic.nearby_fanouts);
+            let command = PeerCommand::Nearby(query.clone());
+            let mut asks = tokio::task::JoinSet::new();
+            for peer in others {
+                let router = self.clone();
+                let command = command.clone();
+                let request_id = request_id.to_owned();
+                asks.spawn(async move {
+                    let answer = router.call(&peer, &command, None, &request_id).await;
+                    (peer, answer)
+                });
+            }
+            while let Some(joined) = asks.join_next().await {
+                match joined {
+                    Ok((_, Ok(PeerAnswer::Nearby(found)))) => providers.extend(found),
+                    Ok((peer, _)) => unanswered.push(peer),
+                    Err(error) => tracing::warn!(%error, "nearby leg panicked"),
+                }
+            }
+        }
+        providers.sort_by(rank);
+        providers.dedup_by_key(|found| found.provider);
+        providers.truncate(query.limit as usize);
+        unanswered.sort();
+        Ok(Response::Nearby(NearbyAnswer {
+            providers,
+            unanswered,
+        }))
+    }
+}
+
+/// A nearby search in this node's index only.
+pub fn nearby_here(node: &Node, query: &NearbyQuery) -> Result<Vec<Nearby>, ApiError> {
+    let NearbyQuery {
+        skill,
+        lat,
+        lon,
+        radius_m,
+        limit,
+    } = query;
+    Ok(node.nearby(skill, *lat, *lon, *radius_m, *limit as usize)?)
+}
+
+/// A location in another node's region: a free provider goes offline here and is
+/// told where to go online; one holding an offer or a job stays here until it ends
+/// (the location is recorded as usual).
+async fn provider_moving<A: LocalApi>(
+    local: &A,
+    provider: ProviderId,
+    owner: String,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let node = local.node();
+    match node.provider(provider).await?.status {
+        ProviderStatus::Offered(..) | ProviderStatus::Busy(_) => {
+            let principal = Principal {
+                role: Role::Provider,
+                sub: provider.0,
+            };
+            local.serve_here(&principal, request).await
+        }
+        ProviderStatus::Available => {
+            node.provider_offline(provider).await?;
+            Err(ApiError::Moved { node: owner })
+        }
+        ProviderStatus::Offline => Err(ApiError::Moved { node: owner }),
+    }
+}
+
+/// The node a request belongs on when that is another node: a wallet's home, the
+/// holder of a job, the owner of a booking's position. `None`: serve it here.
+fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
+    let home = |wallet: u64| {
+        let home = router.home_of(WalletId(wallet));
+        (home != router.name()).then(|| home.to_owned())
+    };
+    match request {
+        Request::Balance { wallet }
+        | Request::History { wallet, .. }
+        | Request::Deposit { wallet, .. }
+        | Request::Withdraw { wallet, .. } => home(*wallet),
+        Request::RequestJob { lat, lon, .. } => router.remote_owner_of(*lat, *lon),
+        Request::Accept { job, .. }
+        | Request::Decline { job, .. }
+        | Request::Start { job, .. }
+        | Request::Complete { job, .. }
+        | Request::CancelJob { job, .. }
+        | Request::JobStatus { job } => router.remote_holder_of_job(*job),
+        Request::ProviderOnline { .. }
+        | Request::ProviderOffline { .. }
+        | Request::Location { .. }
+        | Request::ProviderStatus { .. }
+        | Request::Nearby(_) => None,
+    }
+}
