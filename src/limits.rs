@@ -2,10 +2,10 @@
 //! (governor), and a bound on requests in flight. Past any of them the answer is an
 //! explicit retry-after, never a queue.
 
-use crate::api::ApiError;
-use crate::auth::Principal;
 use fixit_actors::config::RateLimitsSection;
 use fixit_actors::error::CoreError;
+use fixit_protocol::api::ApiError;
+use fixit_protocol::principal::Principal;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::net::IpAddr;

@@ -8,8 +8,8 @@
 //! going offline) are still served: admitted jobs finish instead of lapsing while
 //! new ones queue behind them.
 
-use crate::api::{ApiError, Request};
 use fixit_actors::error::CoreError;
+use fixit_protocol::api::{ApiError, Request};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;

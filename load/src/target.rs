@@ -5,9 +5,9 @@
 
 use super::spawn::SpawnedNode;
 use super::LoadArgs;
-use crate::auth::{now_s, Principal, TokenKey};
 use anyhow::Context;
 use fixit_actors::config::NodeConfig;
+use fixit_auth::{now_s, Principal, TokenKey};
 use fixit_cluster::Regions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! [`Commands`] and a push stream either way, so customers and providers do not
 //! know which transport carries them.
 
-use crate::api::{ApiError, Push, Request, Response};
+use fixit_protocol::api::{ApiError, Push, Request, Response};
 use fixit_sdk::{Client, Commands, HttpClient, HttpPushStream, PushStream};
 use std::sync::Arc;
 use tokio::sync::Semaphore;

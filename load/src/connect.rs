@@ -7,8 +7,8 @@
 use super::client::UserClient;
 use super::stats::{Op, Stats};
 use super::target::Target;
-use crate::api::ApiError;
-use crate::auth::Principal;
+use fixit_protocol::api::ApiError;
+use fixit_protocol::principal::Principal;
 use fixit_sdk::{ClientError, Connector, HttpTransport};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -6,9 +6,9 @@ use super::connect::{pause_for, Connectors};
 use super::jobs::Jobs;
 use super::stats::{is_refusal, Op, Stats};
 use super::target::Target;
-use crate::api::ApiError;
 use crate::city::Rng;
 use fixit_actors::error::CoreError;
+use fixit_protocol::api::ApiError;
 use std::future::Future;
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! kind (with `busy` and `rate_limited` apart from real errors), and latencies in
 //! HDR histograms (microseconds, 3 significant digits).
 
-use crate::api::ApiError;
+use fixit_protocol::api::ApiError;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,9 +1,9 @@
 //! Bearer tokens: a role, a subject id and an expiry, signed with the node's secret
 //! (HMAC-SHA-256). `fixit token issue` makes them; every request presents one.
 
-use crate::api::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use fixit_protocol::api::ApiError;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;

@@ -36,6 +36,7 @@
 //! booking to the offer's arrival at the provider and the accept's answer.
 
 mod checks;
+pub mod city;
 mod client;
 mod connect;
 mod customer;
@@ -44,7 +45,7 @@ mod progress;
 mod provider;
 mod report;
 mod sim;
-pub(crate) mod spawn;
+pub mod spawn;
 mod stats;
 mod target;
 mod toml_text;
@@ -220,7 +221,7 @@ async fn run_checked(args: &LoadArgs) -> anyhow::Result<()> {
         stats: Stats::new(),
         jobs: jobs::Jobs::default(),
         think: Duration::from_millis(args.think_ms),
-        run_id: format!("{}-{}", args.seed, crate::auth::now_s()),
+        run_id: format!("{}-{}", args.seed, fixit_auth::now_s()),
         seed: args.seed,
     });
     let setup_started = Instant::now();

@@ -7,8 +7,8 @@
 use super::client::UserClient;
 use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
-use crate::auth::{Principal, Role};
 use crate::city::Rng;
+use fixit_protocol::principal::{Principal, Role};
 use fixit_sdk::Commands;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -26,22 +26,22 @@ const EXIT_POLL: Duration = Duration::from_millis(100);
 const CHILD_LOG_FILTER: &str = "warn,fixit_edge::server=info";
 
 /// A running `fixit node` child.
-pub(crate) struct SpawnedNode {
+pub struct SpawnedNode {
     child: Option<Child>,
     /// The config it runs with.
-    pub(crate) config: NodeConfig,
+    pub config: NodeConfig,
     /// Its QUIC client listener.
-    pub(crate) quic: SocketAddr,
+    pub quic: SocketAddr,
     /// Its HTTP bridge.
-    pub(crate) http: SocketAddr,
+    pub http: SocketAddr,
     /// Its stderr, line by line.
-    pub(crate) log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl SpawnedNode {
     /// Writes `config` to `dir/node.toml` and starts `binary node` on it; returns
     /// once the node logged its listeners.
-    pub(crate) async fn start(
+    pub async fn start(
         binary: &Path,
         config: NodeConfig,
         dir: &Path,
@@ -52,7 +52,7 @@ impl SpawnedNode {
     /// [`SpawnedNode::start`] with extra environment variables (a chaos run's
     /// `FAILPOINTS`); the log in `dir/node.log` is appended to, so a restarted
     /// node's lines follow its earlier ones.
-    pub(crate) async fn start_with_env(
+    pub async fn start_with_env(
         binary: &Path,
         config: NodeConfig,
         dir: &Path,
@@ -100,14 +100,14 @@ impl SpawnedNode {
     }
 
     /// SIGKILL (`kill -9`: no flush, no goodbye) and reap.
-    pub(crate) fn kill9(&mut self) -> anyhow::Result<ExitStatus> {
+    pub fn kill9(&mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("the node was already stopped")?;
         child.kill()?;
         Ok(child.wait()?)
     }
 
     /// SIGTERM, then waits (bounded) for the exit; SIGKILL past the bound.
-    pub(crate) async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         let Some(child) = self.child.take() else {
             anyhow::bail!("the node was already stopped");
         };

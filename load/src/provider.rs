@@ -6,10 +6,10 @@
 use super::client::{Pushes, UserClient};
 use super::sim::{once, retrying, Sim, Timeline};
 use super::stats::Op;
-use crate::api::Push;
-use crate::auth::{Principal, Role};
 use crate::city::Rng;
 use fixit_actors::services::ProviderPush;
+use fixit_protocol::api::Push;
+use fixit_protocol::principal::{Principal, Role};
 use fixit_sdk::Commands;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
