@@ -9,7 +9,7 @@ use fixit_actors::ids::{CustomerId, JobId, ProviderId, WalletId};
 use fixit_actors::job::Job;
 use fixit_actors::ledger::LedgerOp;
 use fixit_actors::Node;
-use fixit_cluster::route::forward::nearby_here;
+use fixit_cluster::route::nearby::nearby_here;
 use fixit_cluster::{ClusterRouter, LocalApi};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

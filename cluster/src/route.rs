@@ -1,13 +1,16 @@
 //! Cross-node routing of a node in a cluster: where a request belongs and how it
 //! gets there ([`router`], [`forward`]), the commands nodes send each other and
-//! their handler ([`peer_api`]), outbox delivery ([`outbox`]), and the running links
+//! their handler ([`commands`], [`peer_api`]), one node's leg of a nearby search
+//! ([`nearby`]), outbox delivery ([`outbox`]), and the running links
 //! of a node ([`links`]).
 //!
 //! The local node's API is reached only through the [`LocalApi`] trait, so the API
 //! layer (in the binary) knows the router but the router never knows the API layer.
 
+pub mod commands;
 pub mod forward;
 pub mod links;
+pub mod nearby;
 pub mod outbox;
 pub mod peer_api;
 pub mod router;

@@ -3,10 +3,11 @@
 //! position, a nearby search on every node whose regions reach the circle; a
 //! location in another region moves a free provider there.
 
-use super::peer_api::{PeerAnswer, PeerCommand};
+use super::commands::{PeerAnswer, PeerCommand};
+use super::nearby::nearby_here;
 use super::router::{ClusterRouter, Traffic};
 use super::LocalApi;
-use fixit_actors::geo::{rank, Nearby};
+use fixit_actors::geo::rank;
 use fixit_actors::ids::{ProviderId, WalletId};
 use fixit_actors::provider::ProviderStatus;
 use fixit_actors::Node;
@@ -108,18 +109,6 @@ impl ClusterRouter {
             unanswered,
         }))
     }
-}
-
-/// A nearby search in this node's index only.
-pub fn nearby_here(node: &Node, query: &NearbyQuery) -> Result<Vec<Nearby>, ApiError> {
-    let NearbyQuery {
-        skill,
-        lat,
-        lon,
-        radius_m,
-        limit,
-    } = query;
-    Ok(node.nearby(skill, *lat, *lon, *radius_m, *limit as usize)?)
 }
 
 /// A location in another node's region: a free provider goes offline here and is

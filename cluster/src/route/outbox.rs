@@ -3,7 +3,7 @@
 //! applies each transfer id once, so a redelivery (after a lost acknowledgement,
 //! a crash of either side, a timeout) credits nothing twice.
 
-use super::peer_api::{PeerAnswer, PeerCommand};
+use super::commands::{PeerAnswer, PeerCommand};
 use super::router::{ClusterRouter, Traffic};
 use fixit_actors::error::CoreError;
 use fixit_actors::failpoints::{self, Fault};

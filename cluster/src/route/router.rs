@@ -2,7 +2,7 @@
 //! map, wallet homes, node numbers (carried in job ids), and typed calls to peers.
 //! It is also the actors' [`ClusterHooks`].
 
-use super::peer_api::{PeerAnswer, PeerCommand, PeerResult};
+use super::commands::{PeerAnswer, PeerCommand, PeerResult};
 use crate::error::ClusterError;
 use crate::names::validate_node_name;
 use crate::placement::{home_of_wallet, node_number};

@@ -1,0 +1,52 @@
+//! The commands nodes send each other and their answers. Every command travels in
+//! one link envelope (encoded by `fixit_protocol::codec`) and is answered with one
+//! [`PeerResult`].
+
+use fixit_actors::geo::Nearby;
+use fixit_actors::ids::WalletId;
+use fixit_actors::ledger::LedgerOp;
+use fixit_actors::store::{OpOutcome, Transfer};
+use fixit_protocol::api::{ApiError, NearbyQuery, Request, Response};
+use fixit_protocol::principal::Principal;
+use serde::{Deserialize, Serialize};
+
+/// A command from another node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerCommand {
+    /// A client request the sending node forwarded to the node that owns it. The
+    /// sender authenticated the principal; this node authorizes again.
+    Client {
+        /// Who sent it.
+        principal: Principal,
+        /// What they asked.
+        request: Request,
+    },
+    /// A ledger operation on a wallet homed here (holds, releases and captures of
+    /// jobs held elsewhere).
+    WalletOp {
+        /// The wallet.
+        wallet: WalletId,
+        /// Idempotency key.
+        key: String,
+        /// The operation.
+        op: LedgerOp,
+    },
+    /// An outbox transfer to a wallet homed here; applied once per transfer id.
+    Transfer(Transfer),
+    /// A nearby search in this node's index only (one leg of a scatter–gather).
+    Nearby(NearbyQuery),
+}
+
+/// A successful answer to a [`PeerCommand`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerAnswer {
+    /// The answer to a forwarded client request.
+    Response(Response),
+    /// The outcome of a ledger operation or transfer.
+    Op(OpOutcome),
+    /// Providers found here.
+    Nearby(Vec<Nearby>),
+}
+
+/// What a node answers another.
+pub type PeerResult = Result<PeerAnswer, ApiError>;
