@@ -24,49 +24,14 @@ fn forbid(what: &str) -> ApiError {
     ApiError::Forbidden(what.to_owned())
 }
 
-/// Checks that `principal` may send `request` (before anything is done).
-/// Job visibility for `JobStatus` is checked after the job is read.
+/// Checks that `principal` may send `request` (before anything is done), by the
+/// command's access rule in the command table. Job visibility for `JobStatus` is
+/// checked after the job is read.
 pub fn authorize(principal: &Principal, request: &Request) -> Result<(), ApiError> {
-    let Principal { role, sub } = *principal;
-    if role == Role::Admin {
-        return Ok(());
-    }
-    let own = |id: u64, what: &str| {
-        if id == sub {
-            Ok(())
-        } else {
-            Err(forbid(&format!("{what} {id} is not yours")))
-        }
-    };
-    let as_role = |needed: Role| {
-        if role == needed {
-            Ok(())
-        } else {
-            Err(forbid(&format!("needs the {needed} role")))
-        }
-    };
-    match request {
-        Request::Balance { wallet }
-        | Request::History { wallet, .. }
-        | Request::Withdraw { wallet, .. } => own(*wallet, "wallet"),
-        Request::Deposit { .. } => Err(forbid("only an admin deposits")),
-        Request::ProviderOnline { provider, .. }
-        | Request::ProviderOffline { provider }
-        | Request::Location { provider, .. }
-        | Request::ProviderStatus { provider }
-        | Request::Accept { provider, .. }
-        | Request::Decline { provider, .. }
-        | Request::Start { provider, .. }
-        | Request::Complete { provider, .. } => {
-            as_role(Role::Provider)?;
-            own(*provider, "provider")
-        }
-        Request::RequestJob { customer, .. } | Request::CancelJob { customer, .. } => {
-            as_role(Role::Customer)?;
-            own(*customer, "customer")
-        }
-        Request::JobStatus { .. } | Request::Nearby(_) => Ok(()),
-    }
+    request
+        .spec()
+        .authorize(principal, request)
+        .map_err(ApiError::Forbidden)
 }
 
 /// Whether a principal may see a job: its customer, a provider it was offered to or
@@ -230,6 +195,9 @@ impl Api {
             }
             Request::ProviderStatus { provider } => {
                 Response::Provider(node.provider(ProviderId(provider)).await?)
+            }
+            Request::Earnings { provider } => {
+                Response::Earnings(node.earnings(ProviderId(provider)).await?)
             }
             Request::Accept { provider, job } => {
                 Response::Job(node.accept(ProviderId(provider), JobId(job)).await?)

@@ -69,7 +69,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         Err(error) => return Err(error).context("connecting to the node"),
     };
     let me = client.welcome().principal.sub;
-    let outcome = match (args.verb.request(me), &args.verb) {
+    let outcome = match (args.verb.request(me)?, &args.verb) {
         (Some(request), _) => {
             let reply = client.reply(request, args.request_id.as_deref()).await;
             print_reply(reply)
@@ -129,14 +129,17 @@ mod tests {
     fn verbs_become_requests_with_the_token_subject_as_default_id() {
         let args = parse(&["balance"]);
         assert_eq!(args.addr.to_string(), "127.0.0.1:4433");
-        assert_eq!(args.verb.request(7), Some(Request::Balance { wallet: 7 }));
+        assert_eq!(
+            args.verb.request(7).unwrap(),
+            Some(Request::Balance { wallet: 7 })
+        );
         let args = parse(&[
             "--token", "t", "book", "--skill", "plumber", "--lat", "-33.9", "--lon", "18.4",
             "--price", "10000", "--key", "k1",
         ]);
         assert_eq!(args.token.as_deref(), Some("t"));
         assert_eq!(
-            args.verb.request(3),
+            args.verb.request(3).unwrap(),
             Some(Request::RequestJob {
                 customer: 3,
                 key: "k1".into(),
@@ -148,10 +151,40 @@ mod tests {
         );
         let args = parse(&["online", "--skill", "plumber", "--skill", "electrician"]);
         assert!(matches!(
-            args.verb.request(9),
+            args.verb.request(9).unwrap(),
             Some(Request::ProviderOnline { provider: 9, skills }) if skills.len() == 2
         ));
-        assert_eq!(parse(&["watch", "--count", "2"]).verb.request(1), None);
+        assert_eq!(
+            parse(&["watch", "--count", "2"]).verb.request(1).unwrap(),
+            None
+        );
+        let args = parse(&["deposit", "--wallet", "4", "--amount", "-5", "--key", "d"]);
+        assert!(matches!(
+            args.verb.request(1).unwrap(),
+            Some(Request::Deposit {
+                wallet: 4,
+                amount: -5,
+                ..
+            })
+        ));
+        let args = parse(&["complete", "--job", "2", "--proof", "photo"]);
+        assert!(matches!(
+            args.verb.request(9).unwrap(),
+            Some(Request::Complete { provider: 9, job: 2, proof }) if proof == b"photo"
+        ));
+        let args = parse(&["history", "--from-seq", "3"]);
+        assert_eq!(
+            args.verb.request(6).unwrap(),
+            Some(Request::History {
+                wallet: 6,
+                from_seq: 3,
+                limit: 100
+            })
+        );
+        assert!(
+            parse(&["earnings"]).verb.request(2).unwrap()
+                == Some(Request::Earnings { provider: 2 })
+        );
     }
 
     #[test]

@@ -5,20 +5,18 @@
 //! generated one); every error answer is an [`ErrorBody`](crate::api::ErrorBody).
 
 mod cluster;
+mod commands;
 mod dashboard;
 mod events;
 mod extract;
 mod failpoints;
 mod failure;
-mod jobs;
 mod metrics_text;
 mod openapi;
 mod operations;
-mod providers;
 mod request_id;
 mod routes;
 mod state;
-mod wallets;
 
 pub use metrics_text::prometheus_handle;
 pub use request_id::REQUEST_ID_BYTES_MAX;

@@ -615,16 +615,16 @@ async fn the_client_cli_prints_responses_and_fails_with_the_error_body() {
         request_id: Some("cli-1".into()),
         verb,
     };
-    run(args(Verb::Balance { wallet: None })).await.unwrap();
-    let refused = run(args(Verb::Balance {
-        wallet: Some(OTHER_CUSTOMER),
-    }))
-    .await
-    .unwrap_err()
-    .to_string();
+    let verb = |words: &[&str]| Verb::parse(words).unwrap();
+    run(args(verb(&["balance"]))).await.unwrap();
+    let other = OTHER_CUSTOMER.to_string();
+    let refused = run(args(verb(&["balance", "--wallet", &other])))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains(r#""error":"forbidden""#), "{refused}");
     assert!(refused.contains(r#""request_id":"cli-1""#), "{refused}");
-    let mut bad_token = args(Verb::Balance { wallet: None });
+    let mut bad_token = args(verb(&["balance"]));
     bad_token.token = Some("forged".into());
     let refused = run(bad_token).await.unwrap_err().to_string();
     assert!(refused.contains(r#""error":"unauthorized""#), "{refused}");

@@ -15,7 +15,7 @@ use crate::geo::{Coord, GeoIndex, Nearby};
 use crate::ids::{CustomerId, JobId, ProviderId, Skill, WalletId};
 use crate::job::{Job, JobRequest, JobStatus};
 use crate::job_actor::JobCommand;
-use crate::ledger::{self, Balance, LedgerEntry, LedgerOp};
+use crate::ledger::{self, Balance, EntryKind, LedgerEntry, LedgerOp};
 use crate::provider::Provider;
 use crate::provider_actor::ProviderCommand;
 use crate::root::{BranchName, Root, RootMessage};
@@ -23,6 +23,7 @@ use crate::services::{JobEvent, ProviderPush, PushHub, ServiceSlots};
 use crate::session_actor::{SessionCommand, SessionView};
 use crate::store::{Audit, OpOutcome, Store, Transfer};
 use crate::wallet_actor::WalletCommand;
+use fixit_protocol::api::Earnings;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorId, ActorRef, ActorStatus};
 use std::collections::HashMap;
@@ -57,8 +58,14 @@ impl LiveCounts {
     }
 }
 
+/// Most ledger entries one earnings answer reads (a bound on its cost).
+pub const EARNINGS_ENTRIES_MAX: u64 = 20_000;
+
+/// Ledger entries read per page for an earnings answer.
+const EARNINGS_PAGE_ENTRIES: usize = 1_000;
+
 /// Most providers one nearby search returns.
-pub const NEARBY_LIMIT_MAX: usize = 100;
+pub const NEARBY_LIMIT_MAX: usize = fixit_protocol::commands::NEARBY_LIMIT_MAX as usize;
 
 /// A running node.
 pub struct Node {
@@ -325,6 +332,36 @@ impl Node {
                 reply,
             })
             .await
+    }
+
+    /// A provider's earnings: the payment entries of its wallet's ledger, read in
+    /// pages, at most [`EARNINGS_ENTRIES_MAX`] entries per answer.
+    pub async fn earnings(&self, provider: ProviderId) -> CoreResult<Earnings> {
+        let wallet = WalletId::from(provider);
+        let balance = self.balance(wallet).await?;
+        let mut earnings = Earnings {
+            provider: provider.0,
+            jobs_paid: 0,
+            earned: 0,
+            balance,
+            entries_read: 0,
+            complete: false,
+        };
+        while earnings.entries_read < EARNINGS_ENTRIES_MAX {
+            let page = self
+                .history(wallet, earnings.entries_read, EARNINGS_PAGE_ENTRIES)
+                .await?;
+            for entry in page.iter().filter(|entry| entry.kind == EntryKind::Payment) {
+                earnings.jobs_paid += 1;
+                earnings.earned += entry.available_delta;
+            }
+            earnings.entries_read += page.len() as u64;
+            if page.len() < EARNINGS_PAGE_ENTRIES {
+                earnings.complete = true;
+                break;
+            }
+        }
+        Ok(earnings)
     }
 
     // ---- providers ----

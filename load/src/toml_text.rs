@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_cluster_config_reads_back() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster-3/a.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/cluster-3/a.toml");
         let config = NodeConfig::load(&path).expect("the example loads");
         let text = node_config_toml(&config).expect("writes");
         assert!(text.contains("[cluster.regions]"), "{text}");

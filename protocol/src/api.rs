@@ -16,8 +16,13 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Most ledger entries one history request returns.
 pub const HISTORY_LIMIT_MAX: u32 = 1_000;
 
-/// Every command a client can send.
+/// Ledger entries a history page returns when an HTTP client does not say.
+pub const HISTORY_LIMIT_DEFAULT: u32 = 100;
+
+/// Every command a client can send. Each variant has its entry in
+/// [`crate::commands::COMMANDS`] (HTTP route, access, placement, answer, CLI verb).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Request {
     /// A wallet's balance (owner or admin).
     Balance {
@@ -77,6 +82,11 @@ pub enum Request {
         /// Provider id.
         provider: u64,
     },
+    /// A provider's earnings: payments received into its wallet.
+    Earnings {
+        /// Provider id (= its wallet id).
+        provider: u64,
+    },
     /// The offered provider accepts.
     Accept {
         /// Provider id.
@@ -104,7 +114,8 @@ pub enum Request {
         provider: u64,
         /// Job id.
         job: u64,
-        /// Proof of work (e.g. a photo hash), at most 64 KiB.
+        /// Proof of work (e.g. a photo hash), at most 64 KiB; standard base64 in JSON.
+        #[serde(with = "proof_bytes")]
         proof: Vec<u8>,
     },
     /// A customer books a job.
@@ -168,6 +179,7 @@ impl Request {
             Request::ProviderOffline { .. } => "provider_offline",
             Request::Location { .. } => "location",
             Request::ProviderStatus { .. } => "provider_status",
+            Request::Earnings { .. } => "earnings",
             Request::Accept { .. } => "accept",
             Request::Decline { .. } => "decline",
             Request::Start { .. } => "start",
@@ -195,6 +207,58 @@ pub enum Response {
     Job(Job),
     /// Providers near a point.
     Nearby(NearbyAnswer),
+    /// A provider's earnings.
+    Earnings(Earnings),
+}
+
+/// A provider's earnings, read from its wallet's ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earnings {
+    /// The provider (= its wallet).
+    pub provider: u64,
+    /// Jobs paid into the wallet (payment entries).
+    pub jobs_paid: u64,
+    /// Money received for jobs, in minor units (after the platform fee).
+    pub earned: i64,
+    /// The wallet's balance now.
+    pub balance: Balance,
+    /// Ledger entries read; `complete` is false if the ledger was longer than the
+    /// node reads for one answer.
+    pub entries_read: u64,
+    /// Whether every entry of the ledger was read.
+    pub complete: bool,
+}
+
+/// A proof of work as standard padded base64 in human-readable formats (JSON),
+/// and as the plain byte sequence in binary ones (bincode frames).
+mod proof_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Vec<u8>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            STANDARD.encode(bytes).serialize(serializer)
+        } else {
+            bytes.serialize(serializer)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            STANDARD.decode(text.as_bytes()).map_err(|error| {
+                serde::de::Error::custom(format!("proof must be standard base64: {error}"))
+            })
+        } else {
+            Vec::deserialize(deserializer)
+        }
+    }
 }
 
 /// The answer to a nearby search.

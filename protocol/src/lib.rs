@@ -3,7 +3,8 @@
 //! - the records a node answers with ([`ids`], [`geo`], [`job`], [`provider`],
 //!   [`ledger`], [`push`]) and who asks ([`principal`]);
 //! - the commands, answers, pushes and errors ([`api`]), with each error's HTTP
-//!   status and retry hint;
+//!   status and retry hint, and the command table ([`commands`]): each command's
+//!   HTTP route, access rule, placement, answer and CLI verb, declared once;
 //! - the QUIC frames ([`wire`]) and the one codec every byte goes through
 //!   ([`codec`]: bincode 2 over serde, length-prefixed frames with a checked maximum).
 //!
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod commands;
 pub mod error;
 pub mod geo;
 pub mod ids;

@@ -8,14 +8,12 @@
 
 use super::commands::Commands;
 use super::error_body::api_error_from_body;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use fixit_protocol::api::{ApiError, ErrorBody, Push, Request, Response};
+use fixit_protocol::commands::{Answer, Method as CommandMethod};
 use fixit_protocol::error::CoreError;
 use futures::StreamExt;
 use reqwest::Method;
-use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -146,7 +144,12 @@ impl HttpClient {
     /// request expects.
     async fn send(&self, request: Request) -> Result<Response, ApiError> {
         let route = Route::of(request);
-        let url = format!("http://{}{}", self.addr, route.path);
+        let url = format!(
+            "http://{}{}{}",
+            self.addr,
+            route.path,
+            query_string(&route.query)
+        );
         let mut builder = self
             .transport
             .http
@@ -164,7 +167,7 @@ impl HttpClient {
         if !(200..300).contains(&status) {
             return Err(error_of(status, &bytes));
         }
-        route.answer.decode(&bytes)
+        decode(route.answer, &bytes)
     }
 }
 
@@ -247,173 +250,82 @@ impl HttpPushStream {
     }
 }
 
-/// What a request's answer decodes to.
-#[derive(Clone, Copy)]
-enum Answer {
-    Balance,
-    History,
-    Op,
-    Provider,
-    Job,
-    Nearby,
-}
-
-impl Answer {
-    fn decode(self, bytes: &[u8]) -> Result<Response, ApiError> {
-        Ok(match self {
-            Answer::Balance => Response::Balance(json_of(bytes)?),
-            Answer::History => Response::History(json_of(bytes)?),
-            Answer::Op => Response::Op(json_of(bytes)?),
-            Answer::Provider => Response::Provider(json_of(bytes)?),
-            Answer::Job => Response::Job(json_of(bytes)?),
-            Answer::Nearby => Response::Nearby(json_of(bytes)?),
-        })
-    }
-}
-
-fn json_of<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| CoreError::Internal(format!("unreadable answer: {error}")).into())
-}
-
-/// A request as the bridge takes it: verb, path (with query) and JSON body.
+/// A request as the bridge takes it, from the command table: verb, path with the
+/// ids filled in, query pairs (reads) or JSON body (actions), and the answer's kind.
 struct Route {
     method: Method,
     path: String,
+    query: Vec<(String, String)>,
     body: Option<Value>,
     answer: Answer,
 }
 
 impl Route {
     fn of(request: Request) -> Route {
-        let route = |method, path: String, body, answer| Route {
+        let spec = request.spec();
+        let mut fields = request.fields();
+        let mut path = spec.path.to_owned();
+        for field in spec.fields.iter().filter(|field| spec.in_path(field.name)) {
+            if let Some(value) = fields.remove(field.name) {
+                path = path.replace(&format!("{{{}}}", field.name), &value.to_string());
+            }
+        }
+        let (method, query, body) = match spec.method {
+            CommandMethod::Get => (Method::GET, query_pairs(fields), None),
+            CommandMethod::Post => (Method::POST, Vec::new(), body_of(fields)),
+            CommandMethod::Put => (Method::PUT, Vec::new(), body_of(fields)),
+        };
+        Route {
             method,
             path,
+            query,
             body,
-            answer,
-        };
-        let money = |key, amount| Some(json!({ "key": key, "amount": amount }));
-        let provider = |provider| Some(json!({ "provider": provider }));
-        match request {
-            Request::Balance { wallet } => route(
-                Method::GET,
-                format!("/v1/wallets/{wallet}"),
-                None,
-                Answer::Balance,
-            ),
-            Request::History {
-                wallet,
-                from_seq,
-                limit,
-            } => route(
-                Method::GET,
-                format!("/v1/wallets/{wallet}/history?from_seq={from_seq}&limit={limit}"),
-                None,
-                Answer::History,
-            ),
-            Request::Deposit {
-                wallet,
-                key,
-                amount,
-            } => route(
-                Method::POST,
-                format!("/v1/wallets/{wallet}/deposit"),
-                money(key, amount),
-                Answer::Op,
-            ),
-            Request::Withdraw {
-                wallet,
-                key,
-                amount,
-            } => route(
-                Method::POST,
-                format!("/v1/wallets/{wallet}/withdraw"),
-                money(key, amount),
-                Answer::Op,
-            ),
-            Request::ProviderOnline { provider, skills } => route(
-                Method::POST,
-                format!("/v1/providers/{provider}/online"),
-                Some(json!({ "skills": skills })),
-                Answer::Provider,
-            ),
-            Request::ProviderOffline { provider } => route(
-                Method::POST,
-                format!("/v1/providers/{provider}/offline"),
-                None,
-                Answer::Provider,
-            ),
-            Request::Location { provider, lat, lon } => route(
-                Method::PUT,
-                format!("/v1/providers/{provider}/location"),
-                Some(json!({ "lat": lat, "lon": lon })),
-                Answer::Provider,
-            ),
-            Request::ProviderStatus { provider } => route(
-                Method::GET,
-                format!("/v1/providers/{provider}"),
-                None,
-                Answer::Provider,
-            ),
-            Request::Accept { provider: id, job } => route(
-                Method::POST,
-                format!("/v1/jobs/{job}/accept"),
-                provider(id),
-                Answer::Job,
-            ),
-            Request::Decline { provider: id, job } => route(
-                Method::POST,
-                format!("/v1/jobs/{job}/decline"),
-                provider(id),
-                Answer::Job,
-            ),
-            Request::Start { provider: id, job } => route(
-                Method::POST,
-                format!("/v1/jobs/{job}/start"),
-                provider(id),
-                Answer::Job,
-            ),
-            Request::Complete {
-                provider,
-                job,
-                proof,
-            } => route(
-                Method::POST,
-                format!("/v1/jobs/{job}/complete"),
-                Some(json!({ "provider": provider, "proof": STANDARD.encode(proof) })),
-                Answer::Job,
-            ),
-            Request::RequestJob {
-                customer,
-                key,
-                skill,
-                lat,
-                lon,
-                price,
-            } => route(
-                Method::POST,
-                "/v1/jobs".to_owned(),
-                Some(json!({
-                    "customer": customer, "key": key, "skill": skill,
-                    "lat": lat, "lon": lon, "price": price,
-                })),
-                Answer::Job,
-            ),
-            Request::CancelJob { customer, job } => route(
-                Method::POST,
-                format!("/v1/jobs/{job}/cancel"),
-                Some(json!({ "customer": customer })),
-                Answer::Job,
-            ),
-            Request::JobStatus { job } => {
-                route(Method::GET, format!("/v1/jobs/{job}"), None, Answer::Job)
-            }
-            Request::Nearby(query) => route(
-                Method::POST,
-                "/v1/nearby".to_owned(),
-                serde_json::to_value(query).ok(),
-                Answer::Nearby,
-            ),
+            answer: spec.answer,
         }
     }
+}
+
+fn query_pairs(fields: Map<String, Value>) -> Vec<(String, String)> {
+    fields
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => (name, text),
+            other => (name, other.to_string()),
+        })
+        .collect()
+}
+
+/// `?name=value&...`, values percent-encoded (empty for no pairs).
+fn query_string(pairs: &[(String, String)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (byte as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    let joined: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect();
+    if joined.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", joined.join("&"))
+    }
+}
+
+fn body_of(fields: Map<String, Value>) -> Option<Value> {
+    (!fields.is_empty()).then_some(Value::Object(fields))
+}
+
+fn decode(answer: Answer, bytes: &[u8]) -> Result<Response, ApiError> {
+    let unreadable = |error: serde_json::Error| -> ApiError {
+        CoreError::Internal(format!("unreadable answer: {error}")).into()
+    };
+    let payload: Value = serde_json::from_slice(bytes).map_err(unreadable)?;
+    answer.response_of(payload).map_err(unreadable)
 }

@@ -1,296 +1,198 @@
-//! The verbs of `fixit client`, one per command, and the request each one sends.
-//! Ids of wallets, providers and customers default to the token's own subject.
+//! The verbs of `fixit client`: one per command of the command table
+//! (`fixit_protocol::commands`), with one `--flag` per field, plus `watch`. The id
+//! that names the owner (the wallet, provider or customer of the token) defaults
+//! to the token's own subject.
 
-use crate::api::{NearbyQuery, Request};
-use clap::Subcommand;
+use crate::api::Request;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Subcommand};
+use fixit_protocol::commands::{command_of_verb, Access, CommandSpec, Field, FieldType, COMMANDS};
+use serde_json::{Map, Value};
 
-/// One command to send.
-#[derive(Clone, Debug, Subcommand)]
+/// The verb that prints the token's pushes instead of sending a command.
+const WATCH: &str = "watch";
+
+/// One verb as typed: a command with its arguments, or `watch`.
+#[derive(Clone, Debug)]
 pub enum Verb {
-    /// A wallet's balance.
-    Balance {
-        /// Wallet id (default: the token's subject).
-        #[arg(long)]
-        wallet: Option<u64>,
-    },
-    /// A page of a wallet's ledger.
-    History {
-        /// Wallet id (default: the token's subject).
-        #[arg(long)]
-        wallet: Option<u64>,
-        /// First entry.
-        #[arg(long, default_value_t = 0)]
-        from_seq: u64,
-        /// Most entries.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-    },
-    /// Money into a wallet (admin token).
-    Deposit {
-        /// Wallet id.
-        #[arg(long)]
-        wallet: u64,
-        /// Minor units.
-        #[arg(long, allow_hyphen_values = true)]
-        amount: i64,
-        /// Idempotency key: a retry with the same key applies nothing twice.
-        #[arg(long)]
-        key: String,
-    },
-    /// Money out of a wallet.
-    Withdraw {
-        /// Wallet id (default: the token's subject).
-        #[arg(long)]
-        wallet: Option<u64>,
-        /// Minor units.
-        #[arg(long, allow_hyphen_values = true)]
-        amount: i64,
-        /// Idempotency key.
-        #[arg(long)]
-        key: String,
-    },
-    /// The provider goes online with skills.
-    Online {
-        /// A skill (repeat for several).
-        #[arg(long = "skill", required = true)]
-        skills: Vec<String>,
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// The provider goes offline.
-    Offline {
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// The provider's position.
-    Locate {
-        /// Latitude, degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        lat: f64,
-        /// Longitude, degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        lon: f64,
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// The provider's record.
-    Provider {
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// Accept an offered job.
-    Accept {
-        /// Job id.
-        #[arg(long)]
-        job: u64,
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// Decline an offered job.
-    Decline {
-        /// Job id.
-        #[arg(long)]
-        job: u64,
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// Start work on an accepted job.
-    Start {
-        /// Job id.
-        #[arg(long)]
-        job: u64,
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// Complete a job with a proof of work; the customer pays.
-    Complete {
-        /// Job id.
-        #[arg(long)]
-        job: u64,
-        /// Proof of work (e.g. a photo hash), sent as its UTF-8 bytes.
-        #[arg(long)]
-        proof: String,
-        /// Provider id (default: the token's subject).
-        #[arg(long)]
-        provider: Option<u64>,
-    },
-    /// Book a job: the price is held in escrow and the nearest provider is offered it.
-    Book {
-        /// Skill needed.
-        #[arg(long)]
-        skill: String,
-        /// Latitude, degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        lat: f64,
-        /// Longitude, degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        lon: f64,
-        /// Price in minor units.
-        #[arg(long, allow_hyphen_values = true)]
-        price: i64,
-        /// Idempotency key.
-        #[arg(long)]
-        key: String,
-        /// Customer id (default: the token's subject).
-        #[arg(long)]
-        customer: Option<u64>,
-    },
-    /// Cancel a job before work starts.
-    Cancel {
-        /// Job id.
-        #[arg(long)]
-        job: u64,
-        /// Customer id (default: the token's subject).
-        #[arg(long)]
-        customer: Option<u64>,
-    },
-    /// A job's record.
-    Job {
-        /// Job id.
-        #[arg(long)]
-        job: u64,
-    },
-    /// The nearest available providers of a skill around a point (across the
-    /// cluster's regions that reach into the circle).
-    Nearby {
-        /// Skill wanted.
-        #[arg(long)]
-        skill: String,
-        /// Latitude, degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        lat: f64,
-        /// Longitude, degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        lon: f64,
-        /// Search radius in metres.
-        #[arg(long, default_value_t = 5_000.0)]
-        radius_m: f64,
-        /// Most providers.
-        #[arg(long, default_value_t = 10)]
-        limit: u32,
+    /// A command of the table and its parsed arguments.
+    Command {
+        /// The command.
+        spec: &'static CommandSpec,
+        /// Its arguments as typed.
+        args: ArgMatches,
     },
     /// Print the token's pushes (job events or offers), one JSON line each.
     Watch {
         /// Stop after this many pushes (default: until the stream ends or Ctrl-C).
-        #[arg(long)]
         count: Option<u64>,
     },
 }
 
 impl Verb {
-    /// The request this verb sends, with defaults filled from `me` (the token's
-    /// subject); `None` for `watch`, which subscribes instead.
-    pub fn request(&self, me: u64) -> Option<Request> {
-        let own = |id: &Option<u64>| id.unwrap_or(me);
-        let request = match self.clone() {
-            Verb::Balance { wallet } => Request::Balance {
-                wallet: own(&wallet),
-            },
-            Verb::History {
-                wallet,
-                from_seq,
-                limit,
-            } => Request::History {
-                wallet: own(&wallet),
-                from_seq,
-                limit,
-            },
-            Verb::Deposit {
-                wallet,
-                amount,
-                key,
-            } => Request::Deposit {
-                wallet,
-                key,
-                amount,
-            },
-            Verb::Withdraw {
-                wallet,
-                amount,
-                key,
-            } => Request::Withdraw {
-                wallet: own(&wallet),
-                key,
-                amount,
-            },
-            Verb::Online { skills, provider } => Request::ProviderOnline {
-                provider: own(&provider),
-                skills,
-            },
-            Verb::Offline { provider } => Request::ProviderOffline {
-                provider: own(&provider),
-            },
-            Verb::Locate { lat, lon, provider } => Request::Location {
-                provider: own(&provider),
-                lat,
-                lon,
-            },
-            Verb::Provider { provider } => Request::ProviderStatus {
-                provider: own(&provider),
-            },
-            Verb::Accept { job, provider } => Request::Accept {
-                provider: own(&provider),
-                job,
-            },
-            Verb::Decline { job, provider } => Request::Decline {
-                provider: own(&provider),
-                job,
-            },
-            Verb::Start { job, provider } => Request::Start {
-                provider: own(&provider),
-                job,
-            },
-            Verb::Complete {
-                job,
-                proof,
-                provider,
-            } => Request::Complete {
-                provider: own(&provider),
-                job,
-                proof: proof.into_bytes(),
-            },
-            Verb::Book {
-                skill,
-                lat,
-                lon,
-                price,
-                key,
-                customer,
-            } => Request::RequestJob {
-                customer: own(&customer),
-                key,
-                skill,
-                lat,
-                lon,
-                price,
-            },
-            Verb::Cancel { job, customer } => Request::CancelJob {
-                customer: own(&customer),
-                job,
-            },
-            Verb::Job { job } => Request::JobStatus { job },
-            Verb::Nearby {
-                skill,
-                lat,
-                lon,
-                radius_m,
-                limit,
-            } => Request::Nearby(NearbyQuery {
-                skill,
-                lat,
-                lon,
-                radius_m,
-                limit,
-            }),
-            Verb::Watch { .. } => return None,
+    /// The verb of `words` as typed after `fixit client` (e.g. `["balance",
+    /// "--wallet", "7"]`), for callers that build verbs in code.
+    pub fn parse(words: &[&str]) -> Result<Verb, clap::Error> {
+        let command = Verb::augment_subcommands(Command::new("client").subcommand_required(true));
+        let matches =
+            command.try_get_matches_from(std::iter::once("client").chain(words.iter().copied()))?;
+        Verb::from_arg_matches(&matches)
+    }
+
+    /// The request this verb sends, with the owner's id defaulting to `me` (the
+    /// token's subject); `None` for `watch`, which subscribes instead.
+    pub fn request(&self, me: u64) -> anyhow::Result<Option<Request>> {
+        let Verb::Command { spec, args } = self else {
+            return Ok(None);
         };
-        Some(request)
+        let mut fields = Map::new();
+        for field in spec.fields {
+            if let Some(value) = value_of(spec, field, args, me)? {
+                fields.insert(field.name.to_owned(), value);
+            }
+        }
+        Ok(Some(Request::from_fields(spec, fields)?))
+    }
+}
+
+/// The flag of a field: its name in kebab case; a list takes the singular,
+/// repeated (`--skill a --skill b`).
+fn flag(field: &Field) -> String {
+    let name = match field.ty {
+        FieldType::Skills => field.name.trim_end_matches('s'),
+        _ => field.name,
+    };
+    name.replace('_', "-")
+}
+
+/// The field naming the command's owner, which defaults to the token's subject.
+fn owner_field(spec: &CommandSpec) -> Option<&'static str> {
+    match spec.access {
+        Access::Owner { field, .. } => Some(field),
+        Access::AnyRole | Access::Admin => None,
+    }
+}
+
+fn value_of(
+    spec: &CommandSpec,
+    field: &Field,
+    args: &ArgMatches,
+    me: u64,
+) -> anyhow::Result<Option<Value>> {
+    let text = |name: &str| args.get_one::<String>(name).cloned();
+    if field.ty == FieldType::Skills {
+        let skills: Vec<String> = args
+            .get_many::<String>(field.name)
+            .map(|values| values.cloned().collect())
+            .unwrap_or_default();
+        return Ok(Some(Value::from(skills)));
+    }
+    let Some(given) = text(field.name) else {
+        return Ok(if owner_field(spec) == Some(field.name) {
+            Some(Value::from(me))
+        } else {
+            field.default.map(Value::from)
+        });
+    };
+    let refused = |what: &str| anyhow::anyhow!("--{}: expected {what}, got {given:?}", flag(field));
+    let value = match field.ty {
+        FieldType::Unsigned | FieldType::Count { .. } => Value::from(
+            given
+                .parse::<u64>()
+                .map_err(|_| refused("an unsigned integer"))?,
+        ),
+        FieldType::Amount | FieldType::Price => {
+            Value::from(given.parse::<i64>().map_err(|_| refused("an integer"))?)
+        }
+        FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
+            Value::from(given.parse::<f64>().map_err(|_| refused("a number"))?)
+        }
+        FieldType::Key | FieldType::Skill | FieldType::Skills => Value::from(given),
+        // A proof is typed as text and sent as its UTF-8 bytes.
+        FieldType::Bytes => Value::from(STANDARD.encode(given.as_bytes())),
+    };
+    Ok(Some(value))
+}
+
+/// The clap argument of one field.
+fn argument(spec: &CommandSpec, field: &Field) -> Arg {
+    let mut help = field.doc.to_owned();
+    let defaults_to_me = owner_field(spec) == Some(field.name);
+    if defaults_to_me {
+        help.push_str(" Default: the token's subject.");
+    } else if let Some(default) = field.default {
+        help.push_str(&format!(" Default: {default}."));
+    }
+    let arg = Arg::new(field.name)
+        .long(flag(field))
+        .help(help)
+        .allow_hyphen_values(true);
+    match field.ty {
+        FieldType::Skills => arg.action(ArgAction::Append).required(true),
+        _ => arg
+            .action(ArgAction::Set)
+            .required(!defaults_to_me && field.default.is_none()),
+    }
+}
+
+/// The clap subcommand of one command.
+fn subcommand(spec: &'static CommandSpec) -> Command {
+    spec.fields.iter().fold(
+        Command::new(spec.cli).about(spec.summary),
+        |command, field| command.arg(argument(spec, field)),
+    )
+}
+
+fn watch() -> Command {
+    Command::new(WATCH)
+        .about("Print the token's pushes (job events or offers), one JSON line each")
+        .arg(
+            Arg::new("count")
+                .long("count")
+                .help("Stop after this many pushes (default: until the stream ends or Ctrl-C).")
+                .value_parser(clap::value_parser!(u64)),
+        )
+}
+
+impl FromArgMatches for Verb {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Verb, clap::Error> {
+        match matches.subcommand() {
+            Some((WATCH, args)) => Ok(Verb::Watch {
+                count: args.get_one::<u64>("count").copied(),
+            }),
+            Some((name, args)) => match command_of_verb(name) {
+                Some(spec) => Ok(Verb::Command {
+                    spec,
+                    args: args.clone(),
+                }),
+                None => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+            },
+            None => Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
+        }
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Verb::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Subcommand for Verb {
+    fn augment_subcommands(command: Command) -> Command {
+        COMMANDS
+            .iter()
+            .fold(command, |command, spec| {
+                command.subcommand(subcommand(spec))
+            })
+            .subcommand(watch())
+    }
+
+    fn augment_subcommands_for_update(command: Command) -> Command {
+        Verb::augment_subcommands(command)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        name == WATCH || command_of_verb(name).is_some()
     }
 }

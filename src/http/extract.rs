@@ -8,13 +8,12 @@ use crate::api::{ApiError, Request, Response};
 use crate::auth::{now_s, Principal};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Who sent the request (from a valid bearer token), from where, under which id.
@@ -89,6 +88,7 @@ fn payload(response: Response) -> axum::response::Response {
         Response::Provider(provider) => Json(provider).into_response(),
         Response::Job(job) => Json(job).into_response(),
         Response::Nearby(answer) => Json(answer).into_response(),
+        Response::Earnings(earnings) => Json(earnings).into_response(),
     }
 }
 
@@ -114,26 +114,6 @@ pub(crate) fn source_address(parts: &Parts) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
-/// The numeric `{id}` of the path.
-pub(crate) struct IdPath(pub(crate) u64);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdPath {
-    type Rejection = Failure;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<IdPath, Failure> {
-        match Path::<u64>::from_request_parts(parts, state).await {
-            Ok(Path(id)) => Ok(IdPath(id)),
-            Err(rejection) => Err(Failure::bad_request(
-                format!(
-                    "path id must be an unsigned integer: {}",
-                    rejection.body_text()
-                ),
-                &RequestId::of(parts),
-            )),
-        }
-    }
 }
 
 /// Query parameters of type `T` (unknown parameters refused where `T` says so).
@@ -172,7 +152,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-fn body_failure(rejection: BytesRejection, request_id: &RequestId) -> Failure {
+/// The failure for a body that could not be read (413 when it is over the limit).
+pub(crate) fn body_failure(rejection: BytesRejection, request_id: &RequestId) -> Failure {
     let failure = Failure::bad_request(
         format!("request body: {}", rejection.body_text()),
         request_id,
@@ -181,30 +162,6 @@ fn body_failure(rejection: BytesRejection, request_id: &RequestId) -> Failure {
         failure.with_status(StatusCode::PAYLOAD_TOO_LARGE)
     } else {
         failure
-    }
-}
-
-/// An empty body, or a JSON `{}`: for commands that carry nothing.
-pub(crate) struct EmptyBody;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoFields {}
-
-impl<S: Send + Sync> FromRequest<S> for EmptyBody {
-    type Rejection = Failure;
-
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Failure> {
-        let request_id = body_request_id(&request);
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| body_failure(rejection, &request_id))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(EmptyBody);
-        }
-        serde_json::from_slice::<NoFields>(&bytes)
-            .map(|NoFields {}| EmptyBody)
-            .map_err(|error| Failure::bad_request(format!("request body: {error}"), &request_id))
     }
 }
 

@@ -1,9 +1,11 @@
-//! The OpenAPI 3.1 document of the bridge, written by hand and built from the route
-//! table: every route, its parameters, request body, success body and error body.
+//! The OpenAPI 3.1 document of the bridge, built from the route table and, for the
+//! commands, from the command table: every route, its parameters, request body,
+//! success body and error body.
 
 mod schemas;
 
-use super::routes::{Operation, Route, Verb, ROUTES};
+use super::routes::{routes, Operation, Route, Verb};
+use fixit_protocol::commands::{Answer, CommandSpec, Method, Placement};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -21,7 +23,7 @@ struct Spec {
     summary: &'static str,
     access: Access,
     /// Name of the request body schema, if the operation takes a body.
-    body: Option<&'static str>,
+    body: Option<String>,
     /// The success answer: status, media type and schema.
     success: (u16, &'static str, Value),
 }
@@ -39,8 +41,28 @@ fn command(
     Spec {
         summary,
         access: Access::Token(who),
-        body,
+        body: body.map(str::to_owned),
         success: (200, "application/json", schema(answer)),
+    }
+}
+
+/// A command of the command table: its body schema is `<Variant>Body` when it
+/// has fields outside its path and is not a read.
+fn of_command(spec: &'static CommandSpec) -> Spec {
+    let answer = match spec.answer {
+        Answer::History => json!({ "type": "array", "items": schema("LedgerEntry") }),
+        Answer::Nearby => schema("NearbyAnswer"),
+        Answer::Op => schema("OpOutcome"),
+        Answer::Balance | Answer::Provider | Answer::Job | Answer::Earnings => {
+            schema(spec.answer.variant())
+        }
+    };
+    let takes_body = spec.method != Method::Get && spec.rest().next().is_some();
+    Spec {
+        summary: spec.summary,
+        access: Access::Token(spec.who),
+        body: takes_body.then(|| schemas::body_name(spec)),
+        success: (200, "application/json", answer),
     }
 }
 
@@ -57,25 +79,7 @@ fn spec(operation: Operation) -> Spec {
     use Operation as O;
     let text = json!({ "type": "string" });
     match operation {
-        O::Balance => command("A wallet's balance", "the wallet's owner or an admin", None, "Balance"),
-        O::History => Spec {
-            success: (200, "application/json", json!({ "type": "array", "items": schema("LedgerEntry") })),
-            ..command("A page of a wallet's ledger", "the wallet's owner or an admin", None, "LedgerEntry")
-        },
-        O::Deposit => command("Money into a wallet", "an admin", Some("MoneyBody"), "OpOutcome"),
-        O::Withdraw => command("Money out of a wallet", "the wallet's owner or an admin", Some("MoneyBody"), "OpOutcome"),
-        O::ProviderStatus => command("A provider's record", "the provider or an admin", None, "Provider"),
-        O::ProviderOnline => command("The provider goes online with skills", "the provider or an admin", Some("OnlineBody"), "Provider"),
-        O::ProviderOffline => command("The provider goes offline (body empty or {})", "the provider or an admin", None, "Provider"),
-        O::ProviderLocation => command("The provider's position", "the provider or an admin", Some("LocationBody"), "Provider"),
-        O::BookJob => command("A customer books a job; the price is held in escrow", "the customer or an admin", Some("BookBody"), "Job"),
-        O::JobStatus => command("A job's record (others' jobs answer not_found)", "its customer, a provider it concerns, or an admin", None, "Job"),
-        O::Accept => command("The offered provider accepts", "the provider or an admin", Some("ProviderBody"), "Job"),
-        O::Decline => command("The offered provider declines; the job cascades", "the provider or an admin", Some("ProviderBody"), "Job"),
-        O::Start => command("The assigned provider starts work", "the provider or an admin", Some("ProviderBody"), "Job"),
-        O::Complete => command("The assigned provider completes; the customer pays", "the provider or an admin", Some("CompleteBody"), "Job"),
-        O::Nearby => command("The nearest available providers of a skill around a point, from every node whose regions reach into the circle (unanswered nodes are listed)", "any role", Some("NearbyBody"), "NearbyAnswer"),
-        O::Cancel => command("The customer cancels before work starts", "the customer or an admin", Some("CustomerBody"), "Job"),
+        O::Command(command) => of_command(command),
         O::Events => Spec {
             summary: "WebSocket of pushes: each text message is one Push as JSON. The token may also be given as ?token= (browsers cannot set WebSocket headers). The server closes with 1001 when it stops and 1008 when the client stops reading.",
             access: Access::Token("a customer (job events) or a provider (offers); an admin has none"),
@@ -114,7 +118,7 @@ pub(crate) fn document() -> &'static Value {
 
 fn build() -> Value {
     let mut paths = Map::new();
-    for route in ROUTES {
+    for route in routes() {
         let item = paths
             .entry(route.path)
             .or_insert_with(|| Value::Object(Map::new()));
@@ -158,7 +162,7 @@ fn operation(route: &Route) -> Value {
         );
     }
     let mut operation = json!({
-        "operationId": format!("{:?}", route.operation),
+        "operationId": route.operation.id(),
         "summary": spec.summary,
         "parameters": parameters(route),
         "responses": responses,
@@ -167,7 +171,7 @@ fn operation(route: &Route) -> Value {
         operation["security"] = json!([{ "bearer": [] }]);
         operation["description"] = json!(format!("Token: {who}."));
     }
-    if let Some(body) = spec.body {
+    if let Some(body) = &spec.body {
         operation["requestBody"] = json!({
             "required": true,
             "content": { "application/json": { "schema": schema(body) } },
@@ -178,17 +182,27 @@ fn operation(route: &Route) -> Value {
 
 fn parameters(route: &Route) -> Value {
     let mut parameters = Vec::new();
-    if route.path.contains("{id}") {
-        parameters.push(json!({
-            "name": "id", "in": "path", "required": true,
-            "schema": { "type": "integer", "format": "uint64", "minimum": 0 },
-        }));
+    if let Operation::Command(spec) = route.operation {
+        for field in spec.fields.iter().filter(|field| spec.in_path(field.name)) {
+            parameters.push(json!({
+                "name": field.name, "in": "path", "required": true,
+                "description": field.doc, "schema": schemas::field_schema(field.ty),
+            }));
+        }
+        if spec.method == Method::Get {
+            for field in spec.rest() {
+                let mut schema = schemas::field_schema(field.ty);
+                if let Some(default) = field.default {
+                    schema["default"] = json!(default);
+                }
+                parameters.push(json!({
+                    "name": field.name, "in": "query", "required": field.default.is_none(),
+                    "description": field.doc, "schema": schema,
+                }));
+            }
+        }
     }
-    if route.operation == Operation::History {
-        parameters.push(json!({ "name": "from_seq", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 0 } }));
-        parameters.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": crate::api::HISTORY_LIMIT_MAX, "default": super::wallets::HISTORY_LIMIT_DEFAULT } }));
-    }
-    if route.operation == Operation::Events {
+    if let Operation::Events = route.operation {
         parameters.push(json!({ "name": "token", "in": "query", "schema": { "type": "string" }, "description": "Bearer token, when the Authorization header cannot be set." }));
     }
     Value::Array(parameters)
@@ -199,18 +213,23 @@ fn error_statuses(route: &Route, access: Access) -> Vec<u16> {
     match (access, route.operation) {
         (Access::Open, Operation::Ready) => vec![503],
         (Access::Open, _) => vec![],
-        (Access::Token(_), Operation::Events | Operation::DashboardData | Operation::Cluster) => {
-            vec![400, 401, 403, 429, 500, 503]
-        }
-        (Access::Token(_), _) => {
+        (Access::Token(_), Operation::Command(spec)) => {
             let mut statuses = vec![400, 401, 402, 403, 404, 409, 429, 500, 503];
-            if route.operation == Operation::ProviderLocation {
+            if spec.placement == Placement::ProviderPosition {
                 statuses.push(421);
             }
             if route.verb != Verb::Get {
                 statuses.push(413);
             }
             statuses.sort_unstable();
+            statuses
+        }
+        (Access::Token(_), _) => {
+            let mut statuses = vec![400, 401, 403, 429, 500, 503];
+            if route.verb != Verb::Get {
+                statuses.push(413);
+                statuses.sort_unstable();
+            }
             statuses
         }
     }
@@ -235,7 +254,7 @@ mod tests {
     fn every_route_is_described_with_its_bodies_and_errors() {
         let document = document();
         let mut described = 0;
-        for route in ROUTES {
+        for route in routes() {
             let operation = &document["paths"][route.path][route.verb.openapi_key()];
             assert!(operation.is_object(), "{route:?} is not described");
             described += 1;

@@ -1,13 +1,15 @@
-//! The route table: every path, method and operation the bridge serves. The router
-//! is built from it and so is the OpenAPI document, so the two cannot drift apart.
+//! The route table: every path, method and operation the bridge serves — one route
+//! per command of the command table (`fixit_protocol::commands::COMMANDS`) and the
+//! bridge's own routes. The router is built from it and so is the OpenAPI
+//! document, so the two cannot drift apart.
 
 use super::state::AppState;
-use super::{
-    cluster, dashboard, events, failpoints, jobs, operations, providers, request_id, wallets,
-};
+use super::{cluster, commands, dashboard, events, failpoints, operations, request_id};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
+use fixit_protocol::commands::{CommandSpec, Method, COMMANDS};
+use std::sync::OnceLock;
 
 /// An HTTP method the bridge uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +29,14 @@ impl Verb {
         }
     }
 
+    fn of(method: Method) -> Verb {
+        match method {
+            Method::Get => Verb::Get,
+            Method::Post => Verb::Post,
+            Method::Put => Verb::Put,
+        }
+    }
+
     fn filter(self) -> MethodFilter {
         match self {
             Verb::Get => MethodFilter::GET,
@@ -36,25 +46,11 @@ impl Verb {
     }
 }
 
-/// What a route does; also its OpenAPI `operationId`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a route does.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Operation {
-    Balance,
-    History,
-    Deposit,
-    Withdraw,
-    ProviderStatus,
-    ProviderOnline,
-    ProviderOffline,
-    ProviderLocation,
-    BookJob,
-    JobStatus,
-    Accept,
-    Decline,
-    Start,
-    Complete,
-    Cancel,
-    Nearby,
+    /// A command of the command table.
+    Command(&'static CommandSpec),
     Events,
     DashboardData,
     DashboardPage,
@@ -65,6 +61,16 @@ pub(crate) enum Operation {
     Ready,
     Metrics,
     OpenApi,
+}
+
+impl Operation {
+    /// The OpenAPI `operationId`.
+    pub(crate) fn id(self) -> String {
+        match self {
+            Operation::Command(spec) => spec.name.to_owned(),
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 /// One served route.
@@ -83,36 +89,8 @@ const fn route(verb: Verb, path: &'static str, operation: Operation) -> Route {
     }
 }
 
-/// Every route, in the order the OpenAPI document lists them.
-pub(crate) const ROUTES: &[Route] = &[
-    route(Verb::Get, "/v1/wallets/{id}", Operation::Balance),
-    route(Verb::Get, "/v1/wallets/{id}/history", Operation::History),
-    route(Verb::Post, "/v1/wallets/{id}/deposit", Operation::Deposit),
-    route(Verb::Post, "/v1/wallets/{id}/withdraw", Operation::Withdraw),
-    route(Verb::Get, "/v1/providers/{id}", Operation::ProviderStatus),
-    route(
-        Verb::Post,
-        "/v1/providers/{id}/online",
-        Operation::ProviderOnline,
-    ),
-    route(
-        Verb::Post,
-        "/v1/providers/{id}/offline",
-        Operation::ProviderOffline,
-    ),
-    route(
-        Verb::Put,
-        "/v1/providers/{id}/location",
-        Operation::ProviderLocation,
-    ),
-    route(Verb::Post, "/v1/jobs", Operation::BookJob),
-    route(Verb::Get, "/v1/jobs/{id}", Operation::JobStatus),
-    route(Verb::Post, "/v1/jobs/{id}/accept", Operation::Accept),
-    route(Verb::Post, "/v1/jobs/{id}/decline", Operation::Decline),
-    route(Verb::Post, "/v1/jobs/{id}/start", Operation::Start),
-    route(Verb::Post, "/v1/jobs/{id}/complete", Operation::Complete),
-    route(Verb::Post, "/v1/jobs/{id}/cancel", Operation::Cancel),
-    route(Verb::Post, "/v1/nearby", Operation::Nearby),
+/// The bridge's own routes (not commands).
+const OWN_ROUTES: &[Route] = &[
     route(Verb::Get, "/v1/events", Operation::Events),
     route(Verb::Get, "/v1/dashboard", Operation::DashboardData),
     route(Verb::Get, "/", Operation::DashboardPage),
@@ -125,26 +103,25 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Verb::Get, "/openapi.json", Operation::OpenApi),
 ];
 
+/// Every route: the commands in table order, then the bridge's own.
+pub(crate) fn routes() -> &'static [Route] {
+    static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .map(|spec| route(Verb::of(spec.method), spec.path, Operation::Command(spec)))
+            .chain(OWN_ROUTES.iter().copied())
+            .collect()
+    })
+}
+
 /// The handler of `operation` for `verb`.
 fn handler(verb: Verb, operation: Operation) -> MethodRouter<AppState> {
     let filter = verb.filter();
     match operation {
-        Operation::Balance => on(filter, wallets::balance),
-        Operation::History => on(filter, wallets::history),
-        Operation::Deposit => on(filter, wallets::deposit),
-        Operation::Withdraw => on(filter, wallets::withdraw),
-        Operation::ProviderStatus => on(filter, providers::status),
-        Operation::ProviderOnline => on(filter, providers::online),
-        Operation::ProviderOffline => on(filter, providers::offline),
-        Operation::ProviderLocation => on(filter, providers::location),
-        Operation::BookJob => on(filter, jobs::book),
-        Operation::JobStatus => on(filter, jobs::status),
-        Operation::Accept => on(filter, jobs::accept),
-        Operation::Decline => on(filter, jobs::decline),
-        Operation::Start => on(filter, jobs::start),
-        Operation::Complete => on(filter, jobs::complete),
-        Operation::Cancel => on(filter, jobs::cancel),
-        Operation::Nearby => on(filter, providers::nearby),
+        Operation::Command(spec) => on(filter, move |state, caller, path, query, request| {
+            commands::serve(spec, state, caller, path, query, request)
+        }),
         Operation::Events => on(filter, events::open),
         Operation::DashboardData => on(filter, dashboard::data),
         Operation::DashboardPage => on(filter, dashboard::page),
@@ -161,7 +138,7 @@ fn handler(verb: Verb, operation: Operation) -> MethodRouter<AppState> {
 /// The router of every route, with JSON answers for unknown routes and methods,
 /// the body limit and request ids.
 pub(crate) fn router(state: AppState, body_bytes_max: usize) -> Router {
-    ROUTES
+    routes()
         .iter()
         .fold(Router::new(), |router, route| {
             router.route(route.path, handler(route.verb, route.operation))

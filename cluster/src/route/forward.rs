@@ -12,6 +12,7 @@ use fixit_actors::ids::{ProviderId, WalletId};
 use fixit_actors::provider::ProviderStatus;
 use fixit_actors::Node;
 use fixit_protocol::api::{ApiError, NearbyAnswer, NearbyQuery, Request, Response};
+use fixit_protocol::commands::Placement;
 use fixit_protocol::error::CoreError;
 use fixit_protocol::principal::{Principal, Role};
 use std::sync::Arc;
@@ -137,29 +138,21 @@ async fn provider_moving<A: LocalApi>(
     }
 }
 
-/// The node a request belongs on when that is another node: a wallet's home, the
-/// holder of a job, the owner of a booking's position. `None`: serve it here.
+/// The node a request belongs on when that is another node, by the command's
+/// placement rule in the command table: a wallet's home, the holder of a job, the
+/// owner of a booking's position. `None`: serve it here.
 fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
-    let home = |wallet: u64| {
-        let home = router.home_of(WalletId(wallet));
-        (home != router.name()).then(|| home.to_owned())
-    };
-    match request {
-        Request::Balance { wallet }
-        | Request::History { wallet, .. }
-        | Request::Deposit { wallet, .. }
-        | Request::Withdraw { wallet, .. } => home(*wallet),
-        Request::RequestJob { lat, lon, .. } => router.remote_owner_of(*lat, *lon),
-        Request::Accept { job, .. }
-        | Request::Decline { job, .. }
-        | Request::Start { job, .. }
-        | Request::Complete { job, .. }
-        | Request::CancelJob { job, .. }
-        | Request::JobStatus { job } => router.remote_holder_of_job(*job),
-        Request::ProviderOnline { .. }
-        | Request::ProviderOffline { .. }
-        | Request::Location { .. }
-        | Request::ProviderStatus { .. }
-        | Request::Nearby(_) => None,
+    match request.spec().placement {
+        Placement::WalletHome(field) => {
+            let home = router.home_of(WalletId(request.id_field(field)?));
+            (home != router.name()).then(|| home.to_owned())
+        }
+        Placement::JobHolder(field) => router.remote_holder_of_job(request.id_field(field)?),
+        Placement::PositionOwner => {
+            let fields = request.fields();
+            let degrees = |name: &str| fields.get(name).and_then(serde_json::Value::as_f64);
+            router.remote_owner_of(degrees("lat")?, degrees("lon")?)
+        }
+        Placement::Here | Placement::ProviderPosition | Placement::NearbyFanOut => None,
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::api::ApiError;
 use fixit_actors::error::CoreError;
+use fixit_protocol::commands::{CommandSpec, FieldType, Method, COMMANDS};
 use serde_json::{json, Value};
 
 fn reference(name: &str) -> Value {
@@ -163,6 +164,14 @@ fn domain() -> Vec<(&'static str, Value)> {
             })),
         ),
         (
+            "Earnings",
+            object(json!({
+                "provider": uint64(), "jobs_paid": uint64(), "earned": int64(),
+                "balance": reference("Balance"), "entries_read": uint64(),
+                "complete": { "type": "boolean", "description": "False when the ledger was longer than one answer reads." },
+            })),
+        ),
+        (
             "JobEvent",
             object(
                 json!({ "job": uint64(), "customer": uint64(), "status": reference("JobStatus"), "at_ms": uint64() }),
@@ -185,48 +194,60 @@ fn domain() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn bodies() -> Vec<(&'static str, Value)> {
-    let key = json!({ "type": "string", "minLength": 1, "maxLength": fixit_actors::ledger::IDEMPOTENCY_KEY_BYTES_MAX, "description": "Idempotency key: a retry with the same key and content returns the first result; other content is idempotency_conflict." });
-    let amount = json!({ "type": "integer", "format": "int64", "minimum": 1, "maximum": fixit_actors::ledger::AMOUNT_MAX });
-    let latitude = json!({ "type": "number", "minimum": -90, "maximum": 90 });
-    let longitude = json!({ "type": "number", "minimum": -180, "maximum": 180 });
-    vec![
-        ("MoneyBody", object(json!({ "key": key, "amount": amount }))),
-        (
-            "OnlineBody",
-            object(
-                json!({ "skills": { "type": "array", "maxItems": fixit_actors::provider::SKILLS_MAX, "items": { "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" } } }),
-            ),
-        ),
-        (
-            "LocationBody",
-            object(json!({ "lat": latitude, "lon": longitude })),
-        ),
-        (
-            "BookBody",
-            object(json!({
-                "customer": uint64(), "key": key, "skill": { "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" },
-                "lat": latitude, "lon": longitude, "price": { "type": "integer", "format": "int64", "minimum": 1 },
-            })),
-        ),
-        ("ProviderBody", object(json!({ "provider": uint64() }))),
-        (
-            "CompleteBody",
-            object(json!({
-                "provider": uint64(),
-                "proof": { "type": "string", "contentEncoding": "base64", "description": "Proof of work (e.g. a photo hash), standard padded base64 of at most 64 KiB." },
-            })),
-        ),
-        ("CustomerBody", object(json!({ "customer": uint64() }))),
-        (
-            "NearbyBody",
-            object(json!({
-                "skill": { "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" }, "lat": latitude, "lon": longitude,
-                "radius_m": { "type": "number", "exclusiveMinimum": 0, "description": "At most the node's dispatch.search_radius_m." },
-                "limit": { "type": "integer", "minimum": 1, "maximum": fixit_actors::node::NEARBY_LIMIT_MAX },
-            })),
-        ),
-    ]
+/// The name of a command's body schema.
+pub(super) fn body_name(spec: &CommandSpec) -> String {
+    format!("{}Body", spec.variant)
+}
+
+/// The schema of one command field.
+pub(super) fn field_schema(ty: FieldType) -> Value {
+    let skill = json!({ "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" });
+    match ty {
+        FieldType::Unsigned => uint64(),
+        FieldType::Count { min, max } => {
+            json!({ "type": "integer", "minimum": min, "maximum": max })
+        }
+        FieldType::Amount => {
+            json!({ "type": "integer", "format": "int64", "minimum": 1, "maximum": fixit_actors::ledger::AMOUNT_MAX })
+        }
+        FieldType::Price => json!({ "type": "integer", "format": "int64", "minimum": 1 }),
+        FieldType::Key => {
+            json!({ "type": "string", "minLength": 1, "maxLength": fixit_actors::ledger::IDEMPOTENCY_KEY_BYTES_MAX, "description": "Idempotency key: a retry with the same key and content returns the first result; other content is idempotency_conflict." })
+        }
+        FieldType::Skill => skill,
+        FieldType::Skills => {
+            json!({ "type": "array", "maxItems": fixit_actors::provider::SKILLS_MAX, "items": skill })
+        }
+        FieldType::Latitude => json!({ "type": "number", "minimum": -90, "maximum": 90 }),
+        FieldType::Longitude => json!({ "type": "number", "minimum": -180, "maximum": 180 }),
+        FieldType::Radius => {
+            json!({ "type": "number", "exclusiveMinimum": 0, "description": "At most the node's dispatch.search_radius_m." })
+        }
+        FieldType::Bytes => {
+            json!({ "type": "string", "contentEncoding": "base64", "description": "Standard padded base64." })
+        }
+    }
+}
+
+/// The body schema of every command that takes one: its fields outside the path.
+fn bodies() -> Vec<(String, Value)> {
+    COMMANDS
+        .iter()
+        .filter(|spec| spec.method != Method::Get && spec.rest().next().is_some())
+        .map(|spec| {
+            let properties: serde_json::Map<String, Value> = spec
+                .rest()
+                .map(|field| {
+                    let mut schema = field_schema(field.ty);
+                    if schema.get("description").is_none() {
+                        schema["description"] = json!(field.doc);
+                    }
+                    (field.name.to_owned(), schema)
+                })
+                .collect();
+            (body_name(spec), object(Value::Object(properties)))
+        })
+        .collect()
 }
 
 fn dashboard() -> Value {
@@ -315,8 +336,11 @@ pub(super) fn all() -> Value {
     schemas.insert("ErrorBody".into(), error_body());
     schemas.insert("Dashboard".into(), dashboard());
     schemas.insert("ClusterStatus".into(), cluster_status());
-    for (name, schema) in domain().into_iter().chain(bodies()).chain(failpoints()) {
+    for (name, schema) in domain().into_iter().chain(failpoints()) {
         schemas.insert(name.into(), schema);
+    }
+    for (name, schema) in bodies() {
+        schemas.insert(name, schema);
     }
     Value::Object(schemas)
 }

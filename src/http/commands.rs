@@ -1,0 +1,136 @@
+//! The one handler of every command route: the request is built from the path's
+//! ids, the query (reads) or the JSON body (actions), as the command table
+//! (`fixit_protocol::commands`) says, and run through the API as the caller.
+
+use super::extract::{body_failure, Caller, QueryParams};
+use super::failure::Failure;
+use super::request_id::RequestId;
+use super::state::AppState;
+use crate::api::Request;
+use axum::body::Bytes;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{FromRequest, RawPathParams, State};
+use axum::response::Response;
+use fixit_protocol::commands::{CommandSpec, FieldType, Method};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Serves command `spec`: authenticates, reads its fields, runs it.
+pub(crate) async fn serve(
+    spec: &'static CommandSpec,
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<RawPathParams, RawPathParamsRejection>,
+    QueryParams(query): QueryParams<HashMap<String, String>>,
+    request: axum::extract::Request,
+) -> Result<Response, Failure> {
+    let id = &caller.request_id;
+    let path = path.map_err(|rejection| {
+        Failure::bad_request(format!("path: {}", rejection.body_text()), id)
+    })?;
+    let mut fields = path_fields(&path, id)?;
+    if spec.method == Method::Get {
+        query_fields(spec, query, &mut fields, id)?;
+    } else {
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|rejection| body_failure(rejection, id))?;
+        body_fields(spec, &body, &mut fields, id)?;
+    }
+    let request = Request::from_fields(spec, fields)
+        .map_err(|error| Failure::bad_request(format!("request body: {error}"), id))?;
+    caller.run(&state, request).await
+}
+
+/// The path's ids, each an unsigned integer.
+fn path_fields(path: &RawPathParams, id: &RequestId) -> Result<Map<String, Value>, Failure> {
+    let mut fields = Map::new();
+    for (name, text) in path {
+        let value: u64 = text.parse().map_err(|_| {
+            Failure::bad_request(
+                format!("path id must be an unsigned integer, not {text:?}"),
+                id,
+            )
+        })?;
+        fields.insert(name.to_owned(), Value::from(value));
+    }
+    Ok(fields)
+}
+
+/// A read's fields from the query string: the declared ones, with their defaults;
+/// an unknown parameter is refused.
+fn query_fields(
+    spec: &CommandSpec,
+    mut query: HashMap<String, String>,
+    fields: &mut Map<String, Value>,
+    id: &RequestId,
+) -> Result<(), Failure> {
+    for field in spec.rest() {
+        let value = match (query.remove(field.name), field.default) {
+            (Some(text), _) => query_value(field.ty, &text).ok_or_else(|| {
+                Failure::bad_request(
+                    format!("query: {} must be {}", field.name, expected(field.ty)),
+                    id,
+                )
+            })?,
+            (None, Some(default)) => Value::from(default),
+            (None, None) => continue,
+        };
+        fields.insert(field.name.to_owned(), value);
+    }
+    match query.keys().next() {
+        Some(unknown) => Err(Failure::bad_request(
+            format!("query: unknown parameter {unknown:?}"),
+            id,
+        )),
+        None => Ok(()),
+    }
+}
+
+fn query_value(ty: FieldType, text: &str) -> Option<Value> {
+    match ty {
+        FieldType::Unsigned | FieldType::Count { .. } => text.parse::<u64>().ok().map(Value::from),
+        FieldType::Amount | FieldType::Price => text.parse::<i64>().ok().map(Value::from),
+        FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
+            text.parse::<f64>().ok().map(Value::from)
+        }
+        FieldType::Key | FieldType::Skill | FieldType::Bytes => Some(Value::from(text)),
+        FieldType::Skills => Some(Value::from(
+            text.split(',').map(str::to_owned).collect::<Vec<_>>(),
+        )),
+    }
+}
+
+fn expected(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Unsigned | FieldType::Count { .. } => "an unsigned integer",
+        FieldType::Amount | FieldType::Price => "an integer",
+        FieldType::Latitude | FieldType::Longitude | FieldType::Radius => "a number",
+        FieldType::Key | FieldType::Skill | FieldType::Bytes | FieldType::Skills => "text",
+    }
+}
+
+/// An action's fields from its JSON body: an object (or, for a command with no
+/// fields outside its path, an empty body). A body field may not repeat a path id.
+fn body_fields(
+    spec: &CommandSpec,
+    body: &[u8],
+    fields: &mut Map<String, Value>,
+    id: &RequestId,
+) -> Result<(), Failure> {
+    let refuse = |why: String| Failure::bad_request(format!("request body: {why}"), id);
+    if spec.rest().next().is_none() && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let parsed: Value = serde_json::from_slice(body).map_err(|error| refuse(error.to_string()))?;
+    let Value::Object(object) = parsed else {
+        return Err(refuse("expected a JSON object".to_owned()));
+    };
+    for (name, value) in object {
+        if fields.contains_key(&name) {
+            return Err(refuse(format!("{name} is given by the path")));
+        }
+        fields.insert(name, value);
+    }
+    Ok(())
+}
