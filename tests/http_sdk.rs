@@ -11,8 +11,9 @@ use fixit_actors::error::CoreError;
 use fixit_actors::job::JobStatus;
 use fixit_actors::provider::ProviderStatus;
 use fixit_actors::services::{JobEvent, ProviderPush};
-use fixit_edge::api::{ApiError, NearbyQuery, Push};
+use fixit_edge::api::{ApiError, NearbyQuery, Push, Request};
 use fixit_edge::auth::Role;
+use fixit_protocol::commands::Earnings;
 use fixit_sdk::{Commands, HttpClient, HttpPushStream, HttpTransport};
 use harness::{TestNode, STOP_GRACE};
 use std::time::Duration;
@@ -115,6 +116,16 @@ async fn a_job_is_booked_offered_accepted_completed_and_paid_through_the_http_sd
     .await;
     let paid = provider.balance(PROVIDER).await.expect("provider balance");
     assert_eq!(paid.available, 9_000, "price minus the 10% fee");
+    let earnings: Earnings = provider
+        .send(Request::Earnings { provider: PROVIDER })
+        .await
+        .expect("earnings over HTTP");
+    assert_eq!((earnings.jobs_paid, earnings.earned), (1, 9_000));
+    assert_eq!(earnings.balance, paid);
+    let theirs = customer
+        .send::<Earnings>(Request::Earnings { provider: PROVIDER })
+        .await;
+    assert!(matches!(theirs, Err(ApiError::Forbidden(_))), "{theirs:?}");
     let history = provider.history(PROVIDER, 0, 10).await.expect("history");
     assert_eq!(history.len(), 1);
     assert_eq!(admin.job(job.id.0).await.expect("job").status, done.status);

@@ -12,6 +12,7 @@ use fixit_actors::ledger::Balance;
 use fixit_actors::services::ProviderPush;
 use fixit_edge::api::{ApiError, Push, Request, PROTOCOL_VERSION};
 use fixit_edge::auth::{now_s, Principal, Role, TokenKey};
+use fixit_protocol::commands::Earnings;
 use fixit_protocol::wire::{
     Hello, HelloReply, ReplyFrame, RequestFrame, StreamFrame, CLOSE_HELLO_REFUSED, REPLY_BYTES_MAX,
 };
@@ -146,6 +147,19 @@ async fn a_job_is_booked_offered_pushed_done_and_paid_with_the_fee_over_quic() {
             held: 0
         }
     );
+    // The provider's earnings: one job paid, the price less the fee.
+    let earnings: Earnings = provider
+        .send(Request::Earnings { provider: PROVIDER })
+        .await
+        .unwrap();
+    assert_eq!(
+        (earnings.jobs_paid, earnings.earned, earnings.complete),
+        (1, PRICE - FEE, true)
+    );
+    let theirs = customer
+        .send::<Earnings>(Request::Earnings { provider: PROVIDER })
+        .await;
+    assert!(matches!(theirs, Err(ApiError::Forbidden(_))), "{theirs:?}");
 
     // The customer's push stream saw the job through to completion, in order.
     let mut seen = Vec::new();

@@ -1,261 +1,302 @@
-//! The command table: for every [`Request`] variant, one [`CommandSpec`] saying how
-//! it travels over HTTP (method, path, query and body fields), who may send it,
-//! which node serves it, what it answers and what it is called on the command line.
+//! The commands, declared once: the [`Request`] enum (what travels on QUIC), the
+//! [`Response`] enum and the answers' types, and [`COMMANDS`], one
+//! [`CommandSpec`] per request saying how it travels over HTTP, who may send it,
+//! which node serves it, what it answers and its CLI verb.
 //!
-//! Everything that handles commands generically reads this table: the HTTP
+//! Everything that handles commands generically reads this file: the HTTP
 //! bridge's routes and handler, the OpenAPI document, authorization, cluster
-//! placement, the SDK's HTTP client and the CLI's verbs. Adding a command means a
-//! `Request` variant, its entry here, and its behaviour in the node.
+//! placement, the SDK's HTTP client and typed calls, and the CLI's verbs. Adding
+//! a command means its `Request` variant, its `name`, its entry in `COMMANDS`
+//! (and its answer, if new) here, its arm in the node's dispatch, and its
+//! behaviour in the node.
 
-use crate::api::{Request, Response};
-use crate::principal::{Principal, Role};
-use serde_json::{Map, Value};
+use crate::command_spec::{field, Access, CommandSpec, Field, FieldType, Method, Placement};
+use crate::geo::Nearby;
+use crate::job::Job;
+use crate::ledger::{Balance, LedgerEntry, OpOutcome};
+use crate::principal::Role;
+use crate::provider::Provider;
+use serde::{Deserialize, Serialize};
 
-/// An HTTP method a command travels with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// Reads; fields that are not in the path go in the query string.
-    Get,
-    /// Acts; fields that are not in the path go in the JSON body.
-    Post,
-    /// Replaces (a provider's position); fields as for `Post`.
-    Put,
-}
-
-/// Who may send a command (admins may send every command).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Any principal with a valid token.
-    AnyRole,
-    /// Admins only.
-    Admin,
-    /// The principal whose subject is the command's `field`; with a role, only a
-    /// principal of that role.
-    Owner {
-        /// The id field naming the owner.
-        field: &'static str,
-        /// The role the owner must have, if any.
-        role: Option<Role>,
-    },
-}
-
-/// Which node of a cluster serves a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// The node the client is connected to.
-    Here,
-    /// The home node of the wallet named by the field.
-    WalletHome(&'static str),
-    /// The node holding the job named by the field (from the job id's node number).
-    JobHolder(&'static str),
-    /// The node owning the region of the command's `lat`/`lon`.
-    PositionOwner,
-    /// A provider's position: a free provider moves to the node owning it.
-    ProviderPosition,
-    /// Every node whose regions reach the search circle (scatter–gather).
-    NearbyFanOut,
-}
-
-/// The kind of value a field holds, for the OpenAPI schema, the query string and
-/// the CLI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldType {
-    /// An unsigned 64-bit id or sequence number.
-    Unsigned,
-    /// An unsigned count in `min..=max`.
-    Count {
-        /// The smallest accepted value.
-        min: u32,
-        /// The largest accepted value.
-        max: u32,
-    },
-    /// Money moved by a ledger operation, in minor units (1 to the ledger's maximum).
-    Amount,
-    /// A price in minor units (at least 1).
-    Price,
-    /// An idempotency key.
-    Key,
-    /// A skill name.
-    Skill,
-    /// A list of skill names.
-    Skills,
-    /// Latitude in degrees, [-90, 90].
-    Latitude,
-    /// Longitude in degrees, [-180, 180].
-    Longitude,
-    /// A search radius in metres, above zero.
-    Radius,
-    /// Bytes: standard padded base64 in JSON, raw bytes on QUIC.
-    Bytes,
-}
-
-/// One field of a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Field {
-    /// The field's name, as in the `Request` variant and the JSON.
-    pub name: &'static str,
-    /// What it holds.
-    pub ty: FieldType,
-    /// One line for the OpenAPI document and `--help`.
-    pub doc: &'static str,
-    /// The value taken when a query parameter (reads) or a CLI flag is absent.
-    pub default: Option<u64>,
-}
-
-const fn field(name: &'static str, ty: FieldType, doc: &'static str) -> Field {
-    Field {
-        name,
-        ty,
-        doc,
-        default: None,
-    }
-}
-
-/// What a command answers: the [`Response`] variant, also the name of its JSON
-/// schema in the OpenAPI document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// [`Response::Balance`].
-    Balance,
-    /// [`Response::History`].
-    History,
-    /// [`Response::Op`].
-    Op,
-    /// [`Response::Provider`].
-    Provider,
-    /// [`Response::Job`].
-    Job,
-    /// [`Response::Nearby`].
-    Nearby,
-    /// [`Response::Earnings`].
-    Earnings,
-}
-
-impl Answer {
-    /// The `Response` variant's name.
-    pub fn variant(self) -> &'static str {
-        match self {
-            Answer::Balance => "Balance",
-            Answer::History => "History",
-            Answer::Op => "Op",
-            Answer::Provider => "Provider",
-            Answer::Job => "Job",
-            Answer::Nearby => "Nearby",
-            Answer::Earnings => "Earnings",
+/// Declares [`Response`], one variant per answer type, and each answer type's
+/// `TryFrom<Response>`, so a typed call can take its answer out of any response.
+macro_rules! answers {
+    ($( $(#[$doc:meta])* $variant:ident($payload:ty), )*) => {
+        /// A successful answer.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub enum Response {
+            $( $(#[$doc])* $variant($payload), )*
         }
-    }
 
-    /// The response carrying `payload` (the answer's JSON without the variant).
-    pub fn response_of(self, payload: Value) -> Result<Response, serde_json::Error> {
-        let mut tagged = Map::new();
-        tagged.insert(self.variant().to_owned(), payload);
-        serde_json::from_value(Value::Object(tagged))
-    }
-}
+        $(
+            impl TryFrom<Response> for $payload {
+                type Error = Response;
 
-/// Everything generic code needs to know about one command.
-#[derive(Clone, Copy, Debug)]
-pub struct CommandSpec {
-    /// The `Request` variant's name.
-    pub variant: &'static str,
-    /// The short stable name for metrics, logs and the OpenAPI `operationId`.
-    pub name: &'static str,
-    /// The verb of `fixit client`.
-    pub cli: &'static str,
-    /// One line for the OpenAPI document and `--help`.
-    pub summary: &'static str,
-    /// Who may send it, in words (the OpenAPI description).
-    pub who: &'static str,
-    /// The HTTP method.
-    pub method: Method,
-    /// The HTTP path; `{field}` segments carry the named id fields.
-    pub path: &'static str,
-    /// Every field of the variant, in order.
-    pub fields: &'static [Field],
-    /// Who may send it.
-    pub access: Access,
-    /// Which node serves it.
-    pub placement: Placement,
-    /// What it answers.
-    pub answer: Answer,
-}
-
-impl CommandSpec {
-    /// Whether `field` is carried in the path.
-    pub fn in_path(&self, field: &str) -> bool {
-        self.path.contains(&format!("{{{field}}}"))
-    }
-
-    /// The fields carried outside the path: in the query for `Get`, else the body.
-    pub fn rest(&self) -> impl Iterator<Item = &'static Field> + '_ {
-        self.fields.iter().filter(|field| !self.in_path(field.name))
-    }
-
-    /// The principal's right to send `request` (of this command), before it runs.
-    pub fn authorize(&self, principal: &Principal, request: &Request) -> Result<(), String> {
-        if principal.role == Role::Admin {
-            return Ok(());
-        }
-        match self.access {
-            Access::AnyRole => Ok(()),
-            Access::Admin => Err("needs the admin role".to_owned()),
-            Access::Owner { field, role } => {
-                if let Some(role) = role.filter(|role| *role != principal.role) {
-                    return Err(format!("needs the {role} role"));
-                }
-                match request.id_field(field) {
-                    Some(id) if id == principal.sub => Ok(()),
-                    _ => Err(format!("this {field} is not yours")),
+                fn try_from(response: Response) -> Result<$payload, Response> {
+                    match response {
+                        Response::$variant(answer) => Ok(answer),
+                        other => Err(other),
+                    }
                 }
             }
-        }
-    }
+        )*
+    };
 }
 
-/// The command named `name` ([`CommandSpec::name`]).
-pub fn command(name: &str) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|spec| spec.name == name)
+/// Most ledger entries one history request returns.
+pub const HISTORY_LIMIT_MAX: u32 = 1_000;
+
+/// Ledger entries a history page returns when an HTTP client does not say.
+pub const HISTORY_LIMIT_DEFAULT: u32 = 100;
+
+/// Every command a client can send. Each variant has its entry in
+/// [`COMMANDS`] (HTTP route, access, placement, answer, CLI verb).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Request {
+    /// A wallet's balance (owner or admin).
+    Balance {
+        /// Wallet id (= the principal's id).
+        wallet: u64,
+    },
+    /// A page of a wallet's ledger (owner or admin).
+    History {
+        /// Wallet id.
+        wallet: u64,
+        /// First entry.
+        from_seq: u64,
+        /// Most entries (at most [`HISTORY_LIMIT_MAX`]).
+        limit: u32,
+    },
+    /// Money into a wallet (admin only).
+    Deposit {
+        /// Wallet id.
+        wallet: u64,
+        /// Idempotency key.
+        key: String,
+        /// Minor units.
+        amount: i64,
+    },
+    /// Money out of a wallet (owner or admin).
+    Withdraw {
+        /// Wallet id.
+        wallet: u64,
+        /// Idempotency key.
+        key: String,
+        /// Minor units.
+        amount: i64,
+    },
+    /// A provider goes online with skills.
+    ProviderOnline {
+        /// Provider id.
+        provider: u64,
+        /// Skill names.
+        skills: Vec<String>,
+    },
+    /// A provider goes offline.
+    ProviderOffline {
+        /// Provider id.
+        provider: u64,
+    },
+    /// A provider's position.
+    Location {
+        /// Provider id.
+        provider: u64,
+        /// Latitude, degrees.
+        lat: f64,
+        /// Longitude, degrees.
+        lon: f64,
+    },
+    /// A provider's record.
+    ProviderStatus {
+        /// Provider id.
+        provider: u64,
+    },
+    /// A provider's earnings: payments received into its wallet.
+    Earnings {
+        /// Provider id (= its wallet id).
+        provider: u64,
+    },
+    /// The offered provider accepts.
+    Accept {
+        /// Provider id.
+        provider: u64,
+        /// Job id.
+        job: u64,
+    },
+    /// The offered provider declines.
+    Decline {
+        /// Provider id.
+        provider: u64,
+        /// Job id.
+        job: u64,
+    },
+    /// The assigned provider starts work.
+    Start {
+        /// Provider id.
+        provider: u64,
+        /// Job id.
+        job: u64,
+    },
+    /// The assigned provider completes; the customer pays.
+    Complete {
+        /// Provider id.
+        provider: u64,
+        /// Job id.
+        job: u64,
+        /// Proof of work (e.g. a photo hash), at most 64 KiB; standard base64 in JSON.
+        #[serde(with = "proof_bytes")]
+        proof: Vec<u8>,
+    },
+    /// A customer books a job.
+    RequestJob {
+        /// Customer id.
+        customer: u64,
+        /// Idempotency key.
+        key: String,
+        /// Skill needed.
+        skill: String,
+        /// Latitude, degrees.
+        lat: f64,
+        /// Longitude, degrees.
+        lon: f64,
+        /// Price in minor units, held in escrow.
+        price: i64,
+    },
+    /// A customer cancels before work starts.
+    CancelJob {
+        /// Customer id.
+        customer: u64,
+        /// Job id.
+        job: u64,
+    },
+    /// A job's record (its customer, a provider it concerns, or admin).
+    JobStatus {
+        /// Job id.
+        job: u64,
+    },
+    /// The nearest available providers of a skill around a point (any role). In a
+    /// cluster, every node whose regions reach into the circle is asked.
+    Nearby(NearbyQuery),
 }
 
-/// The command whose `fixit client` verb is `verb`.
-pub fn command_of_verb(verb: &str) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|spec| spec.cli == verb)
+/// A nearby search: the client's request, the HTTP body and one node's leg of a
+/// scatter–gather are all this.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NearbyQuery {
+    /// Skill wanted.
+    pub skill: String,
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Search radius in metres (at most the node's dispatch radius).
+    pub radius_m: f64,
+    /// Most providers returned (1 to 100).
+    pub limit: u32,
 }
 
 impl Request {
-    /// This request's entry in [`COMMANDS`].
-    pub fn spec(&self) -> &'static CommandSpec {
-        let name = self.name();
-        // Every variant has an entry: `every_variant_has_one_entry` checks it.
-        command(name).unwrap_or(&COMMANDS[0])
+    /// A short stable name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Balance { .. } => "balance",
+            Request::History { .. } => "history",
+            Request::Deposit { .. } => "deposit",
+            Request::Withdraw { .. } => "withdraw",
+            Request::ProviderOnline { .. } => "provider_online",
+            Request::ProviderOffline { .. } => "provider_offline",
+            Request::Location { .. } => "location",
+            Request::ProviderStatus { .. } => "provider_status",
+            Request::Earnings { .. } => "earnings",
+            Request::Accept { .. } => "accept",
+            Request::Decline { .. } => "decline",
+            Request::Start { .. } => "start",
+            Request::Complete { .. } => "complete",
+            Request::RequestJob { .. } => "request_job",
+            Request::CancelJob { .. } => "cancel_job",
+            Request::JobStatus { .. } => "job_status",
+            Request::Nearby(_) => "nearby",
+        }
     }
+}
 
-    /// The fields of this request by name, as JSON.
-    pub fn fields(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(tagged)) => match tagged.into_iter().next() {
-                Some((_, Value::Object(fields))) => fields,
-                _ => Map::new(),
-            },
-            _ => Map::new(),
+answers! {
+    /// A balance.
+    Balance(Balance),
+    /// Ledger entries.
+    History(Vec<LedgerEntry>),
+    /// The outcome of a ledger operation.
+    Op(OpOutcome),
+    /// A provider record.
+    Provider(Provider),
+    /// A job record.
+    Job(Job),
+    /// Providers near a point.
+    Nearby(NearbyAnswer),
+    /// A provider's earnings.
+    Earnings(Earnings),
+}
+
+/// A provider's earnings, read from its wallet's ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earnings {
+    /// The provider (= its wallet).
+    pub provider: u64,
+    /// Jobs paid into the wallet (payment entries).
+    pub jobs_paid: u64,
+    /// Money received for jobs, in minor units (after the platform fee).
+    pub earned: i64,
+    /// The wallet's balance now.
+    pub balance: Balance,
+    /// Ledger entries read; `complete` is false if the ledger was longer than the
+    /// node reads for one answer.
+    pub entries_read: u64,
+    /// Whether every entry of the ledger was read.
+    pub complete: bool,
+}
+
+/// A proof of work as standard padded base64 in human-readable formats (JSON),
+/// and as the plain byte sequence in binary ones (bincode frames).
+mod proof_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Vec<u8>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            STANDARD.encode(bytes).serialize(serializer)
+        } else {
+            bytes.serialize(serializer)
         }
     }
 
-    /// The value of the unsigned id field `name`, if this request has one.
-    pub fn id_field(&self, name: &str) -> Option<u64> {
-        self.fields().get(name).and_then(Value::as_u64)
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            STANDARD.decode(text.as_bytes()).map_err(|error| {
+                serde::de::Error::custom(format!("proof must be standard base64: {error}"))
+            })
+        } else {
+            Vec::deserialize(deserializer)
+        }
     }
+}
 
-    /// The request of command `spec` with `fields`; unknown, missing or mistyped
-    /// fields are refused with serde's message.
-    pub fn from_fields(
-        spec: &CommandSpec,
-        fields: Map<String, Value>,
-    ) -> Result<Request, serde_json::Error> {
-        let mut tagged = Map::new();
-        tagged.insert(spec.variant.to_owned(), Value::Object(fields));
-        serde_json::from_value(Value::Object(tagged))
-    }
+/// The answer to a nearby search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NearbyAnswer {
+    /// Providers, nearest first.
+    pub providers: Vec<Nearby>,
+    /// Nodes that should have been asked but did not answer in time: the list may
+    /// miss providers of their regions.
+    pub unanswered: Vec<String>,
 }
 
 use FieldType::{
@@ -310,7 +351,7 @@ const fn job_step(
         fields: &[PROVIDER, JOB],
         access: OWN_PROVIDER,
         placement: Placement::JobHolder("job"),
-        answer: Answer::Job,
+        answer: "Job",
     }
 }
 
@@ -330,7 +371,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[WALLET],
         access: OWN_WALLET,
         placement: Placement::WalletHome("wallet"),
-        answer: Answer::Balance,
+        answer: "Balance",
     },
     CommandSpec {
         variant: "History",
@@ -360,7 +401,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         access: OWN_WALLET,
         placement: Placement::WalletHome("wallet"),
-        answer: Answer::History,
+        answer: "History",
     },
     CommandSpec {
         variant: "Deposit",
@@ -373,7 +414,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[WALLET, KEY, AMOUNT],
         access: Access::Admin,
         placement: Placement::WalletHome("wallet"),
-        answer: Answer::Op,
+        answer: "Op",
     },
     CommandSpec {
         variant: "Withdraw",
@@ -386,7 +427,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[WALLET, KEY, AMOUNT],
         access: OWN_WALLET,
         placement: Placement::WalletHome("wallet"),
-        answer: Answer::Op,
+        answer: "Op",
     },
     CommandSpec {
         variant: "ProviderStatus",
@@ -399,7 +440,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[PROVIDER],
         access: OWN_PROVIDER,
         placement: Placement::Here,
-        answer: Answer::Provider,
+        answer: "Provider",
     },
     CommandSpec {
         variant: "ProviderOnline",
@@ -415,7 +456,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         access: OWN_PROVIDER,
         placement: Placement::Here,
-        answer: Answer::Provider,
+        answer: "Provider",
     },
     CommandSpec {
         variant: "ProviderOffline",
@@ -428,7 +469,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[PROVIDER],
         access: OWN_PROVIDER,
         placement: Placement::Here,
-        answer: Answer::Provider,
+        answer: "Provider",
     },
     CommandSpec {
         variant: "Location",
@@ -441,7 +482,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[PROVIDER, LAT, LON],
         access: OWN_PROVIDER,
         placement: Placement::ProviderPosition,
-        answer: Answer::Provider,
+        answer: "Provider",
     },
     CommandSpec {
         variant: "Earnings",
@@ -454,7 +495,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[PROVIDER],
         access: OWN_PROVIDER,
         placement: Placement::WalletHome("provider"),
-        answer: Answer::Earnings,
+        answer: "Earnings",
     },
     CommandSpec {
         variant: "RequestJob",
@@ -474,7 +515,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         access: OWN_CUSTOMER,
         placement: Placement::PositionOwner,
-        answer: Answer::Job,
+        answer: "Job",
     },
     CommandSpec {
         variant: "JobStatus",
@@ -487,7 +528,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[JOB],
         access: Access::AnyRole,
         placement: Placement::JobHolder("job"),
-        answer: Answer::Job,
+        answer: "Job",
     },
     job_step(
         "Accept",
@@ -535,7 +576,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         fields: &[CUSTOMER, JOB],
         access: OWN_CUSTOMER,
         placement: Placement::JobHolder("job"),
-        answer: Answer::Job,
+        answer: "Job",
     },
     CommandSpec {
         variant: "Nearby",
@@ -560,13 +601,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         access: Access::AnyRole,
         placement: Placement::NearbyFanOut,
-        answer: Answer::Nearby,
+        answer: "Nearby",
     },
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command_spec::response_of;
+    use crate::principal::Principal;
 
     fn every_request() -> Vec<Request> {
         let text = String::new;
@@ -745,8 +788,9 @@ mod tests {
         };
         let payload = serde_json::to_value(balance).unwrap();
         assert_eq!(
-            Answer::Balance.response_of(payload).unwrap(),
+            response_of("Balance", payload).unwrap(),
             Response::Balance(balance)
         );
+        assert_eq!(Balance::try_from(Response::Balance(balance)), Ok(balance));
     }
 }

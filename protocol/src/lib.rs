@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod command_spec;
 pub mod commands;
 pub mod error;
 pub mod geo;

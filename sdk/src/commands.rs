@@ -20,6 +20,16 @@ pub trait Commands: Sync {
     /// Sends one request and waits for its answer.
     fn call(&self, request: Request) -> impl Future<Output = Result<Response, ApiError>> + Send;
 
+    /// Sends any command and takes its typed answer out of the response, e.g.
+    /// `let earnings: Earnings = client.send(Request::Earnings { provider }).await?`.
+    /// Every command of the table can be sent this way, over QUIC or HTTP.
+    fn send<T>(&self, request: Request) -> impl Future<Output = Result<T, ApiError>> + Send
+    where
+        T: TryFrom<Response, Error = Response> + Send,
+    {
+        async move { T::try_from(self.call(request).await?).map_err(unexpected) }
+    }
+
     /// A wallet's balance.
     fn balance(&self, wallet: u64) -> impl Future<Output = Result<Balance, ApiError>> + Send {
         async move {

@@ -9,7 +9,7 @@
 use super::commands::Commands;
 use super::error_body::api_error_from_body;
 use fixit_protocol::api::{ApiError, ErrorBody, Push, Request, Response};
-use fixit_protocol::commands::{Answer, Method as CommandMethod};
+use fixit_protocol::command_spec::{response_of, Method as CommandMethod};
 use fixit_protocol::error::CoreError;
 use futures::StreamExt;
 use reqwest::Method;
@@ -257,7 +257,7 @@ struct Route {
     path: String,
     query: Vec<(String, String)>,
     body: Option<Value>,
-    answer: Answer,
+    answer: &'static str,
 }
 
 impl Route {
@@ -322,10 +322,10 @@ fn body_of(fields: Map<String, Value>) -> Option<Value> {
     (!fields.is_empty()).then_some(Value::Object(fields))
 }
 
-fn decode(answer: Answer, bytes: &[u8]) -> Result<Response, ApiError> {
+fn decode(answer: &str, bytes: &[u8]) -> Result<Response, ApiError> {
     let unreadable = |error: serde_json::Error| -> ApiError {
         CoreError::Internal(format!("unreadable answer: {error}")).into()
     };
     let payload: Value = serde_json::from_slice(bytes).map_err(unreadable)?;
-    answer.response_of(payload).map_err(unreadable)
+    response_of(answer, payload).map_err(unreadable)
 }

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequest, RawPathParams, State};
 use axum::response::Response;
-use fixit_protocol::commands::{CommandSpec, FieldType, Method};
+use fixit_protocol::command_spec::{CommandSpec, FieldType, Method};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 

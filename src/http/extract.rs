@@ -81,14 +81,12 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The payload of a response, without the variant's name.
 fn payload(response: Response) -> axum::response::Response {
-    match response {
-        Response::Balance(balance) => Json(balance).into_response(),
-        Response::History(entries) => Json(entries).into_response(),
-        Response::Op(outcome) => Json(outcome).into_response(),
-        Response::Provider(provider) => Json(provider).into_response(),
-        Response::Job(job) => Json(job).into_response(),
-        Response::Nearby(answer) => Json(answer).into_response(),
-        Response::Earnings(earnings) => Json(earnings).into_response(),
+    match fixit_protocol::command_spec::payload_of(&response) {
+        Ok(payload) => Json(payload).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "an answer could not be written as JSON");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use super::{cluster, commands, dashboard, events, failpoints, operations, reques
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
-use fixit_protocol::commands::{CommandSpec, Method, COMMANDS};
+use fixit_protocol::command_spec::{CommandSpec, Method};
+use fixit_protocol::commands::COMMANDS;
 use std::sync::OnceLock;
 
 /// An HTTP method the bridge uses.

@@ -12,7 +12,7 @@ use fixit_actors::ids::{ProviderId, WalletId};
 use fixit_actors::provider::ProviderStatus;
 use fixit_actors::Node;
 use fixit_protocol::api::{ApiError, NearbyAnswer, NearbyQuery, Request, Response};
-use fixit_protocol::commands::Placement;
+use fixit_protocol::command_spec::Placement;
 use fixit_protocol::error::CoreError;
 use fixit_protocol::principal::{Principal, Role};
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 
 use crate::api::ApiError;
 use fixit_actors::error::CoreError;
-use fixit_protocol::commands::{CommandSpec, FieldType, Method, COMMANDS};
+use fixit_protocol::command_spec::{CommandSpec, FieldType, Method};
+use fixit_protocol::commands::COMMANDS;
 use serde_json::{json, Value};
 
 fn reference(name: &str) -> Value {

@@ -1,0 +1,234 @@
+//! What the command table says about a command ([`CommandSpec`]: HTTP method and
+//! path, fields, access rule, placement, answer, CLI verb), and the generic code
+//! that reads it: authorization, a request's fields as JSON and back, look-ups.
+//! The table itself, beside the `Request` enum, is [`crate::commands`].
+
+use crate::commands::{Request, Response, COMMANDS};
+use crate::principal::{Principal, Role};
+use serde_json::{Map, Value};
+
+/// An HTTP method a command travels with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Reads; fields that are not in the path go in the query string.
+    Get,
+    /// Acts; fields that are not in the path go in the JSON body.
+    Post,
+    /// Replaces (a provider's position); fields as for `Post`.
+    Put,
+}
+
+/// Who may send a command (admins may send every command).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Any principal with a valid token.
+    AnyRole,
+    /// Admins only.
+    Admin,
+    /// The principal whose subject is the command's `field`; with a role, only a
+    /// principal of that role.
+    Owner {
+        /// The id field naming the owner.
+        field: &'static str,
+        /// The role the owner must have, if any.
+        role: Option<Role>,
+    },
+}
+
+/// Which node of a cluster serves a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The node the client is connected to.
+    Here,
+    /// The home node of the wallet named by the field.
+    WalletHome(&'static str),
+    /// The node holding the job named by the field (from the job id's node number).
+    JobHolder(&'static str),
+    /// The node owning the region of the command's `lat`/`lon`.
+    PositionOwner,
+    /// A provider's position: a free provider moves to the node owning it.
+    ProviderPosition,
+    /// Every node whose regions reach the search circle (scatter–gather).
+    NearbyFanOut,
+}
+
+/// The kind of value a field holds, for the OpenAPI schema, the query string and
+/// the CLI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// An unsigned 64-bit id or sequence number.
+    Unsigned,
+    /// An unsigned count in `min..=max`.
+    Count {
+        /// The smallest accepted value.
+        min: u32,
+        /// The largest accepted value.
+        max: u32,
+    },
+    /// Money moved by a ledger operation, in minor units (1 to the ledger's maximum).
+    Amount,
+    /// A price in minor units (at least 1).
+    Price,
+    /// An idempotency key.
+    Key,
+    /// A skill name.
+    Skill,
+    /// A list of skill names.
+    Skills,
+    /// Latitude in degrees, [-90, 90].
+    Latitude,
+    /// Longitude in degrees, [-180, 180].
+    Longitude,
+    /// A search radius in metres, above zero.
+    Radius,
+    /// Bytes: standard padded base64 in JSON, raw bytes on QUIC.
+    Bytes,
+}
+
+/// One field of a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The field's name, as in the `Request` variant and the JSON.
+    pub name: &'static str,
+    /// What it holds.
+    pub ty: FieldType,
+    /// One line for the OpenAPI document and `--help`.
+    pub doc: &'static str,
+    /// The value taken when a query parameter (reads) or a CLI flag is absent.
+    pub default: Option<u64>,
+}
+
+/// A field without a default.
+pub(crate) const fn field(name: &'static str, ty: FieldType, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        doc,
+        default: None,
+    }
+}
+
+/// The response of variant `variant` (a [`CommandSpec::answer`]) carrying
+/// `payload`, the answer's JSON without the variant's name (as HTTP carries it).
+pub fn response_of(variant: &str, payload: Value) -> Result<Response, serde_json::Error> {
+    let mut tagged = Map::new();
+    tagged.insert(variant.to_owned(), payload);
+    serde_json::from_value(Value::Object(tagged))
+}
+
+/// The payload of `response`: its JSON without the variant's name.
+pub fn payload_of(response: &Response) -> Result<Value, serde_json::Error> {
+    match serde_json::to_value(response)? {
+        Value::Object(tagged) => Ok(tagged
+            .into_iter()
+            .next()
+            .map(|(_, payload)| payload)
+            .unwrap_or(Value::Null)),
+        other => Ok(other),
+    }
+}
+
+/// Everything generic code needs to know about one command.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandSpec {
+    /// The `Request` variant's name.
+    pub variant: &'static str,
+    /// The short stable name for metrics, logs and the OpenAPI `operationId`.
+    pub name: &'static str,
+    /// The verb of `fixit client`.
+    pub cli: &'static str,
+    /// One line for the OpenAPI document and `--help`.
+    pub summary: &'static str,
+    /// Who may send it, in words (the OpenAPI description).
+    pub who: &'static str,
+    /// The HTTP method.
+    pub method: Method,
+    /// The HTTP path; `{field}` segments carry the named id fields.
+    pub path: &'static str,
+    /// Every field of the variant, in order.
+    pub fields: &'static [Field],
+    /// Who may send it.
+    pub access: Access,
+    /// Which node serves it.
+    pub placement: Placement,
+    /// What it answers: the [`Response`] variant's name.
+    pub answer: &'static str,
+}
+
+impl CommandSpec {
+    /// Whether `field` is carried in the path.
+    pub fn in_path(&self, field: &str) -> bool {
+        self.path.contains(&format!("{{{field}}}"))
+    }
+
+    /// The fields carried outside the path: in the query for `Get`, else the body.
+    pub fn rest(&self) -> impl Iterator<Item = &'static Field> + '_ {
+        self.fields.iter().filter(|field| !self.in_path(field.name))
+    }
+
+    /// The principal's right to send `request` (of this command), before it runs.
+    pub fn authorize(&self, principal: &Principal, request: &Request) -> Result<(), String> {
+        if principal.role == Role::Admin {
+            return Ok(());
+        }
+        match self.access {
+            Access::AnyRole => Ok(()),
+            Access::Admin => Err("needs the admin role".to_owned()),
+            Access::Owner { field, role } => {
+                if let Some(role) = role.filter(|role| *role != principal.role) {
+                    return Err(format!("needs the {role} role"));
+                }
+                match request.id_field(field) {
+                    Some(id) if id == principal.sub => Ok(()),
+                    _ => Err(format!("this {field} is not yours")),
+                }
+            }
+        }
+    }
+}
+
+/// The command named `name` ([`CommandSpec::name`]).
+pub fn command(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|spec| spec.name == name)
+}
+
+/// The command whose `fixit client` verb is `verb`.
+pub fn command_of_verb(verb: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|spec| spec.cli == verb)
+}
+
+impl Request {
+    /// This request's entry in [`COMMANDS`].
+    pub fn spec(&self) -> &'static CommandSpec {
+        let name = self.name();
+        // Every variant has an entry: `every_variant_has_one_entry` checks it.
+        command(name).unwrap_or(&COMMANDS[0])
+    }
+
+    /// The fields of this request by name, as JSON.
+    pub fn fields(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(tagged)) => match tagged.into_iter().next() {
+                Some((_, Value::Object(fields))) => fields,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        }
+    }
+
+    /// The value of the unsigned id field `name`, if this request has one.
+    pub fn id_field(&self, name: &str) -> Option<u64> {
+        self.fields().get(name).and_then(Value::as_u64)
+    }
+
+    /// The request of command `spec` with `fields`; unknown, missing or mistyped
+    /// fields are refused with serde's message.
+    pub fn from_fields(
+        spec: &CommandSpec,
+        fields: Map<String, Value>,
+    ) -> Result<Request, serde_json::Error> {
+        let mut tagged = Map::new();
+        tagged.insert(spec.variant.to_owned(), Value::Object(fields));
+        serde_json::from_value(Value::Object(tagged))
+    }
+}
