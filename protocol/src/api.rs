@@ -15,7 +15,7 @@ pub use crate::commands::{
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// A push from the node to a connected client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Push {
     /// A customer's job changed.
     Job(JobEvent),

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! answers {
     ($( $(#[$doc:meta])* $variant:ident($payload:ty), )*) => {
         /// A successful answer.
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         pub enum Response {
             $( $(#[$doc])* $variant($payload), )*
         }
@@ -240,7 +240,7 @@ answers! {
 }
 
 /// A provider's earnings, read from its wallet's ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Earnings {
     /// The provider (= its wallet).
     pub provider: u64,
@@ -290,7 +290,7 @@ mod proof_bytes {
 }
 
 /// The answer to a nearby search.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NearbyAnswer {
     /// Providers, nearest first.
     pub providers: Vec<Nearby>,

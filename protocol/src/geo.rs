@@ -26,17 +26,21 @@ pub enum GeoError {
 /// A point on the Earth in degrees: latitude in [-90, 90], longitude in [-180, 180).
 ///
 /// Longitude 180 is accepted and stored as -180, the same meridian.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "CoordFields")]
 pub struct Coord {
+    #[schemars(range(min = -90, max = 90))]
     lat: f64,
+    #[schemars(range(min = -180, max = 180))]
     lon: f64,
 }
 
 /// The unchecked fields of a [`Coord`] being deserialized.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct CoordFields {
+    #[schemars(range(min = -90, max = 90))]
     lat: f64,
+    #[schemars(range(min = -180, max = 180))]
     lon: f64,
 }
 
@@ -80,7 +84,7 @@ impl Coord {
 }
 
 /// A provider found by a nearby search, with its distance from the search point.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Nearby {
     /// The provider.
     pub provider: ProviderId,

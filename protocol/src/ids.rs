@@ -9,7 +9,7 @@ use std::fmt;
 macro_rules! numeric_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         pub struct $name(pub u64);
 
         impl fmt::Display for $name {
@@ -62,8 +62,10 @@ impl From<ProviderId> for WalletId {
 pub const SKILL_BYTES_MAX: usize = 32;
 
 /// A skill name: 1 to [`SKILL_BYTES_MAX`] bytes of lowercase ASCII letters, digits, `-` or `_`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Skill(String);
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct Skill(#[schemars(pattern(r"^[a-z0-9_-]{1,32}$"))] String);
 
 /// Why a skill name was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use crate::ids::{CustomerId, JobId, ProviderId, Skill};
 use serde::{Deserialize, Serialize};
 
 /// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum JobStatus {
     /// Waiting for an offer to be made (or re-made after a decline or timeout).
     Requested,
@@ -75,7 +75,7 @@ impl JobStatus {
 }
 
 /// What a customer asks for; encoded and compared when a request key is reused.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobRequest {
     /// The skill needed.
     pub skill: Skill,
@@ -86,7 +86,7 @@ pub struct JobRequest {
 }
 
 /// A job's stored record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Job {
     /// Which job.
     pub id: JobId,

@@ -5,7 +5,9 @@ use crate::ids::WalletId;
 use serde::{Deserialize, Serialize};
 
 /// A wallet's money, in minor units.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Balance {
     /// Spendable funds.
     pub available: i64,
@@ -21,7 +23,7 @@ impl Balance {
 }
 
 /// What kind of movement a ledger entry records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum EntryKind {
     /// Deposit into this wallet.
     Deposit,
@@ -40,7 +42,7 @@ pub enum EntryKind {
 }
 
 /// One line of a wallet's append-only ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LedgerEntry {
     /// Position in the wallet's ledger, from 0.
     pub seq: u64,
@@ -61,7 +63,7 @@ pub struct LedgerEntry {
 }
 
 /// What a ledger operation answered; stored under its idempotency key and replayed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpOutcome {
     /// The (paying) wallet's balance right after the operation.
     pub balance: Balance,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const SKILLS_MAX: usize = 16;
 
 /// Where a provider is in its working day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ProviderStatus {
     /// Not taking work.
     Offline,
@@ -23,7 +23,7 @@ pub enum ProviderStatus {
 }
 
 /// A provider's stored record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Provider {
     /// Who.
     pub id: ProviderId,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const PROOF_BYTES_MAX: usize = 64 * 1024;
 
 /// A change of a job, sent to its customer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobEvent {
     /// The job.
     pub job: JobId,
@@ -23,7 +23,7 @@ pub struct JobEvent {
 }
 
 /// A push to a provider's app.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ProviderPush {
     /// A job is offered until the deadline.
     Offer {

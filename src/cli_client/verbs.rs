@@ -127,6 +127,7 @@ fn argument(spec: &CommandSpec, field: &Field) -> Arg {
     }
     let arg = Arg::new(field.name)
         .long(flag(field))
+        .value_name(field.name.to_uppercase())
         .help(help)
         .allow_hyphen_values(true);
     match field.ty {

@@ -49,12 +49,7 @@ fn command(
 /// A command of the command table: its body schema is `<Variant>Body` when it
 /// has fields outside its path and is not a read.
 fn of_command(spec: &'static CommandSpec) -> Spec {
-    let answer = match spec.answer {
-        "History" => json!({ "type": "array", "items": schema("LedgerEntry") }),
-        "Nearby" => schema("NearbyAnswer"),
-        "Op" => schema("OpOutcome"),
-        other => schema(other),
-    };
+    let answer = schemas::answer_schema(spec.answer);
     let takes_body = spec.method != Method::Get && spec.rest().next().is_some();
     Spec {
         summary: spec.summary,

@@ -2,13 +2,11 @@
 
 use crate::api::ApiError;
 use fixit_actors::error::CoreError;
+use fixit_protocol::api::Push;
 use fixit_protocol::command_spec::{CommandSpec, FieldType, Method};
-use fixit_protocol::commands::COMMANDS;
+use fixit_protocol::commands::{Response, COMMANDS};
+use schemars::generate::SchemaSettings;
 use serde_json::{json, Value};
-
-fn reference(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
 
 fn int64() -> Value {
     json!({ "type": "integer", "format": "int64" })
@@ -29,15 +27,6 @@ fn object(properties: Value) -> Value {
         .map(|map| map.keys().cloned().collect())
         .unwrap_or_default();
     json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
-}
-
-/// A serde externally tagged variant with content: `{ "<name>": content }`.
-fn tagged(name: &str, content: Value) -> Value {
-    object(json!({ name: content }))
-}
-
-fn constant(name: &str) -> Value {
-    json!({ "const": name })
 }
 
 /// Every error kind with its HTTP status.
@@ -86,113 +75,33 @@ fn error_body() -> Value {
     schema
 }
 
-fn domain() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "Balance",
-            object(json!({ "available": int64(), "held": int64() })),
-        ),
-        (
-            "OpOutcome",
-            object(json!({ "balance": reference("Balance"), "seq": uint64() })),
-        ),
-        (
-            "EntryKind",
-            json!({ "type": "string", "enum": ["Deposit", "Withdraw", "Hold", "Release", "Capture", "Payment", "Fee"] }),
-        ),
-        (
-            "LedgerEntry",
-            object(json!({
-                "seq": uint64(), "key": { "type": "string" }, "kind": reference("EntryKind"),
-                "available_delta": int64(), "held_delta": int64(), "balance_after": reference("Balance"),
-                "counterparty": nullable(uint64()), "at_ms": uint64(),
-            })),
-        ),
-        (
-            "Coord",
-            object(json!({
-                "lat": { "type": "number", "minimum": -90, "maximum": 90 },
-                "lon": { "type": "number", "minimum": -180, "maximum": 180 },
-            })),
-        ),
-        (
-            "ProviderStatus",
-            json!({ "oneOf": [
-                constant("Offline"), constant("Available"),
-                tagged("Offered", json!({ "type": "array", "prefixItems": [uint64(), uint64()], "description": "[job id, offer deadline ms]" })),
-                tagged("Busy", uint64()),
-            ]}),
-        ),
-        (
-            "Provider",
-            object(json!({
-                "id": uint64(), "skills": { "type": "array", "items": { "type": "string" } },
-                "location": nullable(reference("Coord")), "status": reference("ProviderStatus"),
-            })),
-        ),
-        (
-            "JobStatus",
-            json!({ "oneOf": [
-                constant("Requested"),
-                tagged("Offered", object(json!({ "provider": uint64(), "deadline_ms": uint64() }))),
-                tagged("Accepted", object(json!({ "provider": uint64() }))),
-                tagged("InProgress", object(json!({ "provider": uint64() }))),
-                tagged("Completed", object(json!({ "provider": uint64() }))),
-                constant("Cancelled"), constant("Expired"),
-            ]}),
-        ),
-        (
-            "JobRequest",
-            object(
-                json!({ "skill": { "type": "string" }, "location": reference("Coord"), "price": int64() }),
-            ),
-        ),
-        (
-            "Job",
-            object(json!({
-                "id": uint64(), "customer": uint64(), "request": reference("JobRequest"), "fee": int64(),
-                "status": reference("JobStatus"), "tried": { "type": "array", "items": uint64() },
-                "offers": { "type": "integer", "minimum": 0 }, "hold_key": { "type": "string" },
-                "wake_at_ms": nullable(uint64()), "verified": nullable(json!({ "type": "boolean" })),
-                "created_ms": uint64(),
-            })),
-        ),
-        (
-            "NearbyAnswer",
-            object(json!({
-                "providers": { "type": "array", "items": object(json!({ "provider": uint64(), "distance_m": { "type": "number" } })) },
-                "unanswered": { "type": "array", "items": { "type": "string" }, "description": "Nodes that did not answer in time; their providers may be missing." },
-            })),
-        ),
-        (
-            "Earnings",
-            object(json!({
-                "provider": uint64(), "jobs_paid": uint64(), "earned": int64(),
-                "balance": reference("Balance"), "entries_read": uint64(),
-                "complete": { "type": "boolean", "description": "False when the ledger was longer than one answer reads." },
-            })),
-        ),
-        (
-            "JobEvent",
-            object(
-                json!({ "job": uint64(), "customer": uint64(), "status": reference("JobStatus"), "at_ms": uint64() }),
-            ),
-        ),
-        (
-            "ProviderPush",
-            json!({ "oneOf": [
-                tagged("Offer", object(json!({
-                    "job": uint64(), "skill": { "type": "string" }, "location": reference("Coord"),
-                    "price": int64(), "deadline_ms": uint64(),
-                }))),
-                tagged("OfferEnded", object(json!({ "job": uint64() }))),
-            ]}),
-        ),
-        (
-            "Push",
-            json!({ "oneOf": [tagged("Job", reference("JobEvent")), tagged("Provider", reference("ProviderPush"))] }),
-        ),
-    ]
+/// The schemas of every answer and push and the records they carry, derived from
+/// their serde types (`fixit-protocol` derives `JsonSchema` beside `Serialize`), with
+/// references into `#/components/schemas`.
+fn domain() -> &'static serde_json::Map<String, Value> {
+    static DOMAIN: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
+    DOMAIN.get_or_init(generate)
+}
+
+fn generate() -> serde_json::Map<String, Value> {
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas".into())
+        .into_generator();
+    generator.subschema_for::<Response>();
+    generator.subschema_for::<Push>();
+    generator.take_definitions(true)
+}
+
+/// The schema of the answer a command's `Response` variant carries over HTTP
+/// (the variant's payload).
+pub(super) fn answer_schema(variant: &str) -> Value {
+    let response = &domain()["Response"];
+    response["oneOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|arm| arm["properties"].get(variant).cloned())
+        .unwrap_or_else(|| json!({ "description": format!("no answer named {variant}") }))
 }
 
 /// The name of a command's body schema.
@@ -337,7 +246,8 @@ pub(super) fn all() -> Value {
     schemas.insert("ErrorBody".into(), error_body());
     schemas.insert("Dashboard".into(), dashboard());
     schemas.insert("ClusterStatus".into(), cluster_status());
-    for (name, schema) in domain().into_iter().chain(failpoints()) {
+    schemas.extend(domain().clone());
+    for (name, schema) in failpoints() {
         schemas.insert(name.into(), schema);
     }
     for (name, schema) in bodies() {
