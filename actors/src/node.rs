@@ -23,7 +23,7 @@ use crate::services::{JobEvent, ProviderPush, PushHub, ServiceSlots};
 use crate::session_actor::{SessionCommand, SessionView};
 use crate::store::{Audit, OpOutcome, Store, Transfer};
 use crate::wallet_actor::WalletCommand;
-use fixit_protocol::api::Earnings;
+use fixit_protocol::commands::Earnings;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorId, ActorRef, ActorStatus};
 use std::collections::HashMap;

@@ -7,8 +7,7 @@ use crate::push::{JobEvent, ProviderPush};
 use serde::{Deserialize, Serialize};
 
 pub use crate::commands::{
-    Earnings, NearbyAnswer, NearbyQuery, Request, Response, HISTORY_LIMIT_DEFAULT,
-    HISTORY_LIMIT_MAX,
+    NearbyAnswer, NearbyQuery, Request, Response, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX,
 };
 
 /// Version of the client protocol; a client announcing another one is refused.

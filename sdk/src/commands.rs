@@ -21,7 +21,7 @@ pub trait Commands: Sync {
     fn call(&self, request: Request) -> impl Future<Output = Result<Response, ApiError>> + Send;
 
     /// Sends any command and takes its typed answer out of the response, e.g.
-    /// `let earnings: Earnings = client.send(Request::Earnings { provider }).await?`.
+    /// `let job: Job = client.send(Request::JobStatus { job: id }).await?`.
     /// Every command of the table can be sent this way, over QUIC or HTTP.
     fn send<T>(&self, request: Request) -> impl Future<Output = Result<T, ApiError>> + Send
     where
