@@ -6,11 +6,9 @@
 //! crates.
 
 pub mod api;
-pub mod chaos;
 pub mod cli_client;
 pub mod http;
 pub mod limits;
-pub mod local_cluster;
 pub mod overload;
 pub mod quic;
 pub mod server;
@@ -21,3 +19,4 @@ pub mod tls;
 pub use fixit_auth as auth;
 pub use fixit_load as load;
 pub use fixit_load::city;
+pub use fixit_load::local_cluster;

@@ -58,7 +58,7 @@ enum Command {
     Load(fixit_edge::load::LoadArgs),
     /// Chaos scenarios against real node processes, then the invariant checker
     /// (or `chaos check`: the checker alone on stopped nodes' data dirs).
-    Chaos(fixit_edge::chaos::ChaosArgs),
+    Chaos(fixit_chaos::harness::ChaosArgs),
     /// Cluster certificates: nodes link over mutual TLS from one cluster CA.
     Certs {
         #[command(subcommand)]
@@ -165,7 +165,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => issue_token(role, sub, ttl_s, &config),
         Command::Client(args) => runtime.block_on(fixit_edge::cli_client::run(args)),
         Command::Load(args) => runtime.block_on(fixit_edge::load::run(args)),
-        Command::Chaos(args) => runtime.block_on(fixit_edge::chaos::run(args)),
+        Command::Chaos(args) => {
+            let binary = std::env::current_exe()?;
+            runtime.block_on(fixit_chaos::harness::run(args, binary))
+        }
         Command::Certs { command } => certs(command),
         Command::CheckConfig { config } => {
             let config = NodeConfig::load(&config)?;

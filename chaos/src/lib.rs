@@ -25,4 +25,5 @@
 //! ```
 
 pub mod checker;
+pub mod harness;
 pub mod proxy;

@@ -41,6 +41,7 @@ mod client;
 mod connect;
 mod customer;
 mod jobs;
+pub mod local_cluster;
 mod progress;
 mod provider;
 mod report;

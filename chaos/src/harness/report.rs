@@ -5,7 +5,7 @@
 
 use super::driver::{Calls, Latency, Seen};
 use super::scenarios::{Scenario, Workload};
-use fixit_chaos::checker::CheckOutcome;
+use crate::checker::CheckOutcome;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ pub struct ScenarioReport {
     pub(crate) acked_lost: u64,
     acknowledged: u64,
     latency_ms: Containment,
-    stored: fixit_chaos::checker::Totals,
+    stored: crate::checker::Totals,
 }
 
 impl ScenarioReport {

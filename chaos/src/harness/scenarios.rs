@@ -7,9 +7,9 @@ use super::cluster::ChaosCluster;
 use super::driver::{self, Driver, Phase, Scope, FIRST_PROVIDER};
 use super::report::ScenarioReport;
 use super::Progress;
+use crate::checker;
+use crate::proxy::Faults;
 use anyhow::Context;
-use fixit_chaos::checker;
-use fixit_chaos::proxy::Faults;
 use fixit_sdk::Commands;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -285,8 +285,8 @@ async fn wait_for_links(cluster: &ChaosCluster) -> anyhow::Result<()> {
         let node = &cluster.nodes[index];
         let connector =
             fixit_sdk::Connector::new(&node.config.server.tls_cert_file, "127.0.0.1:0".parse()?)?;
-        let token = cluster.token(crate::auth::Principal {
-            role: crate::auth::Role::Admin,
+        let token = cluster.token(fixit_auth::Principal {
+            role: fixit_auth::Role::Admin,
             sub: 0,
         });
         let client = connector.connect(node.quic(), &token).await?;

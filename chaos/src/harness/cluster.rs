@@ -8,14 +8,14 @@
 //! four proxies touching it, and packet loss is set on all six. Client listeners
 //! and link listeners have fixed ports, so a restarted node is found where it was.
 
-use crate::auth::{now_s, Principal, Role, TokenKey};
-use crate::load::spawn::SpawnedNode;
-use crate::local_cluster::{free_link_addrs, free_tcp_addrs, local_cluster};
+use crate::checker::NodeDir;
+use crate::proxy::{FaultProxy, Faults, ProxyConfig};
 use anyhow::Context;
 use fixit_actors::config::NodeConfig;
-use fixit_chaos::checker::NodeDir;
-use fixit_chaos::proxy::{FaultProxy, Faults, ProxyConfig};
+use fixit_auth::{now_s, Principal, Role, TokenKey};
 use fixit_cluster::Regions;
+use fixit_load::local_cluster::{free_link_addrs, free_tcp_addrs, local_cluster};
+use fixit_load::spawn::SpawnedNode;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ impl ChaosCluster {
     /// Makes certificates and configs under `dir`, puts a proxy (seeded from
     /// `seed`) on each link direction, and starts every node.
     pub(crate) async fn start(binary: &Path, dir: &Path, seed: u64) -> anyhow::Result<Self> {
-        let regions_map = crate::city::regions();
+        let regions_map = fixit_load::city::regions();
         let mut configs = local_cluster(dir, &regions_map).context("configuring the cluster")?;
         let client_ports = free_link_addrs(configs.len())?;
         let http_ports = free_tcp_addrs(configs.len())?;

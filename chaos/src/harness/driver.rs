@@ -10,13 +10,13 @@
 //! same idempotency key, as a client does after a lost answer: the second must
 //! change nothing (the checker counts entries per key).
 
-use crate::api::{ApiError, Push};
-use crate::auth::{now_s, Principal, Role, TokenKey};
-use crate::city::Rng;
+use crate::checker::{AckedDeposit, AckedJob, Acknowledged};
 use fixit_actors::error::CoreError;
 use fixit_actors::services::ProviderPush;
-use fixit_chaos::checker::{AckedDeposit, AckedJob, Acknowledged};
+use fixit_auth::{now_s, Principal, Role, TokenKey};
 use fixit_cluster::Regions;
+use fixit_load::city::Rng;
+use fixit_protocol::api::{ApiError, Push};
 use fixit_sdk::Commands;
 use fixit_sdk::{Client, Connector, PushStream};
 use hdrhistogram::Histogram;

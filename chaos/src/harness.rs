@@ -1,4 +1,4 @@
-//! `fixit chaos`: runs chaos scenarios against real node processes and proves the
+//! The chaos harness behind `fixit chaos`: runs chaos scenarios against real node processes and proves the
 //! invariants afterwards; `fixit chaos check` runs the invariant checker alone
 //! against stopped nodes' data dirs.
 //!
@@ -9,12 +9,12 @@
 //!     --acknowledged DIR/acknowledged.json
 //! ```
 //!
-//! Each scenario starts a fresh three-node cluster (this binary as `fixit node`
+//! Each scenario starts a fresh three-node cluster (`binary` as `fixit node`
 //! children, a fault proxy on every link direction; see [`scenarios`] for the
 //! phases), drives customers and providers through the SDK, injects its fault
 //! (failpoints armed over the nodes' HTTP bridges, proxy loss or partition,
 //! SIGKILL, restarts), heals, drains, stops every node and runs
-//! [`fixit_chaos::checker`] over the data dirs and the acknowledged operations.
+//! [`crate::checker`] over the data dirs and the acknowledged operations.
 //! The scenarios that arm failpoints need a build with the `failpoints` feature;
 //! the others run on any build. The run fails (exit 1) on any broken invariant or
 //! lost acknowledged operation; the report says which.
@@ -24,9 +24,9 @@ mod driver;
 pub mod report;
 pub mod scenarios;
 
+use crate::checker::{self, Acknowledged, NodeDir};
 use anyhow::Context;
 use driver::{Driver, Phase};
-use fixit_chaos::checker::{self, Acknowledged, NodeDir};
 use report::ChaosReport;
 use scenarios::{Scenario, Workload, SCENARIOS};
 use std::path::PathBuf;
@@ -214,13 +214,12 @@ impl ChaosArgs {
 }
 
 /// Runs `fixit chaos` (or its `check`).
-pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+pub async fn run(args: ChaosArgs, binary: PathBuf) -> anyhow::Result<()> {
     if let Some(ChaosCommand::Check(check)) = args.command {
         return run_check(check);
     }
     args.validate()?;
     let scenarios = args.scenarios()?;
-    let binary = std::env::current_exe().context("locating the fixit binary")?;
     let (root, _temporary) = match &args.dir {
         Some(dir) => (dir.clone(), None),
         None => {
