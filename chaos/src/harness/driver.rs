@@ -131,6 +131,31 @@ pub(crate) struct SlowCall {
     ms: f64,
 }
 
+/// Failed calls on unaffected entities kept for the report.
+const FAILED_KEPT: usize = 20;
+
+/// A call on an unaffected entity that failed during the fault: what, where, when
+/// (ms since the Unix epoch), after how long, and the error (kind: message).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct FailedCall {
+    operation: &'static str,
+    node: String,
+    entity: u64,
+    at_ms: u64,
+    ms: f64,
+    error: String,
+}
+
+impl std::fmt::Display for FailedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on node {} (entity {}) at {} ms after {:.1} ms: {}",
+            self.operation, self.node, self.entity, self.at_ms, self.ms, self.error
+        )
+    }
+}
+
 fn keep_slowest(kept: &mut Vec<SlowCall>, call: SlowCall) {
     if kept.len() < SLOWEST_KEPT {
         kept.push(call);
@@ -169,6 +194,8 @@ struct Record {
     slowest_unaffected: Vec<SlowCall>,
     /// Calls on unaffected entities during the fault.
     unaffected_during_fault: Calls,
+    /// The first failed calls on unaffected entities during the fault.
+    failed_unaffected: Vec<FailedCall>,
 }
 
 /// What a run's driver saw, for the report.
@@ -181,6 +208,7 @@ pub(crate) struct Seen {
     pub(crate) latency_unaffected_during_fault: Latency,
     pub(crate) latency_affected_during_fault: Latency,
     pub(crate) slowest_unaffected_during_fault: Vec<SlowCall>,
+    pub(crate) failed_unaffected_during_fault: Vec<FailedCall>,
     pub(crate) accepted_twice: Vec<u64>,
     pub(crate) retries_answered_differently: Vec<String>,
 }
@@ -370,8 +398,21 @@ impl Driver {
             (true, Phase::Fault, true) => Some(Class::AffectedDuringFault),
             _ => None,
         };
+        let at_ms = self.started_unix_ms + started.duration_since(self.started).as_millis() as u64;
         if class == Some(Class::UnaffectedDuringFault) {
             record.unaffected_during_fault.count(outcome);
+            if let Err(error) = &result {
+                if record.failed_unaffected.len() < FAILED_KEPT {
+                    record.failed_unaffected.push(FailedCall {
+                        operation: op,
+                        node: self.nodes[node].0.clone(),
+                        entity,
+                        at_ms,
+                        ms: elapsed_us as f64 / 1_000.0,
+                        error: format!("{}: {error}", error.kind()),
+                    });
+                }
+            }
         }
         if let (Some(class), Ok(_)) = (class, &result) {
             let histogram = record.latency.entry(class).or_insert_with(|| {
@@ -383,8 +424,7 @@ impl Driver {
                     operation: op,
                     node: self.nodes[node].0.clone(),
                     entity,
-                    at_ms: self.started_unix_ms
-                        + started.duration_since(self.started).as_millis() as u64,
+                    at_ms,
                     ms: elapsed_us as f64 / 1_000.0,
                 };
                 keep_slowest(&mut record.slowest_unaffected, call);
@@ -464,6 +504,7 @@ impl Driver {
             latency_unaffected_during_fault: latency(Class::UnaffectedDuringFault),
             latency_affected_during_fault: latency(Class::AffectedDuringFault),
             slowest_unaffected_during_fault: record.slowest_unaffected.clone(),
+            failed_unaffected_during_fault: record.failed_unaffected.clone(),
             accepted_twice: record.accepted_twice.clone(),
             retries_answered_differently: record.retries_answered_differently.clone(),
         }

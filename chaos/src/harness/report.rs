@@ -37,6 +37,8 @@ pub struct Containment {
     unaffected_calls_during_fault: Calls,
     /// The slowest of them (operation, node, entity, when, how long).
     slowest_unaffected_during_fault: Vec<super::driver::SlowCall>,
+    /// The first of them that failed, with their errors.
+    failed_unaffected_during_fault: Vec<super::driver::FailedCall>,
 }
 
 /// One scenario's result.
@@ -79,6 +81,22 @@ impl ScenarioReport {
             && (unaffected.failed - unaffected.refused) as f64
                 <= CONTAINMENT_FAILED_MAX * unaffected.attempted as f64;
         invariants.insert("containment".into(), served);
+        let mut violations = checked.violations;
+        if !served {
+            let mut lines = vec![format!(
+                "{} of {} calls on unaffected entities failed during the fault (at most {}% may), {} of them refusals",
+                unaffected.failed,
+                unaffected.attempted,
+                CONTAINMENT_FAILED_MAX * 100.0,
+                unaffected.refused
+            )];
+            lines.extend(
+                seen.failed_unaffected_during_fault
+                    .iter()
+                    .map(ToString::to_string),
+            );
+            violations.insert("containment".into(), lines);
+        }
         invariants.insert("nodes_stopped_cleanly".into(), stopped_cleanly);
         invariants.insert(
             "accepted_by_one_provider".into(),
@@ -105,7 +123,7 @@ impl ScenarioReport {
                 errors: seen.errors,
             },
             invariants,
-            violations: checked.violations,
+            violations,
             acked_lost: checked.acked_lost,
             acknowledged: checked.totals.acknowledged,
             latency_ms: Containment {
@@ -114,6 +132,7 @@ impl ScenarioReport {
                 affected_during_fault: seen.latency_affected_during_fault,
                 unaffected_calls_during_fault: unaffected,
                 slowest_unaffected_during_fault: seen.slowest_unaffected_during_fault,
+                failed_unaffected_during_fault: seen.failed_unaffected_during_fault,
             },
             stored: checked.totals,
         }
