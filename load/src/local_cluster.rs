@@ -1,10 +1,12 @@
 //! A cluster on one host, for the demo and the tests: a cluster CA and node
-//! certificates in `<dir>/certs`, one data dir per node, free loopback link ports,
+//! certificates in `<dir>/certs`, one data dir per node, free loopback link ports
+//! outside the kernel's ephemeral range (a restarted node finds its port free),
 //! one shared token secret (a token issued by any node is good on every node), and
 //! client listeners on port 0 unless the caller sets them.
 
 use anyhow::Context;
 use fixit_actors::config::{ClusterSection, NodeConfig};
+use fixit_cluster::backoff::SplitMix64;
 use fixit_cluster::ClusterCa;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,29 +18,91 @@ pub const LOCAL_CALLS_PER_PEER_MAX: u32 = 256;
 /// Longest cross-node call in a local cluster, in ms.
 pub const LOCAL_CALL_TIMEOUT_MS: u64 = 2_000;
 
-/// Free UDP ports on loopback, picked by binding port 0 and letting go (all are
-/// held until every one is picked, so they differ).
-pub fn free_link_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let sockets = (0..count)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("picking free UDP ports on loopback")?;
-    sockets
-        .iter()
-        .map(|socket| socket.local_addr().context("bound address"))
-        .collect()
+/// The lowest port handed out as a fixed node port.
+const FIXED_PORT_MIN: u16 = 10_000;
+
+/// Candidates tried before giving up on finding free fixed ports.
+const FIXED_PORT_TRIES_MAX: usize = 2_000;
+
+/// The kernel's ephemeral port range: where sockets bound to port 0 get their
+/// port (Linux default when it cannot be read).
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|part| part.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
-/// Free TCP ports on loopback, picked the same way.
+/// A transport a fixed port is probed for.
+#[derive(Clone, Copy)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Holds a probed port until every port is picked, so the picks differ.
+enum Held {
+    Udp { _socket: UdpSocket },
+    Tcp { _listener: std::net::TcpListener },
+}
+
+fn probe(transport: Transport, addr: SocketAddr) -> Option<Held> {
+    match transport {
+        Transport::Udp => UdpSocket::bind(addr)
+            .ok()
+            .map(|socket| Held::Udp { _socket: socket }),
+        Transport::Tcp => std::net::TcpListener::bind(addr)
+            .ok()
+            .map(|listener| Held::Tcp {
+                _listener: listener,
+            }),
+    }
+}
+
+/// `count` free loopback ports for nodes that keep them across restarts. They are
+/// taken below the kernel's ephemeral range, so a socket bound to port 0 while a
+/// node is down (a client, a proxy, another test on the machine) can never take a
+/// restarted node's port; the start of the search is random so concurrent runs
+/// rarely probe the same ports.
+fn fixed_addrs(count: usize, transport: Transport) -> anyhow::Result<Vec<SocketAddr>> {
+    let (ephemeral_low, _) = ephemeral_ports();
+    let span = u64::from(ephemeral_low.saturating_sub(FIXED_PORT_MIN).max(1));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let mut random = SplitMix64::new(nanos ^ u64::from(std::process::id()).rotate_left(32));
+    let mut held = Vec::with_capacity(count);
+    let mut addrs = Vec::with_capacity(count);
+    for _ in 0..FIXED_PORT_TRIES_MAX {
+        if addrs.len() == count {
+            return Ok(addrs);
+        }
+        let port = FIXED_PORT_MIN + (random.next_u64() % span) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if let Some(socket) = probe(transport, addr) {
+            held.push(socket);
+            addrs.push(addr);
+        }
+    }
+    anyhow::ensure!(
+        addrs.len() == count,
+        "no {count} free ports on loopback between {FIXED_PORT_MIN} and {ephemeral_low}"
+    );
+    Ok(addrs)
+}
+
+/// Free UDP ports on loopback for nodes' link and QUIC listeners, outside the
+/// ephemeral range (see [`fixed_addrs`]).
+pub fn free_link_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    fixed_addrs(count, Transport::Udp)
+}
+
+/// Free TCP ports on loopback for nodes' HTTP listeners, picked the same way.
 pub fn free_tcp_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("picking free TCP ports on loopback")?;
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().context("bound address"))
-        .collect()
+    fixed_addrs(count, Transport::Tcp)
 }
 
 /// Makes the certificates and returns one valid config per node of `regions`
