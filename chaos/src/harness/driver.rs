@@ -33,6 +33,13 @@ pub(crate) const FIRST_PROVIDER: u64 = 1_000_000;
 /// A customer's first deposit, enough for every booking of a run.
 const FIRST_DEPOSIT: i64 = 10_000_000;
 
+/// Tries of a customer's first deposit (same key) while the answer is a
+/// retryable refusal: a customer without a wallet only makes `not_found` noise.
+const FIRST_DEPOSIT_TRIES: u32 = 20;
+
+/// Pause between tries of a setup call.
+const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Mean pause between two actions of one customer.
 const CUSTOMER_PAUSE_MEAN_S: f64 = 1.0;
 
@@ -83,6 +90,9 @@ pub(crate) struct Calls {
     pub(crate) failed: u64,
     /// Failures that were refusals (busy, rate-limited), counted in `failed`.
     pub(crate) refused: u64,
+    /// Failures that were the call's own fault, answered by a serving node
+    /// (`not_found`, `insufficient_funds`, `conflict`, ...), counted in `failed`.
+    pub(crate) answered: u64,
 }
 
 impl Calls {
@@ -92,12 +102,26 @@ impl Calls {
             Ok(()) => self.acknowledged += 1,
             Err(error) => {
                 self.failed += 1;
-                if matches!(error.kind(), "busy" | "rate_limited") {
-                    self.refused += 1;
+                match error.kind() {
+                    "busy" | "rate_limited" => self.refused += 1,
+                    kind if !not_served(kind) => self.answered += 1,
+                    _ => {}
                 }
             }
         }
     }
+
+    /// Failed calls that were not served: no answer, or the node could not
+    /// (`unavailable`, `internal`). Containment is about these.
+    pub(crate) fn not_served(&self) -> u64 {
+        self.failed - self.refused - self.answered
+    }
+}
+
+/// Whether an error of `kind` means the call was not served (as opposed to a
+/// refusal or a typed answer to the call's own fault).
+fn not_served(kind: &str) -> bool {
+    matches!(kind, "unavailable" | "internal")
 }
 
 /// Latency of a class of calls, in ms.
@@ -436,7 +460,7 @@ impl Driver {
     /// A deposit by the admin of the wallet's home node; a quarter of them are
     /// sent a second time with the same key (a client's retry), which must answer
     /// what the first did.
-    async fn deposit(&self, rng: &mut Rng, wallet: u64, key: String, amount: i64) {
+    async fn deposit(&self, rng: &mut Rng, wallet: u64, key: String, amount: i64, tries: u32) {
         let home = self.home_of(wallet);
         let admin = &self.admins[home];
         let send = |op: &'static str, timed: bool| {
@@ -445,7 +469,17 @@ impl Driver {
                 client.deposit(wallet, &key, amount).await
             })
         };
-        let Ok(first) = send("deposit", true).await else {
+        let mut answer = send("deposit", true).await;
+        for _ in 1..tries {
+            match &answer {
+                Err(error) if error.retry_after_ms().is_some() => {
+                    tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+                    answer = send("deposit", true).await;
+                }
+                _ => break,
+            }
+        }
+        let Ok(first) = answer else {
             return;
         };
         self.record().deposits.push(AckedDeposit {
@@ -534,7 +568,9 @@ pub(crate) async fn customer(driver: Arc<Driver>, id: u64, start: Instant, end: 
     };
     let conn = Conn::new(&driver, home, principal);
     let key = format!("chaos-{}-d-{id}-0", driver.run_id);
-    driver.deposit(&mut rng, id, key, FIRST_DEPOSIT).await;
+    driver
+        .deposit(&mut rng, id, key, FIRST_DEPOSIT, FIRST_DEPOSIT_TRIES)
+        .await;
     tokio::time::sleep_until(start.into()).await;
     let mut actions = 0u64;
     loop {
@@ -556,7 +592,7 @@ pub(crate) async fn customer(driver: Arc<Driver>, id: u64, start: Instant, end: 
             4..=5 => {
                 let key = format!("chaos-{}-d-{id}-{actions}", driver.run_id);
                 let amount = 100 + rng.below(900) as i64;
-                driver.deposit(&mut rng, id, key, amount).await;
+                driver.deposit(&mut rng, id, key, amount, 1).await;
             }
             _ => book(&driver, &conn, &mut rng, id, actions).await,
         }

@@ -10,8 +10,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Largest share of the unaffected entities' calls during the fault that may fail
-/// (refusals aside) for containment to hold: "every other entity keeps serving".
+/// Largest share of the unaffected entities' calls during the fault that may go
+/// unserved (no answer, `unavailable`, `internal`) for containment to hold: "every
+/// other entity keeps serving". A `busy` refusal or a typed answer to the call's
+/// own fault (`not_found` of a wallet whose first deposit failed) is service.
 pub const CONTAINMENT_FAILED_MAX: f64 = 0.01;
 
 /// Operations of a scenario, over all calls.
@@ -78,17 +80,18 @@ impl ScenarioReport {
         let mut invariants = checked.invariants;
         let unaffected = seen.unaffected_during_fault;
         let served = unaffected.acknowledged > 0
-            && (unaffected.failed - unaffected.refused) as f64
+            && unaffected.not_served() as f64
                 <= CONTAINMENT_FAILED_MAX * unaffected.attempted as f64;
         invariants.insert("containment".into(), served);
         let mut violations = checked.violations;
         if !served {
             let mut lines = vec![format!(
-                "{} of {} calls on unaffected entities failed during the fault (at most {}% may), {} of them refusals",
-                unaffected.failed,
+                "{} of {} calls on unaffected entities were not served during the fault (at most {}% may); {} refused as busy and {} answered with the call's own fault are not counted",
+                unaffected.not_served(),
                 unaffected.attempted,
                 CONTAINMENT_FAILED_MAX * 100.0,
-                unaffected.refused
+                unaffected.refused,
+                unaffected.answered
             )];
             lines.extend(
                 seen.failed_unaffected_during_fault
