@@ -1,9 +1,9 @@
 //! A running node: storage, supervision tree and tickers, with one async method per
 //! marketplace command. Input is validated here; entities never see bad input.
 
+use crate::booking::{self, BookingLimits};
 use crate::clock::SharedClock;
 use crate::cluster_hooks::ClusterHooks;
-use crate::codec;
 use crate::config::NodeConfig;
 use crate::context::{NodeContext, NodeStats};
 use crate::durability::{Durability, GroupCommit};
@@ -13,7 +13,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::faults::Faults;
 use crate::geo::{Coord, GeoIndex, Nearby};
 use crate::ids::{CustomerId, JobId, ProviderId, Skill, WalletId};
-use crate::job::{Job, JobRequest, JobStatus};
+use crate::job::{Job, JobStatus};
 use crate::job_actor::JobCommand;
 use crate::ledger::{self, Balance, EntryKind, LedgerEntry, LedgerOp};
 use crate::provider::Provider;
@@ -431,54 +431,41 @@ impl Node {
         lon: f64,
         price: i64,
     ) -> CoreResult<Job> {
-        ledger::validate_key(key)?;
-        let request = JobRequest {
-            skill: Skill::new(skill)?,
-            location: Coord::new(lat, lon)?,
-            price,
-        };
-        let price_max = self.ctx.config.dispatch.price_max;
-        if !(1..=price_max).contains(&price) {
-            return Err(CoreError::Invalid(format!(
-                "price {price} is outside 1..={price_max}"
-            )));
+        let limits = self.booking_limits();
+        let booking = booking::validate(customer, key, skill, (lat, lon), price, &limits)?;
+        let seen = self.ctx.store.job_request(customer, key)?;
+        if let Some(job) = booking::replay(&booking, key, seen)? {
+            return self.job(job).await;
         }
-        let encoded = codec::encode(&request).map_err(|e| CoreError::Internal(e.to_string()))?;
-        if let Some(seen) = self.ctx.store.job_request(customer, key)? {
-            if seen.request != encoded {
-                return Err(CoreError::IdempotencyConflict {
-                    key: key.to_owned(),
-                });
-            }
-            return self.job(seen.job).await;
-        }
-        let hold_key = format!("job-request-{key}");
-        self.wallet_op(customer.into(), &hold_key, LedgerOp::Hold { amount: price })
+        self.wallet_op(customer.into(), &booking.hold_key, booking::hold(&booking))
             .await?;
-        let now_ms = self.ctx.clock.now_ms();
-        let wake_at_ms = now_ms + self.ctx.config.dispatch.deadline_tick_ms;
-        let id = self.ctx.new_job_id()?;
-        let job = Job {
-            id,
+        let job = booking::new_job(
+            &booking,
+            self.ctx.new_job_id()?,
+            self.ctx.clock.now_ms(),
+            &limits,
+        );
+        let wake_at_ms = job.wake_at_ms.unwrap_or(job.created_ms);
+        let id = self.ctx.store.create_job(
             customer,
-            fee: ledger::fee_for(price, self.ctx.config.fees.platform_fee_bps),
-            request,
-            status: JobStatus::Requested,
-            tried: Vec::new(),
-            offers: 0,
-            hold_key,
-            // Until the first dispatch finishes, the timer guarantees one happens.
-            wake_at_ms: Some(wake_at_ms),
-            verified: None,
-            created_ms: now_ms,
-        };
-        let id = self
-            .ctx
-            .store
-            .create_job(customer, key, encoded, (id, &job), wake_at_ms)?;
+            key,
+            booking.encoded.clone(),
+            (job.id, &job),
+            wake_at_ms,
+        )?;
         self.ctx.durability.flushed().await?;
         self.job_call(id, |reply| JobCommand::Dispatch { reply })
             .await
+    }
+
+    /// The limits of a booking, from the node's config.
+    fn booking_limits(&self) -> BookingLimits {
+        let config = &self.ctx.config;
+        BookingLimits {
+            price_max: config.dispatch.price_max,
+            fee_bps: config.fees.platform_fee_bps,
+            first_wake_ms: config.dispatch.deadline_tick_ms,
+        }
     }
 
     /// The `limit` nearest available providers of `skill` within `radius_m` of a
