@@ -57,6 +57,19 @@ pub(crate) struct DemoArgs {
     /// Where node a's QUIC client listener listens (b and c: port 0).
     #[arg(long, default_value = "127.0.0.1:4433")]
     quic_listen: SocketAddr,
+    /// The nodes' logs go to this file, so the terminal shows only the demo's
+    /// progress and verdict (default: fixit-demo.log in the system's temp dir).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// Where the nodes' logs go.
+    pub(crate) fn log_file(&self) -> PathBuf {
+        self.log_file
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("fixit-demo.log"))
+    }
 }
 
 /// What the simulated clients saw.
@@ -138,8 +151,9 @@ fn print_banner(cluster: &DemoCluster, args: &DemoArgs, dir: &std::path::Path) {
         a.quic_addr()
     );
     println!(
-        "three nodes on loopback, data in {}, {} providers, {} customers, {} bookings/s, {} s",
+        "three nodes on loopback, data in {}, logs in {}, {} providers, {} customers, {} bookings/s, {} s",
         dir.display(),
+        args.log_file().display(),
         args.providers,
         args.customers,
         args.bookings_per_s,

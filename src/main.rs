@@ -111,17 +111,37 @@ enum TokenCommand {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+}
+
+/// Logs to `path` (appended), for commands whose terminal is read by people.
+fn init_logs_to_file(format: LogFormat, path: &std::path::Path) -> anyhow::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file));
+    match format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    Ok(())
+}
+
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
 }
 
 fn main() -> std::process::ExitCode {
@@ -136,7 +156,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logs(cli.log_format);
+    match &cli.command {
+        Command::Demo(args) => init_logs_to_file(cli.log_format, &args.log_file())?,
+        _ => init_logs(cli.log_format),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -99,6 +99,116 @@ pub struct Posting {
     pub held_delta: i64,
 }
 
+/// Where a wallet lives: `None` for this node, else the home node's name.
+pub type WalletHome<'a> = &'a (dyn Fn(WalletId) -> Option<String> + Sync);
+
+/// One posting of an operation and where it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The posting.
+    pub posting: Posting,
+    /// The other wallet of the operation, for the ledger entry.
+    pub counterparty: Option<WalletId>,
+    /// `None`: this node's ledger; else the node a [`Transfer`] goes to.
+    pub to_node: Option<String>,
+}
+
+/// Where each posting of `op` on `wallet` is written: the payer's own postings
+/// here, postings to wallets `home` places on another node as transfers. The
+/// payer's own posting comes first (a transfer's id carries the payer's entry), so
+/// a remote posting before it is refused as a bug.
+pub fn route(
+    wallet: WalletId,
+    op: &LedgerOp,
+    postings: &[Posting],
+    home: WalletHome<'_>,
+) -> CoreResult<Vec<Route>> {
+    let mut payer_seen = false;
+    let mut routes = Vec::with_capacity(postings.len());
+    for posting in postings {
+        let counterparty = match op {
+            LedgerOp::TransferIn { from, .. } => Some(*from),
+            _ => postings
+                .iter()
+                .find(|other| other.wallet != posting.wallet)
+                .map(|other| other.wallet),
+        };
+        let to_node = (posting.wallet != wallet)
+            .then(|| home(posting.wallet))
+            .flatten();
+        if to_node.is_some() && !payer_seen {
+            return Err(CoreError::Internal(
+                "a remote posting came before the payer's own".into(),
+            ));
+        }
+        payer_seen |= posting.wallet == wallet;
+        routes.push(Route {
+            posting: *posting,
+            counterparty,
+            to_node,
+        });
+    }
+    Ok(routes)
+}
+
+/// Money on its way from a capture here to a wallet homed on another node: written
+/// in the capture's transaction, delivered until the receiver acknowledges, then
+/// removed. The receiver applies it under [`Transfer::id`] as idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Unique in the cluster: `xfer-<payer>-<payer's ledger seq>-<p|f>`.
+    pub id: String,
+    /// The receiving wallet's home node.
+    pub to_node: String,
+    /// The receiving wallet.
+    pub to_wallet: WalletId,
+    /// The paying wallet (here).
+    pub from_wallet: WalletId,
+    /// Minor units.
+    pub amount: i64,
+    /// Whether this is the platform fee of the capture (else the payment).
+    pub fee: bool,
+    /// When the capture committed, in ms since the epoch.
+    pub created_ms: u64,
+}
+
+impl Transfer {
+    /// The operation the receiving node applies.
+    pub fn op(&self) -> LedgerOp {
+        LedgerOp::TransferIn {
+            amount: self.amount,
+            from: self.from_wallet,
+            fee: self.fee,
+        }
+    }
+}
+
+/// The transfer of `posting` (to a wallet on node `to_node`) paid by `from` in its
+/// ledger entry `paid_seq`.
+pub fn transfer(
+    from: WalletId,
+    paid_seq: u64,
+    posting: &Posting,
+    to_node: String,
+    now_ms: u64,
+) -> Transfer {
+    let fee = posting.kind == EntryKind::Fee;
+    Transfer {
+        id: format!(
+            "xfer-{}-{}-{}",
+            from.0,
+            paid_seq,
+            if fee { "f" } else { "p" }
+        ),
+        to_node,
+        to_wallet: posting.wallet,
+        from_wallet: from,
+        amount: posting.available_delta,
+        fee,
+        created_ms: now_ms,
+    }
+}
+
 /// Checks an idempotency key: 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`] printable ASCII bytes.
 pub fn validate_key(key: &str) -> CoreResult<()> {
     let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
@@ -298,6 +408,50 @@ mod tests {
         }
         *wallets = next;
         Ok(())
+    }
+
+    #[test]
+    fn a_capture_routes_remote_postings_to_transfers_named_by_the_payers_entry() {
+        let payer = Balance {
+            available: 0,
+            held: 1_000,
+        };
+        let op = LedgerOp::Capture {
+            amount: 1_000,
+            fee: fee_for(1_000, 1_000),
+            payee: WalletId(2),
+        };
+        let postings = plan(WalletId(1), &op, payer).unwrap();
+        let home = |wallet: WalletId| (wallet == WalletId(2)).then(|| "b".to_owned());
+        let routes = route(WalletId(1), &op, &postings, &home).unwrap();
+        let places: Vec<_> = routes
+            .iter()
+            .map(|route| (route.posting.wallet, route.to_node.as_deref()))
+            .collect();
+        assert_eq!(
+            places,
+            vec![
+                (WalletId(1), None),
+                (WalletId(2), Some("b")),
+                (WalletId::PLATFORM, None)
+            ]
+        );
+        assert_eq!(routes[0].counterparty, Some(WalletId(2)));
+        let transfer = transfer(WalletId(1), 7, &routes[1].posting, "b".into(), 99);
+        assert_eq!(transfer.id, "xfer-1-7-p");
+        assert_eq!((transfer.amount, transfer.fee), (900, false));
+        assert_eq!(
+            transfer.op(),
+            LedgerOp::TransferIn {
+                amount: 900,
+                from: WalletId(1),
+                fee: false
+            }
+        );
+        // A remote posting may never come before the payer's own.
+        let reversed: Vec<Posting> = postings.iter().rev().copied().collect();
+        let everywhere_else = |wallet: WalletId| (wallet != WalletId(1)).then(|| "b".to_owned());
+        assert!(route(WalletId(1), &op, &reversed, &everywhere_else).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::codec;
 use crate::error::{CoreError, CoreResult};
 use crate::ids::{CustomerId, JobId, WalletId};
-use crate::ledger::{self, Balance, EntryKind, LedgerEntry, LedgerOp};
+use crate::ledger::{self, Balance, LedgerEntry, LedgerOp};
 pub use fixit_protocol::ledger::OpOutcome;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{
@@ -51,52 +51,19 @@ impl Flows {
     }
 }
 
-/// Money on its way from a capture here to a wallet homed on another node: written
-/// in the capture's transaction, delivered until the receiver acknowledges, then
-/// removed. The receiver applies it under [`Transfer::id`] as idempotency key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transfer {
-    /// Unique in the cluster: `xfer-<payer>-<payer's ledger seq>-<p|f>`.
-    pub id: String,
-    /// The receiving wallet's home node.
-    pub to_node: String,
-    /// The receiving wallet.
-    pub to_wallet: WalletId,
-    /// The paying wallet (here).
-    pub from_wallet: WalletId,
-    /// Minor units.
-    pub amount: i64,
-    /// Whether this is the platform fee of the capture (else the payment).
-    pub fee: bool,
-    /// When the capture committed, in ms since the epoch.
-    pub created_ms: u64,
-}
+pub use crate::ledger::{Transfer, WalletHome};
 
 /// The outbox key prefix of the transfers to `node` (node names never hold `/`).
 fn outbox_prefix(node: &str) -> Vec<u8> {
     format!("{node}/").into_bytes()
 }
 
-impl Transfer {
-    /// Its key in the outbox: receiving node, then transfer id.
-    fn outbox_key(&self) -> Vec<u8> {
-        let mut key = outbox_prefix(&self.to_node);
-        key.extend_from_slice(self.id.as_bytes());
-        key
-    }
-
-    /// The operation the receiving node applies.
-    pub fn op(&self) -> LedgerOp {
-        LedgerOp::TransferIn {
-            amount: self.amount,
-            from: self.from_wallet,
-            fee: self.fee,
-        }
-    }
+/// A transfer's key in the outbox: receiving node, then transfer id.
+fn outbox_key(transfer: &Transfer) -> Vec<u8> {
+    let mut key = outbox_prefix(&transfer.to_node);
+    key.extend_from_slice(transfer.id.as_bytes());
+    key
 }
-
-/// Where a wallet lives: `None` for this node, else the home node's name.
-pub type WalletHome<'a> = &'a (dyn Fn(WalletId) -> Option<String> + Sync);
 
 /// Every wallet on this node (a node outside any cluster).
 pub fn all_local(_: WalletId) -> Option<String> {
@@ -238,9 +205,10 @@ impl Store {
     /// Applies a ledger operation with its idempotency key in one transaction.
     ///
     /// A key seen before with the same operation returns the first outcome and
-    /// changes nothing; with a different operation it is refused. A capture's
-    /// postings to wallets that `home` places on another node become outbox
-    /// [`Transfer`]s in the same transaction.
+    /// changes nothing; with a different operation it is refused. The ledger
+    /// decides the postings and where each goes ([`ledger::plan`],
+    /// [`ledger::route`]); postings to wallets on another node become outbox
+    /// [`Transfer`]s ([`ledger::transfer`]) in the same transaction.
     pub fn apply(
         &self,
         wallet: WalletId,
@@ -287,40 +255,16 @@ impl Store {
                 let payer = tx_wallet(wallets, wallet)?;
                 let postings = ledger::plan(wallet, op, payer.balance)
                     .map_err(ConflictableTransactionError::Abort)?;
+                let routes = ledger::route(wallet, op, &postings, home)
+                    .map_err(ConflictableTransactionError::Abort)?;
                 let mut outcome: Option<OpOutcome> = None;
                 let mut sent = 0i64;
-                for posting in &postings {
-                    let counterparty = match op {
-                        LedgerOp::TransferIn { from, .. } => Some(*from),
-                        _ => (postings.len() > 1)
-                            .then(|| postings.iter().find(|p| p.wallet != posting.wallet))
-                            .flatten()
-                            .map(|p| p.wallet),
-                    };
-                    let remote = (posting.wallet != wallet)
-                        .then(|| home(posting.wallet))
-                        .flatten();
-                    match (remote, outcome) {
+                for route in routes {
+                    match (route.to_node, outcome) {
                         (Some(to_node), Some(paid)) => {
-                            let transfer = Transfer {
-                                id: format!(
-                                    "xfer-{}-{}-{}",
-                                    wallet.0,
-                                    paid.seq,
-                                    if posting.kind == EntryKind::Fee {
-                                        "f"
-                                    } else {
-                                        "p"
-                                    }
-                                ),
-                                to_node,
-                                to_wallet: posting.wallet,
-                                from_wallet: wallet,
-                                amount: posting.available_delta,
-                                fee: posting.kind == EntryKind::Fee,
-                                created_ms: now_ms,
-                            };
-                            outbox.insert(transfer.outbox_key(), tx_encode(&transfer)?)?;
+                            let transfer =
+                                ledger::transfer(wallet, paid.seq, &route.posting, to_node, now_ms);
+                            outbox.insert(outbox_key(&transfer), tx_encode(&transfer)?)?;
                             sent += transfer.amount;
                         }
                         (Some(_), None) => {
@@ -329,9 +273,15 @@ impl Store {
                             )))
                         }
                         (None, _) => {
-                            let (balance, seq) =
-                                tx_post(wallets, ledger_tree, posting, key, counterparty, now_ms)?;
-                            if posting.wallet == wallet && outcome.is_none() {
+                            let (balance, seq) = tx_post(
+                                wallets,
+                                ledger_tree,
+                                &route.posting,
+                                key,
+                                route.counterparty,
+                                now_ms,
+                            )?;
+                            if route.posting.wallet == wallet && outcome.is_none() {
                                 outcome = Some(OpOutcome { balance, seq });
                             }
                         }
@@ -472,7 +422,7 @@ impl Store {
     pub fn remove_transfer(&self, transfer: &Transfer) -> CoreResult<bool> {
         Ok(self
             .outbox
-            .remove(transfer.outbox_key())
+            .remove(outbox_key(transfer))
             .map_err(storage)?
             .is_some())
     }

@@ -112,11 +112,6 @@ pub enum Request {
         /// Provider id.
         provider: u64,
     },
-    /// A provider's earnings: payments received into its wallet.
-    Earnings {
-        /// Provider id (= its wallet id).
-        provider: u64,
-    },
     /// The offered provider accepts.
     Accept {
         /// Provider id.
@@ -178,6 +173,12 @@ pub enum Request {
     /// The nearest available providers of a skill around a point (any role). In a
     /// cluster, every node whose regions reach into the circle is asked.
     Nearby(NearbyQuery),
+    /// A provider's earnings: payments received into its wallet. (New variants go
+    /// last: a variant's position is its number on the wire.)
+    Earnings {
+        /// Provider id (= its wallet id).
+        provider: u64,
+    },
 }
 
 /// A nearby search: the client's request, the HTTP body and one node's leg of a
@@ -778,6 +779,52 @@ mod tests {
         let mut fields = request.fields();
         fields.insert("proof".into(), "%%%".into());
         assert!(Request::from_fields(request.spec(), fields).is_err());
+    }
+
+    #[test]
+    fn variants_keep_their_wire_numbers() {
+        // bincode writes a variant as its position: a new command goes last, or
+        // every client built before it would send one command and mean another.
+        let number = |request: &Request| crate::codec::encode(request).unwrap()[0];
+        let requests = every_request();
+        let numbers: Vec<(&str, u8)> = requests
+            .iter()
+            .map(|request| (request.name(), number(request)))
+            .collect();
+        let expected = [
+            ("balance", 0),
+            ("history", 1),
+            ("deposit", 2),
+            ("withdraw", 3),
+            ("provider_online", 4),
+            ("provider_offline", 5),
+            ("location", 6),
+            ("provider_status", 7),
+            ("accept", 8),
+            ("decline", 9),
+            ("start", 10),
+            ("complete", 11),
+            ("request_job", 12),
+            ("cancel_job", 13),
+            ("job_status", 14),
+            ("nearby", 15),
+            ("earnings", 16),
+        ];
+        for (name, wire) in expected {
+            assert!(
+                numbers.contains(&(name, wire)),
+                "{name} is not {wire}: {numbers:?}"
+            );
+        }
+        let earnings = Response::Earnings(Earnings {
+            provider: 1,
+            jobs_paid: 0,
+            earned: 0,
+            balance: crate::ledger::Balance::default(),
+            entries_read: 0,
+            complete: true,
+        });
+        assert_eq!(crate::codec::encode(&earnings).unwrap()[0], 6);
     }
 
     #[test]
