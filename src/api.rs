@@ -28,10 +28,7 @@ fn forbid(what: &str) -> ApiError {
 /// command's access rule in the command table. Job visibility for `JobStatus` is
 /// checked after the job is read.
 pub fn authorize(principal: &Principal, request: &Request) -> Result<(), ApiError> {
-    request
-        .spec()
-        .authorize(principal, request)
-        .map_err(ApiError::Forbidden)
+    request.authorize(principal).map_err(ApiError::Forbidden)
 }
 
 /// Whether a principal may see a job: its customer, a provider it was offered to or

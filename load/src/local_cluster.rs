@@ -95,7 +95,7 @@ fn fixed_addrs(count: usize, transport: Transport) -> anyhow::Result<Vec<SocketA
 }
 
 /// Free UDP ports on loopback for nodes' link and QUIC listeners, outside the
-/// ephemeral range (see [`fixed_addrs`]).
+/// ephemeral range, so a restarted node finds its port free.
 pub fn free_link_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
     fixed_addrs(count, Transport::Udp)
 }

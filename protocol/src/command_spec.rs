@@ -1,11 +1,9 @@
 //! What the command table says about a command ([`CommandSpec`]: HTTP method and
 //! path, fields, access rule, placement, answer, CLI verb), and the generic code
-//! that reads it: authorization, a request's fields as JSON and back, look-ups.
+//! that reads only the spec: authorization by owner and role.
 //! The table itself, beside the `Request` enum, is [`crate::commands`].
 
-use crate::commands::{Request, Response, COMMANDS};
 use crate::principal::{Principal, Role};
-use serde_json::{Map, Value};
 
 /// An HTTP method a command travels with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,26 +106,6 @@ pub(crate) const fn field(name: &'static str, ty: FieldType, doc: &'static str) 
     }
 }
 
-/// The response of variant `variant` (a [`CommandSpec::answer`]) carrying
-/// `payload`, the answer's JSON without the variant's name (as HTTP carries it).
-pub fn response_of(variant: &str, payload: Value) -> Result<Response, serde_json::Error> {
-    let mut tagged = Map::new();
-    tagged.insert(variant.to_owned(), payload);
-    serde_json::from_value(Value::Object(tagged))
-}
-
-/// The payload of `response`: its JSON without the variant's name.
-pub fn payload_of(response: &Response) -> Result<Value, serde_json::Error> {
-    match serde_json::to_value(response)? {
-        Value::Object(tagged) => Ok(tagged
-            .into_iter()
-            .next()
-            .map(|(_, payload)| payload)
-            .unwrap_or(Value::Null)),
-        other => Ok(other),
-    }
-}
-
 /// Everything generic code needs to know about one command.
 #[derive(Clone, Copy, Debug)]
 pub struct CommandSpec {
@@ -151,7 +129,7 @@ pub struct CommandSpec {
     pub access: Access,
     /// Which node serves it.
     pub placement: Placement,
-    /// What it answers: the [`Response`] variant's name.
+    /// What it answers: the `Response` variant's name.
     pub answer: &'static str,
 }
 
@@ -166,8 +144,13 @@ impl CommandSpec {
         self.fields.iter().filter(|field| !self.in_path(field.name))
     }
 
-    /// The principal's right to send `request` (of this command), before it runs.
-    pub fn authorize(&self, principal: &Principal, request: &Request) -> Result<(), String> {
+    /// The principal's right to send a request of this command, before it runs;
+    /// `id_of` gives the request's id fields by name.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        id_of: impl Fn(&str) -> Option<u64>,
+    ) -> Result<(), String> {
         if principal.role == Role::Admin {
             return Ok(());
         }
@@ -178,57 +161,11 @@ impl CommandSpec {
                 if let Some(role) = role.filter(|role| *role != principal.role) {
                     return Err(format!("needs the {role} role"));
                 }
-                match request.id_field(field) {
+                match id_of(field) {
                     Some(id) if id == principal.sub => Ok(()),
                     _ => Err(format!("this {field} is not yours")),
                 }
             }
         }
-    }
-}
-
-/// The command named `name` ([`CommandSpec::name`]).
-pub fn command(name: &str) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|spec| spec.name == name)
-}
-
-/// The command whose `fixit client` verb is `verb`.
-pub fn command_of_verb(verb: &str) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|spec| spec.cli == verb)
-}
-
-impl Request {
-    /// This request's entry in [`COMMANDS`].
-    pub fn spec(&self) -> &'static CommandSpec {
-        let name = self.name();
-        // Every variant has an entry: `every_variant_has_one_entry` checks it.
-        command(name).unwrap_or(&COMMANDS[0])
-    }
-
-    /// The fields of this request by name, as JSON.
-    pub fn fields(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(tagged)) => match tagged.into_iter().next() {
-                Some((_, Value::Object(fields))) => fields,
-                _ => Map::new(),
-            },
-            _ => Map::new(),
-        }
-    }
-
-    /// The value of the unsigned id field `name`, if this request has one.
-    pub fn id_field(&self, name: &str) -> Option<u64> {
-        self.fields().get(name).and_then(Value::as_u64)
-    }
-
-    /// The request of command `spec` with `fields`; unknown, missing or mistyped
-    /// fields are refused with serde's message.
-    pub fn from_fields(
-        spec: &CommandSpec,
-        fields: Map<String, Value>,
-    ) -> Result<Request, serde_json::Error> {
-        let mut tagged = Map::new();
-        tagged.insert(spec.variant.to_owned(), Value::Object(fields));
-        serde_json::from_value(Value::Object(tagged))
     }
 }

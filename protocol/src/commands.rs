@@ -17,6 +17,7 @@ use crate::ledger::{Balance, LedgerEntry, OpOutcome};
 use crate::principal::Role;
 use crate::provider::Provider;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Declares [`Response`], one variant per answer type, and each answer type's
 /// `TryFrom<Response>`, so a typed call can take its answer out of any response.
@@ -606,10 +607,81 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
 ];
 
+/// The response of variant `variant` (a [`CommandSpec::answer`]) carrying
+/// `payload`, the answer's JSON without the variant's name (as HTTP carries it).
+pub fn response_of(variant: &str, payload: Value) -> Result<Response, serde_json::Error> {
+    let mut tagged = Map::new();
+    tagged.insert(variant.to_owned(), payload);
+    serde_json::from_value(Value::Object(tagged))
+}
+
+/// The payload of `response`: its JSON without the variant's name.
+pub fn payload_of(response: &Response) -> Result<Value, serde_json::Error> {
+    match serde_json::to_value(response)? {
+        Value::Object(tagged) => Ok(tagged
+            .into_iter()
+            .next()
+            .map(|(_, payload)| payload)
+            .unwrap_or(Value::Null)),
+        other => Ok(other),
+    }
+}
+
+/// The command named `name` ([`CommandSpec::name`]).
+pub fn command(name: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|spec| spec.name == name)
+}
+
+/// The command whose `fixit client` verb is `verb`.
+pub fn command_of_verb(verb: &str) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|spec| spec.cli == verb)
+}
+
+impl Request {
+    /// The principal's right to send this request, by its command's access rule.
+    pub fn authorize(&self, principal: &crate::principal::Principal) -> Result<(), String> {
+        self.spec()
+            .authorize(principal, |field| self.id_field(field))
+    }
+
+    /// This request's entry in [`COMMANDS`].
+    pub fn spec(&self) -> &'static CommandSpec {
+        let name = self.name();
+        // Every variant has an entry: `every_variant_has_one_entry` checks it.
+        command(name).unwrap_or(&COMMANDS[0])
+    }
+
+    /// The fields of this request by name, as JSON.
+    pub fn fields(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(tagged)) => match tagged.into_iter().next() {
+                Some((_, Value::Object(fields))) => fields,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        }
+    }
+
+    /// The value of the unsigned id field `name`, if this request has one.
+    pub fn id_field(&self, name: &str) -> Option<u64> {
+        self.fields().get(name).and_then(Value::as_u64)
+    }
+
+    /// The request of command `spec` with `fields`; unknown, missing or mistyped
+    /// fields are refused with serde's message.
+    pub fn from_fields(
+        spec: &CommandSpec,
+        fields: Map<String, Value>,
+    ) -> Result<Request, serde_json::Error> {
+        let mut tagged = Map::new();
+        tagged.insert(spec.variant.to_owned(), Value::Object(fields));
+        serde_json::from_value(Value::Object(tagged))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command_spec::response_of;
     use crate::principal::Principal;
 
     fn every_request() -> Vec<Request> {
@@ -723,8 +795,7 @@ mod tests {
             role: Role::Admin,
             sub: 0,
         };
-        let allowed =
-            |who: &Principal, request: Request| request.spec().authorize(who, &request).is_ok();
+        let allowed = |who: &Principal, request: Request| request.authorize(who).is_ok();
         assert!(allowed(&customer, Request::Balance { wallet: 5 }));
         assert!(!allowed(&customer, Request::Balance { wallet: 6 }));
         let deposit = || Request::Deposit {

@@ -9,7 +9,8 @@
 use super::commands::Commands;
 use super::error_body::api_error_from_body;
 use fixit_protocol::api::{ApiError, ErrorBody, Push, Request, Response};
-use fixit_protocol::command_spec::{response_of, Method as CommandMethod};
+use fixit_protocol::command_spec::Method as CommandMethod;
+use fixit_protocol::commands::response_of;
 use fixit_protocol::error::CoreError;
 use futures::StreamExt;
 use reqwest::Method;

@@ -7,8 +7,8 @@ use crate::api::Request;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Subcommand};
-use fixit_protocol::command_spec::{command_of_verb, Access, CommandSpec, Field, FieldType};
-use fixit_protocol::commands::COMMANDS;
+use fixit_protocol::command_spec::{Access, CommandSpec, Field, FieldType};
+use fixit_protocol::commands::{command_of_verb, COMMANDS};
 use serde_json::{Map, Value};
 
 /// The verb that prints the token's pushes instead of sending a command.

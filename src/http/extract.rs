@@ -81,7 +81,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The payload of a response, without the variant's name.
 fn payload(response: Response) -> axum::response::Response {
-    match fixit_protocol::command_spec::payload_of(&response) {
+    match fixit_protocol::commands::payload_of(&response) {
         Ok(payload) => Json(payload).into_response(),
         Err(error) => {
             tracing::error!(%error, "an answer could not be written as JSON");
