@@ -114,8 +114,9 @@ impl Gate {
             })
     }
 
-    fn leave(&self, now_ms: u64) {
-        self.last_active_ms.store(now_ms, Ordering::Relaxed);
+    /// The command taken up at `taken_ms` is done.
+    fn leave(&self, taken_ms: u64) {
+        self.last_active_ms.store(taken_ms, Ordering::Relaxed);
         self.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -421,8 +422,13 @@ impl<K: EntityKind> Actor for EntityShell<K> {
                     K::raw_id(args.id),
                 );
                 args.ctx.faults.stall(K::KIND, K::raw_id(args.id)).await;
+                // Activity is stamped when the command is taken up, not after it:
+                // the caller already has its reply by then, and a tail delayed on
+                // a loaded machine must not make the entity look newer than its
+                // last command (the in-flight count guards the command itself).
+                let taken_ms = args.ctx.clock.now_ms();
                 K::handle(args.id, state, command, &args.ctx).await;
-                args.gate.leave(args.ctx.clock.now_ms());
+                args.gate.leave(taken_ms);
                 if K::finished(state) && args.gate.try_close() {
                     myself.stop(Some("finished".into()));
                 }
