@@ -4,7 +4,7 @@
 
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub use fixit_protocol::wire::{ALPN, SERVER_NAME};
@@ -18,36 +18,17 @@ pub type CertifiedKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 /// TLS material could not be made, read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A certificate or key file could not be read, written or parsed.
-    #[error("{path}: {reason}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
+    /// A certificate or key file could not be read, written or parsed, or rustls
+    /// refused the material (see [`fixit_net::TlsError`]).
+    #[error(transparent)]
+    Material(#[from] fixit_net::TlsError),
     /// The self-signed certificate could not be generated.
     #[error("certificate generation: {0}")]
     Generate(String),
-    /// rustls or quinn refused the material (e.g. a key that does not match).
-    #[error("TLS configuration: {0}")]
-    Config(String),
-}
-
-impl From<fixit_net::TlsError> for TlsError {
-    fn from(error: fixit_net::TlsError) -> Self {
-        match error {
-            fixit_net::TlsError::File { path, reason } => TlsError::File { path, reason },
-            fixit_net::TlsError::Config(reason) => TlsError::Config(reason),
-        }
-    }
 }
 
 fn file_error(path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File {
-        path: path.to_owned(),
-        reason: reason.to_string(),
-    }
+    fixit_net::tls::file_error(path, reason).into()
 }
 
 /// Reads the certificate and key at the given paths; if both are missing, makes a
@@ -120,7 +101,7 @@ mod tests {
         std::fs::write(&key, "not a key").unwrap();
         assert!(matches!(
             load_or_create(&cert, &key),
-            Err(TlsError::File { .. })
+            Err(TlsError::Material(fixit_net::TlsError::File { .. }))
         ));
         std::fs::write(&cert, "not a certificate").unwrap();
         assert!(load_or_create(&cert, &key).is_err());

@@ -410,8 +410,9 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn a_capture_routes_remote_postings_to_transfers_named_by_the_payers_entry() {
+    /// A capture of 1,000 held in wallet 1, paid to wallet 2 with a 10 % fee: the
+    /// operation and its postings.
+    fn capture_of_1_000_from_1_to_2() -> (LedgerOp, Vec<Posting>) {
         let payer = Balance {
             available: 0,
             held: 1_000,
@@ -422,6 +423,12 @@ mod tests {
             payee: WalletId(2),
         };
         let postings = plan(WalletId(1), &op, payer).unwrap();
+        (op, postings)
+    }
+
+    #[test]
+    fn a_capture_routes_remote_postings_to_transfers_named_by_the_payers_entry() {
+        let (op, postings) = capture_of_1_000_from_1_to_2();
         let home = |wallet: WalletId| (wallet == WalletId(2)).then(|| "b".to_owned());
         let routes = route(WalletId(1), &op, &postings, &home).unwrap();
         let places: Vec<_> = routes
@@ -456,16 +463,7 @@ mod tests {
 
     #[test]
     fn capture_pays_payee_and_platform() {
-        let payer = Balance {
-            available: 0,
-            held: 1_000,
-        };
-        let op = LedgerOp::Capture {
-            amount: 1_000,
-            fee: fee_for(1_000, 1_000),
-            payee: WalletId(2),
-        };
-        let postings = plan(WalletId(1), &op, payer).unwrap();
+        let (_, postings) = capture_of_1_000_from_1_to_2();
         let deltas: Vec<_> = postings
             .iter()
             .map(|p| (p.wallet, p.available_delta, p.held_delta))

@@ -115,24 +115,30 @@ fn release_effect(job: &Job) -> Effect {
     }
 }
 
+/// The job went back to Requested, `passed` was told its offer ended, and a new
+/// search of round 0 excludes it.
+fn assert_cascades_past(job: &Job, effects: &[Effect], passed: ProviderId) {
+    assert_eq!(job.status, JobStatus::Requested);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Persist(job.clone()),
+            Effect::EndOffer { provider: passed },
+            Effect::Search {
+                round: 0,
+                exclude: vec![passed]
+            },
+        ]
+    );
+}
+
 #[test]
 fn a_decline_offers_the_job_to_the_next_nearest() {
     let (job, offer) = offered(&[1, 2, 3], T0_MS);
     assert_eq!(offer.provider, p(1), "nearest first");
     assert_eq!(offer.rest, vec![p(2), p(3)]);
     let (job, effects) = ok(&job, Input::Decline { provider: p(1) }, T0_MS + 10);
-    assert_eq!(job.status, JobStatus::Requested);
-    assert_eq!(
-        effects,
-        vec![
-            Effect::Persist(job.clone()),
-            Effect::EndOffer { provider: p(1) },
-            Effect::Search {
-                round: 0,
-                exclude: vec![p(1)]
-            },
-        ]
-    );
+    assert_cascades_past(&job, &effects, p(1));
     let found = Input::Found {
         round: 0,
         providers: vec![p(2), p(3)],
@@ -148,18 +154,7 @@ fn a_lapsed_offer_goes_to_the_next_candidate_at_the_deadline_not_before() {
     let (early, effects) = ok(&job, Input::Wake, deadline_ms - 1);
     assert_eq!((early, effects), (job.clone(), vec![]), "not due yet");
     let (job, effects) = ok(&job, Input::Wake, deadline_ms);
-    assert_eq!(job.status, JobStatus::Requested);
-    assert_eq!(
-        effects,
-        vec![
-            Effect::Persist(job.clone()),
-            Effect::EndOffer { provider: p(1) },
-            Effect::Search {
-                round: 0,
-                exclude: vec![p(1)]
-            },
-        ]
-    );
+    assert_cascades_past(&job, &effects, p(1));
     let found = Input::Found {
         round: 0,
         providers: vec![p(2)],

@@ -4,6 +4,7 @@
 //! The table itself, beside the `Request` enum, is [`crate::commands`].
 
 use crate::principal::{Principal, Role};
+use serde_json::Value;
 
 /// An HTTP method a command travels with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +82,37 @@ pub enum FieldType {
     Radius,
     /// Bytes: standard padded base64 in JSON, raw bytes on QUIC.
     Bytes,
+}
+
+impl FieldType {
+    /// The JSON value of `text` typed for a field of this kind (a query parameter,
+    /// a CLI flag); `None` when the text is not one. A list is comma-separated;
+    /// bytes are their base64 text.
+    pub fn parse(self, text: &str) -> Option<Value> {
+        match self {
+            FieldType::Unsigned | FieldType::Count { .. } => {
+                text.parse::<u64>().ok().map(Value::from)
+            }
+            FieldType::Amount | FieldType::Price => text.parse::<i64>().ok().map(Value::from),
+            FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
+                text.parse::<f64>().ok().map(Value::from)
+            }
+            FieldType::Key | FieldType::Skill | FieldType::Bytes => Some(Value::from(text)),
+            FieldType::Skills => Some(Value::from(
+                text.split(',').map(str::to_owned).collect::<Vec<_>>(),
+            )),
+        }
+    }
+
+    /// What [`FieldType::parse`] expects, for an error message.
+    pub fn expected(self) -> &'static str {
+        match self {
+            FieldType::Unsigned | FieldType::Count { .. } => "an unsigned integer",
+            FieldType::Amount | FieldType::Price => "an integer",
+            FieldType::Latitude | FieldType::Longitude | FieldType::Radius => "a number",
+            FieldType::Key | FieldType::Skill | FieldType::Bytes | FieldType::Skills => "text",
+        }
+    }
 }
 
 /// One field of a command.

@@ -11,7 +11,7 @@ use fixit_protocol::ledger::{Balance, LedgerEntry};
 use fixit_protocol::provider::Provider;
 use std::future::Future;
 
-pub(super) fn unexpected(response: Response) -> ApiError {
+fn unexpected(response: Response) -> ApiError {
     CoreError::Internal(format!("unexpected response {response:?}")).into()
 }
 
@@ -32,12 +32,7 @@ pub trait Commands: Sync {
 
     /// A wallet's balance.
     fn balance(&self, wallet: u64) -> impl Future<Output = Result<Balance, ApiError>> + Send {
-        async move {
-            match self.call(Request::Balance { wallet }).await? {
-                Response::Balance(balance) => Ok(balance),
-                other => Err(unexpected(other)),
-            }
-        }
+        async move { self.send(Request::Balance { wallet }).await }
     }
 
     /// A page of a wallet's ledger.
@@ -48,17 +43,12 @@ pub trait Commands: Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<LedgerEntry>, ApiError>> + Send {
         async move {
-            match self
-                .call(Request::History {
-                    wallet,
-                    from_seq,
-                    limit,
-                })
-                .await?
-            {
-                Response::History(entries) => Ok(entries),
-                other => Err(unexpected(other)),
-            }
+            self.send(Request::History {
+                wallet,
+                from_seq,
+                limit,
+            })
+            .await
         }
     }
 
@@ -71,14 +61,11 @@ pub trait Commands: Sync {
     ) -> impl Future<Output = Result<OpOutcome, ApiError>> + Send {
         async move {
             let key = key.to_owned();
-            op(
-                self,
-                Request::Deposit {
-                    wallet,
-                    key,
-                    amount,
-                },
-            )
+            self.send(Request::Deposit {
+                wallet,
+                key,
+                amount,
+            })
             .await
         }
     }
@@ -92,14 +79,11 @@ pub trait Commands: Sync {
     ) -> impl Future<Output = Result<OpOutcome, ApiError>> + Send {
         async move {
             let key = key.to_owned();
-            op(
-                self,
-                Request::Withdraw {
-                    wallet,
-                    key,
-                    amount,
-                },
-            )
+            self.send(Request::Withdraw {
+                wallet,
+                key,
+                amount,
+            })
             .await
         }
     }
@@ -112,7 +96,8 @@ pub trait Commands: Sync {
     ) -> impl Future<Output = Result<Provider, ApiError>> + Send {
         async move {
             let skills = skills.iter().map(|s| s.to_string()).collect();
-            provider_call(self, Request::ProviderOnline { provider, skills }).await
+            self.send(Request::ProviderOnline { provider, skills })
+                .await
         }
     }
 
@@ -121,7 +106,7 @@ pub trait Commands: Sync {
         &self,
         provider: u64,
     ) -> impl Future<Output = Result<Provider, ApiError>> + Send {
-        async move { provider_call(self, Request::ProviderOffline { provider }).await }
+        async move { self.send(Request::ProviderOffline { provider }).await }
     }
 
     /// A provider's position.
@@ -131,12 +116,12 @@ pub trait Commands: Sync {
         lat: f64,
         lon: f64,
     ) -> impl Future<Output = Result<Provider, ApiError>> + Send {
-        async move { provider_call(self, Request::Location { provider, lat, lon }).await }
+        async move { self.send(Request::Location { provider, lat, lon }).await }
     }
 
     /// A provider's record.
     fn provider(&self, provider: u64) -> impl Future<Output = Result<Provider, ApiError>> + Send {
-        async move { provider_call(self, Request::ProviderStatus { provider }).await }
+        async move { self.send(Request::ProviderStatus { provider }).await }
     }
 
     /// The nearest available providers of a skill around a point.
@@ -144,12 +129,7 @@ pub trait Commands: Sync {
         &self,
         query: NearbyQuery,
     ) -> impl Future<Output = Result<NearbyAnswer, ApiError>> + Send {
-        async move {
-            match self.call(Request::Nearby(query)).await? {
-                Response::Nearby(answer) => Ok(answer),
-                other => Err(unexpected(other)),
-            }
-        }
+        async move { self.send(Request::Nearby(query)).await }
     }
 
     /// A customer books a job; the price is held in escrow.
@@ -164,17 +144,14 @@ pub trait Commands: Sync {
     ) -> impl Future<Output = Result<Job, ApiError>> + Send {
         async move {
             let (key, skill) = (key.to_owned(), skill.to_owned());
-            job_call(
-                self,
-                Request::RequestJob {
-                    customer,
-                    key,
-                    skill,
-                    lat,
-                    lon,
-                    price,
-                },
-            )
+            self.send(Request::RequestJob {
+                customer,
+                key,
+                skill,
+                lat,
+                lon,
+                price,
+            })
             .await
         }
     }
@@ -185,7 +162,7 @@ pub trait Commands: Sync {
         provider: u64,
         job: u64,
     ) -> impl Future<Output = Result<Job, ApiError>> + Send {
-        async move { job_call(self, Request::Accept { provider, job }).await }
+        async move { self.send(Request::Accept { provider, job }).await }
     }
 
     /// The offered provider declines.
@@ -194,12 +171,12 @@ pub trait Commands: Sync {
         provider: u64,
         job: u64,
     ) -> impl Future<Output = Result<Job, ApiError>> + Send {
-        async move { job_call(self, Request::Decline { provider, job }).await }
+        async move { self.send(Request::Decline { provider, job }).await }
     }
 
     /// The assigned provider starts work.
     fn start(&self, provider: u64, job: u64) -> impl Future<Output = Result<Job, ApiError>> + Send {
-        async move { job_call(self, Request::Start { provider, job }).await }
+        async move { self.send(Request::Start { provider, job }).await }
     }
 
     /// The assigned provider completes with a proof of work; the customer pays.
@@ -210,14 +187,11 @@ pub trait Commands: Sync {
         proof: Vec<u8>,
     ) -> impl Future<Output = Result<Job, ApiError>> + Send {
         async move {
-            job_call(
-                self,
-                Request::Complete {
-                    provider,
-                    job,
-                    proof,
-                },
-            )
+            self.send(Request::Complete {
+                provider,
+                job,
+                proof,
+            })
             .await
         }
     }
@@ -228,36 +202,12 @@ pub trait Commands: Sync {
         customer: u64,
         job: u64,
     ) -> impl Future<Output = Result<Job, ApiError>> + Send {
-        async move { job_call(self, Request::CancelJob { customer, job }).await }
+        async move { self.send(Request::CancelJob { customer, job }).await }
     }
 
     /// A job's record.
     fn job(&self, job: u64) -> impl Future<Output = Result<Job, ApiError>> + Send {
-        async move { job_call(self, Request::JobStatus { job }).await }
-    }
-}
-
-async fn op<C: Commands + ?Sized>(client: &C, request: Request) -> Result<OpOutcome, ApiError> {
-    match client.call(request).await? {
-        Response::Op(outcome) => Ok(outcome),
-        other => Err(unexpected(other)),
-    }
-}
-
-async fn provider_call<C: Commands + ?Sized>(
-    client: &C,
-    request: Request,
-) -> Result<Provider, ApiError> {
-    match client.call(request).await? {
-        Response::Provider(provider) => Ok(provider),
-        other => Err(unexpected(other)),
-    }
-}
-
-async fn job_call<C: Commands + ?Sized>(client: &C, request: Request) -> Result<Job, ApiError> {
-    match client.call(request).await? {
-        Response::Job(job) => Ok(job),
-        other => Err(unexpected(other)),
+        async move { self.send(Request::JobStatus { job }).await }
     }
 }
 

@@ -96,23 +96,18 @@ fn value_of(
             field.default.map(Value::from)
         });
     };
-    let refused = |what: &str| anyhow::anyhow!("--{}: expected {what}, got {given:?}", flag(field));
     let value = match field.ty {
-        FieldType::Unsigned | FieldType::Count { .. } => Value::from(
-            given
-                .parse::<u64>()
-                .map_err(|_| refused("an unsigned integer"))?,
-        ),
-        FieldType::Amount | FieldType::Price => {
-            Value::from(given.parse::<i64>().map_err(|_| refused("an integer"))?)
-        }
-        FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
-            Value::from(given.parse::<f64>().map_err(|_| refused("a number"))?)
-        }
-        FieldType::Key | FieldType::Skill | FieldType::Skills => Value::from(given),
         // A proof is typed as text and sent as its UTF-8 bytes.
-        FieldType::Bytes => Value::from(STANDARD.encode(given.as_bytes())),
+        FieldType::Bytes => Some(Value::from(STANDARD.encode(given.as_bytes()))),
+        ty => ty.parse(&given),
     };
+    let value = value.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--{}: expected {}, got {given:?}",
+            flag(field),
+            field.ty.expected()
+        )
+    })?;
     Ok(Some(value))
 }
 

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequest, RawPathParams, State};
 use axum::response::Response;
-use fixit_protocol::command_spec::{CommandSpec, FieldType, Method};
+use fixit_protocol::command_spec::{CommandSpec, Method};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -67,9 +67,9 @@ fn query_fields(
 ) -> Result<(), Failure> {
     for field in spec.rest() {
         let value = match (query.remove(field.name), field.default) {
-            (Some(text), _) => query_value(field.ty, &text).ok_or_else(|| {
+            (Some(text), _) => field.ty.parse(&text).ok_or_else(|| {
                 Failure::bad_request(
-                    format!("query: {} must be {}", field.name, expected(field.ty)),
+                    format!("query: {} must be {}", field.name, field.ty.expected()),
                     id,
                 )
             })?,
@@ -84,29 +84,6 @@ fn query_fields(
             id,
         )),
         None => Ok(()),
-    }
-}
-
-fn query_value(ty: FieldType, text: &str) -> Option<Value> {
-    match ty {
-        FieldType::Unsigned | FieldType::Count { .. } => text.parse::<u64>().ok().map(Value::from),
-        FieldType::Amount | FieldType::Price => text.parse::<i64>().ok().map(Value::from),
-        FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
-            text.parse::<f64>().ok().map(Value::from)
-        }
-        FieldType::Key | FieldType::Skill | FieldType::Bytes => Some(Value::from(text)),
-        FieldType::Skills => Some(Value::from(
-            text.split(',').map(str::to_owned).collect::<Vec<_>>(),
-        )),
-    }
-}
-
-fn expected(ty: FieldType) -> &'static str {
-    match ty {
-        FieldType::Unsigned | FieldType::Count { .. } => "an unsigned integer",
-        FieldType::Amount | FieldType::Price => "an integer",
-        FieldType::Latitude | FieldType::Longitude | FieldType::Radius => "a number",
-        FieldType::Key | FieldType::Skill | FieldType::Bytes | FieldType::Skills => "text",
     }
 }
 
