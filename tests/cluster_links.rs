@@ -1,6 +1,7 @@
 //! A node joins its cluster links at start: three nodes in one process, linked
-//! over QUIC with mutual TLS, each reporting its peers on `GET /cluster`; a node
-//! that stops is seen leaving. Also: the shipped cluster configs are valid.
+//! over QUIC with mutual TLS, each reporting its peers on `GET /cluster`; a
+//! fourth node that names one seed is learnt by all through membership, and a
+//! node that stops is shown as left. Also: the shipped cluster configs are valid.
 
 use fixit_actors::clock::SystemClock;
 use fixit_actors::config::{ClusterSection, NodeConfig};
@@ -15,6 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// A node outside the region map, joining through seed `a` alone.
+const JOINER: &str = "d";
 
 /// Bound of every wait loop: 200 polls of 100 ms, 20 s in all.
 const WAIT_ROUNDS: u32 = 200;
@@ -49,11 +53,13 @@ fn cluster_config(dir: &Path, name: &str, links: &BTreeMap<String, SocketAddr>) 
     config.cluster = Some(ClusterSection {
         name: name.to_owned(),
         listen: links[name],
+        advertise: None,
         certs_dir: dir.join("certs"),
-        peers,
+        seeds: peers,
         regions,
         calls_per_peer_max: 16,
         call_timeout_ms: 2_000,
+        membership: Default::default(),
     });
     config.validate(Path::new("test")).expect("valid config");
     config
@@ -85,7 +91,7 @@ async fn get_cluster(
     (status, response.json().await.expect("JSON body"))
 }
 
-/// Each peer's state in a `GET /cluster` answer.
+/// Each peer's `status/link` in a `GET /cluster` answer, e.g. `alive/Up`.
 fn states(view: &Value) -> BTreeMap<String, String> {
     view["peers"]
         .as_array()
@@ -93,7 +99,9 @@ fn states(view: &Value) -> BTreeMap<String, String> {
         .iter()
         .map(|peer| {
             let name = peer["name"].as_str().expect("name").to_owned();
-            (name, peer["state"].as_str().expect("state").to_owned())
+            let status = peer["status"].as_str().expect("status");
+            let link = peer["state"].as_str().expect("state");
+            (name, format!("{status}/{link}"))
         })
         .collect()
 }
@@ -124,18 +132,24 @@ async fn nodes_link_up_and_see_a_peer_leave() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = dir.path().join("certs");
     let ca = ClusterCa::create(&certs).expect("cluster CA");
-    for name in NAMES {
+    for name in NAMES.iter().chain([&JOINER]) {
         ca.issue_node(name, &certs).expect("node certificate");
     }
     let links: BTreeMap<String, SocketAddr> = NAMES
         .iter()
+        .chain([&JOINER])
         .map(|name| name.to_string())
-        .zip(free_link_addrs(NAMES.len()))
+        .zip(free_link_addrs(NAMES.len() + 1))
+        .collect();
+    let founders: BTreeMap<String, SocketAddr> = links
+        .iter()
+        .filter(|(name, _)| name.as_str() != JOINER)
+        .map(|(name, addr)| (name.clone(), *addr))
         .collect();
     println!("link addresses {links:?}");
     let mut nodes = Vec::new();
     for name in NAMES {
-        let config = cluster_config(dir.path(), name, &links);
+        let config = cluster_config(dir.path(), name, &founders);
         let node = RunningNode::start(config, Arc::new(SystemClock))
             .await
             .expect("node starts");
@@ -150,27 +164,62 @@ async fn nodes_link_up_and_see_a_peer_leave() {
     assert_eq!(status, 401, "the cluster status needs a token");
 
     let view = wait_for(&client, node_a, "a sees b and c up", |states| {
-        states.len() == 2 && states.values().all(|state| state == "Up")
+        states.len() == 2 && states.values().all(|state| state == "alive/Up")
     })
     .await;
     assert_eq!(view["node"], "a");
     assert_eq!(view["cluster"], true);
+    assert!(
+        view["incarnation"].as_u64().is_some_and(|n| n > 0),
+        "{view}"
+    );
     let c_row = &view["peers"][1];
     assert_eq!(c_row["name"], "c");
     assert_eq!(c_row["addr"], links["c"].to_string());
-    assert!(c_row["last_error"].is_null(), "{c_row}");
+    assert!(
+        c_row["incarnation"].as_u64().is_some_and(|n| n > 0),
+        "{c_row}"
+    );
     wait_for(&client, &node_c, "c sees a and b up", |states| {
-        states.values().all(|state| state == "Up")
+        states.values().all(|state| state == "alive/Up")
     })
     .await;
+
+    // d names only a as its seed, and learns b and c from it; all learn d.
+    let mut joiner_config = cluster_config(dir.path(), JOINER, &links);
+    if let Some(cluster) = joiner_config.cluster.as_mut() {
+        cluster.seeds.retain(|name, _| name == "a");
+    }
+    let node_d = RunningNode::start(joiner_config, Arc::new(SystemClock))
+        .await
+        .expect("d starts");
+    let everyone = |states: &BTreeMap<String, String>| {
+        states.len() == 3 && states.values().all(|state| state == "alive/Up")
+    };
+    wait_for(&client, &node_d, "d learns a, b and c", everyone).await;
+    for node in nodes.iter().chain([&node_c]) {
+        wait_for(&client, node, "every node learns d", |states| {
+            states
+                .get(JOINER)
+                .is_some_and(|state| state.starts_with("alive/"))
+        })
+        .await;
+    }
 
     node_c.shutdown().await.expect("c stops");
-    let view = wait_for(&client, node_a, "a sees c leave, b stay", |states| {
-        states["c"] != "Up" && states["b"] == "Up"
-    })
-    .await;
-    println!("after c stopped: {view}");
+    for node in nodes.iter().chain([&node_d]) {
+        let view = wait_for(&client, node, "c shown as left, the rest alive", |states| {
+            states["c"].starts_with("left/")
+                && states
+                    .iter()
+                    .filter(|(name, _)| name.as_str() != "c")
+                    .all(|(_, state)| state == "alive/Up")
+        })
+        .await;
+        println!("after c stopped: {view}");
+    }
 
+    node_d.shutdown().await.expect("d stops");
     for node in nodes {
         node.shutdown().await.expect("node stops");
     }
@@ -213,10 +262,10 @@ fn shipped_cluster_configs_are_valid_and_agree() {
         assert_eq!(config.node.data_dir, Path::new("data/cluster-3").join(name));
         let others: Vec<&str> = NAMES.iter().copied().filter(|n| n != name).collect();
         assert_eq!(
-            cluster.peers.keys().map(String::as_str).collect::<Vec<_>>(),
+            cluster.seeds.keys().map(String::as_str).collect::<Vec<_>>(),
             others
         );
-        for (peer, addr) in &cluster.peers {
+        for (peer, addr) in &cluster.seeds {
             let listen = configs[peer.as_str()].cluster.as_ref().map(|c| c.listen);
             assert_eq!(
                 Some(*addr),

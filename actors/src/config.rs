@@ -70,8 +70,19 @@ pub struct NodeConfig {
 /// Longest node name in a cluster, in characters: one DNS label.
 pub const CLUSTER_NAME_CHARS_MAX: usize = 63;
 
-/// Most peers one node links to: each holds a connection and a reconnect task.
+/// Most seeds one node names: each is announced to at start.
 pub const CLUSTER_PEERS_MAX: usize = 256;
+
+/// Default [`MembershipSection::probe_interval_ms`].
+pub const PROBE_INTERVAL_MS_DEFAULT: u64 = 300;
+/// Default [`MembershipSection::probe_timeout_ms`].
+pub const PROBE_TIMEOUT_MS_DEFAULT: u64 = 100;
+/// Default [`MembershipSection::suspect_timeout_ms`].
+pub const SUSPECT_TIMEOUT_MS_DEFAULT: u64 = 700;
+/// Default [`MembershipSection::gossip_interval_ms`].
+pub const GOSSIP_INTERVAL_MS_DEFAULT: u64 = 100;
+/// Default [`MembershipSection::announce_interval_ms`].
+pub const ANNOUNCE_INTERVAL_MS_DEFAULT: u64 = 1_000;
 
 /// Most region prefixes: the table is searched on every placement.
 pub const CLUSTER_REGIONS_MAX: usize = 100_000;
@@ -84,16 +95,119 @@ pub struct ClusterSection {
     pub name: String,
     /// UDP address of the node-link listener.
     pub listen: SocketAddr,
+    /// The link address other nodes learn for this one through membership;
+    /// default `listen`. Must be a concrete address (not `0.0.0.0` or `::`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<SocketAddr>,
     /// Directory holding `ca-cert.pem`, `<name>-cert.pem` and `<name>-key.pem`.
     pub certs_dir: PathBuf,
-    /// The other nodes: name → link address (this node excluded).
-    pub peers: BTreeMap<String, SocketAddr>,
-    /// Geohash prefix → the node that owns that region.
+    /// Seeds: nodes this one announces itself to at start, name → link address
+    /// (this node excluded; the name is checked against the certificate). The
+    /// rest of the cluster is learnt from them through membership. A node
+    /// reached at a configured address is always reached there, whatever it
+    /// advertises (a relay or a fault proxy can sit in between). Files may still
+    /// call the table `[cluster.peers]`.
+    #[serde(alias = "peers")]
+    pub seeds: BTreeMap<String, SocketAddr>,
+    /// Geohash prefix → the node that owns that region. The nodes named here are
+    /// the cluster's data nodes (wallet homes); a member named nowhere here
+    /// serves clients and forwards everything.
     pub regions: BTreeMap<String, String>,
     /// Calls this node may have in flight to one peer; past it, `Busy`.
     pub calls_per_peer_max: u32,
     /// Longest a call to a peer may take, in ms.
     pub call_timeout_ms: u64,
+    /// The failure detector's timeouts. Optional in files.
+    #[serde(default)]
+    pub membership: MembershipSection,
+}
+
+/// The failure detector (SWIM): how often members are probed and how long a
+/// suspected member has to refute before it is declared down. A crashed peer is
+/// declared down after about `2 × probe_interval_ms + suspect_timeout_ms` at
+/// worst in a three-node cluster (each survivor probes it at least every second
+/// round).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipSection {
+    /// One member is probed per interval, in ms.
+    #[serde(default = "probe_interval_ms_default")]
+    pub probe_interval_ms: u64,
+    /// A direct probe unanswered this long starts indirect probes, in ms; below
+    /// `probe_interval_ms / 2`.
+    #[serde(default = "probe_timeout_ms_default")]
+    pub probe_timeout_ms: u64,
+    /// A suspected member that does not refute within this is declared down, in
+    /// ms; at least `probe_interval_ms`.
+    #[serde(default = "suspect_timeout_ms_default")]
+    pub suspect_timeout_ms: u64,
+    /// Membership updates are also gossiped to a few members this often, in ms.
+    #[serde(default = "gossip_interval_ms_default")]
+    pub gossip_interval_ms: u64,
+    /// Seeds and down members are announced to this often, so a node that
+    /// started alone, or a healed partition, finds the cluster again, in ms.
+    #[serde(default = "announce_interval_ms_default")]
+    pub announce_interval_ms: u64,
+}
+
+fn probe_interval_ms_default() -> u64 {
+    PROBE_INTERVAL_MS_DEFAULT
+}
+fn probe_timeout_ms_default() -> u64 {
+    PROBE_TIMEOUT_MS_DEFAULT
+}
+fn suspect_timeout_ms_default() -> u64 {
+    SUSPECT_TIMEOUT_MS_DEFAULT
+}
+fn gossip_interval_ms_default() -> u64 {
+    GOSSIP_INTERVAL_MS_DEFAULT
+}
+fn announce_interval_ms_default() -> u64 {
+    ANNOUNCE_INTERVAL_MS_DEFAULT
+}
+
+impl Default for MembershipSection {
+    fn default() -> MembershipSection {
+        MembershipSection {
+            probe_interval_ms: PROBE_INTERVAL_MS_DEFAULT,
+            probe_timeout_ms: PROBE_TIMEOUT_MS_DEFAULT,
+            suspect_timeout_ms: SUSPECT_TIMEOUT_MS_DEFAULT,
+            gossip_interval_ms: GOSSIP_INTERVAL_MS_DEFAULT,
+            announce_interval_ms: ANNOUNCE_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
+impl MembershipSection {
+    /// Checks the timeouts; the error is `(field, reason)` under `cluster.membership`.
+    fn check(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, reason: &str| {
+            Err((format!("cluster.membership.{field}"), reason.to_owned()))
+        };
+        let in_range = |value: u64| (10..=60_000).contains(&value);
+        if !in_range(self.probe_interval_ms) {
+            return bad("probe_interval_ms", "must be 10 to 60000 ms");
+        }
+        if self.probe_timeout_ms == 0 || self.probe_timeout_ms * 2 > self.probe_interval_ms {
+            return bad(
+                "probe_timeout_ms",
+                "must be above 0 and at most half of probe_interval_ms",
+            );
+        }
+        if !in_range(self.suspect_timeout_ms) || self.suspect_timeout_ms < self.probe_interval_ms {
+            return bad(
+                "suspect_timeout_ms",
+                "must be 10 to 60000 ms and at least probe_interval_ms",
+            );
+        }
+        if !in_range(self.gossip_interval_ms) {
+            return bad("gossip_interval_ms", "must be 10 to 60000 ms");
+        }
+        if !in_range(self.announce_interval_ms) {
+            return bad("announce_interval_ms", "must be 10 to 60000 ms");
+        }
+        Ok(())
+    }
 }
 
 /// Whether `name` looks like a node name (the cluster crate checks it fully at start).
@@ -133,14 +247,28 @@ impl ClusterSection {
         if self.certs_dir.as_os_str().is_empty() {
             return bad("certs_dir", "must not be empty".into());
         }
-        if self.peers.len() > CLUSTER_PEERS_MAX {
-            return bad("peers", format!("at most {CLUSTER_PEERS_MAX} peers"));
+        if self
+            .advertise
+            .is_some_and(|addr| addr.ip().is_unspecified() || addr.port() == 0)
+        {
+            return bad("advertise", "must be a concrete address and port".into());
         }
-        if let Some(name) = self.peers.keys().find(|name| !is_plain_node_name(name)) {
-            return bad("peers", format!("{name:?} is not 1 to 63 of [a-z0-9-]"));
+        if self.advertise.is_none()
+            && (self.listen.ip().is_unspecified() || self.listen.port() == 0)
+        {
+            return bad(
+                "advertise",
+                "needed when listen is a wildcard address or port 0".into(),
+            );
         }
-        if self.peers.contains_key(&self.name) {
-            return bad("peers", format!("must not list this node ({})", self.name));
+        if self.seeds.len() > CLUSTER_PEERS_MAX {
+            return bad("seeds", format!("at most {CLUSTER_PEERS_MAX} seeds"));
+        }
+        if let Some(name) = self.seeds.keys().find(|name| !is_plain_node_name(name)) {
+            return bad("seeds", format!("{name:?} is not 1 to 63 of [a-z0-9-]"));
+        }
+        if self.seeds.contains_key(&self.name) {
+            return bad("seeds", format!("must not list this node ({})", self.name));
         }
         if self.regions.len() > CLUSTER_REGIONS_MAX {
             return bad("regions", format!("at most {CLUSTER_REGIONS_MAX} prefixes"));
@@ -151,11 +279,14 @@ impl ClusterSection {
                 format!("{prefix:?} is not a 1 to 12 character geohash prefix"),
             );
         }
-        let known = |node: &String| *node == self.name || self.peers.contains_key(node);
-        if let Some((prefix, node)) = self.regions.iter().find(|(_, node)| !known(node)) {
+        if let Some((prefix, node)) = self
+            .regions
+            .iter()
+            .find(|(_, node)| !is_plain_node_name(node))
+        {
             return bad(
                 "regions",
-                format!("{prefix} names {node:?}, neither this node nor a peer"),
+                format!("{prefix} names {node:?}, not 1 to 63 of [a-z0-9-]"),
             );
         }
         if !(1..=100_000).contains(&self.calls_per_peer_max) {
@@ -164,7 +295,7 @@ impl ClusterSection {
         if !(1..=600_000).contains(&self.call_timeout_ms) {
             return bad("call_timeout_ms", "must be 1 to 600000".into());
         }
-        Ok(())
+        self.membership.check()
     }
 }
 
@@ -841,7 +972,7 @@ mod tests {
         let file = Path::new("cluster.toml");
         let parsed = NodeConfig::parse(&(shipped_default() + CLUSTER), file).unwrap();
         let cluster = parsed.cluster.expect("cluster section");
-        assert_eq!(cluster.peers.len(), 1);
+        assert_eq!(cluster.seeds.len(), 1);
         assert_eq!(cluster.regions["u33e"], "b");
 
         for (from, to, field) in [
@@ -849,9 +980,9 @@ mod tests {
             (
                 "b = \"127.0.0.1:7442\"",
                 "a = \"127.0.0.1:7442\"",
-                "cluster.peers",
+                "cluster.seeds",
             ),
-            ("u33e = \"b\"", "u33e = \"z\"", "cluster.regions"),
+            ("u33e = \"b\"", "u33e = \"Z\"", "cluster.regions"),
             ("u33e = \"b\"", "u33a = \"b\"", "cluster.regions"),
             (
                 "calls_per_peer_max = 256",
@@ -864,6 +995,21 @@ mod tests {
                 "cluster.call_timeout_ms",
             ),
             ("\"127.0.0.1:7441\"", "\"127.0.0.1:8080\"", "cluster.listen"),
+            (
+                "\"127.0.0.1:7441\"",
+                "\"0.0.0.0:7441\"",
+                "cluster.advertise",
+            ),
+            (
+                "call_timeout_ms = 5000",
+                "call_timeout_ms = 5000\n[cluster.membership]\nprobe_timeout_ms = 200",
+                "cluster.membership.probe_timeout_ms",
+            ),
+            (
+                "call_timeout_ms = 5000",
+                "call_timeout_ms = 5000\n[cluster.membership]\nsuspect_timeout_ms = 100",
+                "cluster.membership.suspect_timeout_ms",
+            ),
         ] {
             let text = shipped_default() + &CLUSTER.replace(from, to);
             let error = NodeConfig::parse(&text, file).unwrap_err().to_string();

@@ -4,8 +4,10 @@
 //!
 //! Layers, bottom up: [`names`] and [`placement`] are pure; [`backoff`] is a pure
 //! schedule; [`certs`] and [`tls`] make and load key material; [`wire`] is the call
-//! format; [`link`] is the QUIC endpoint that serves calls; [`peers`] keeps one
-//! outgoing connection per configured peer and makes calls over it; [`route`]
+//! format; [`link`] is the QUIC endpoint that serves calls; [`membership`] is the
+//! failure detector (SWIM, by foca) over the links' datagrams; [`peers`] keeps
+//! one outgoing connection per known member, following membership, and makes
+//! calls over it; [`route`]
 //! decides where a client request is served, forwards it, serves peers' calls
 //! through the [`LocalApi`] trait and delivers the outbox.
 
@@ -14,6 +16,7 @@ pub mod certs;
 pub mod error;
 pub mod files;
 pub mod link;
+pub mod membership;
 pub mod names;
 pub mod peers;
 pub mod placement;
@@ -24,7 +27,8 @@ pub mod wire;
 pub use certs::{ClusterCa, NodeCertPaths};
 pub use error::{ClusterError, LinkError};
 pub use link::{CallHandler, ClusterEndpoint, LinkLimits};
-pub use peers::{LinkState, PeerState, Peers};
+pub use membership::{MemberId, MemberStatus};
+pub use peers::{LinkState, MemberView, PeerState, Peers};
 pub use placement::{home_of_wallet, PlacementError, Regions};
 pub use route::{ClusterLinks, ClusterRouter, ClusterStatus, LocalApi, TrafficView};
 pub use tls::NodeIdentity;

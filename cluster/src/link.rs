@@ -5,6 +5,8 @@
 mod limits;
 mod serve;
 
+pub(crate) use serve::read_datagrams;
+
 pub use fixit_net::socket::UDP_BUFFER_BYTES;
 pub use limits::LinkLimits;
 
@@ -24,6 +26,60 @@ pub const CLOSE_STOPPING: u32 = 1;
 
 /// QUIC application close code: the peer's certificate names no node.
 pub const CLOSE_NO_NODE_NAME: u32 = 2;
+
+/// QUIC application close code: the connection was replaced by a fresh one (the
+/// peer restarted).
+pub const CLOSE_REPLACED: u32 = 3;
+
+/// Link events waiting for membership; past it, datagrams are dropped (SWIM
+/// takes a lost datagram as a lost probe).
+pub const LINK_EVENTS_MAX: usize = 4_096;
+
+/// What the links tell membership.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// A membership datagram from the certified node `from`.
+    Datagram {
+        /// The node named in the connection's certificate.
+        from: Arc<str>,
+        /// The datagram.
+        bytes: bytes::Bytes,
+    },
+    /// Node `from` opened a connection to this one (membership datagrams may go
+    /// back on it while this node's own link to `from` is not up).
+    ConnectedIn {
+        /// The node named in the connection's certificate.
+        from: Arc<str>,
+        /// The connection.
+        connection: quinn::Connection,
+    },
+    /// Node `from` closed a link saying it is stopping.
+    Stopping {
+        /// The node named in the connection's certificate.
+        from: Arc<str>,
+    },
+}
+
+/// Where link events go: a bounded queue, never waited on.
+#[derive(Clone)]
+pub(crate) struct LinkEvents {
+    sender: tokio::sync::mpsc::Sender<LinkEvent>,
+}
+
+impl LinkEvents {
+    fn channel() -> (LinkEvents, tokio::sync::mpsc::Receiver<LinkEvent>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(LINK_EVENTS_MAX);
+        (LinkEvents { sender }, receiver)
+    }
+
+    /// Queues `event`, or drops it (counted in
+    /// `fixit_cluster_link_events_dropped_total`) when membership is behind or gone.
+    pub(crate) fn report(&self, event: LinkEvent) {
+        if self.sender.try_send(event).is_err() {
+            metrics::counter!("fixit_cluster_link_events_dropped_total").increment(1);
+        }
+    }
+}
 
 /// Time `stop` waits for closed connections to be acknowledged, in ms.
 pub const CLOSE_DRAIN_MS: u64 = 1_000;
@@ -48,9 +104,15 @@ pub(crate) struct Connector {
     pub(crate) local_name: String,
     pub(crate) limits: LinkLimits,
     pub(crate) clock: SharedClock,
+    pub(crate) events: LinkEvents,
 }
 
 impl Connector {
+    /// Tells membership about a link event.
+    pub(crate) fn report(&self, event: LinkEvent) {
+        self.events.report(event);
+    }
+
     /// Connects to node `name` at `addr`, checking its certificate names `name`;
     /// gives up after `connect_timeout_ms`. The error is a reason to show.
     pub(crate) async fn connect(
@@ -82,6 +144,7 @@ pub struct ClusterEndpoint {
     connector: Connector,
     local_addr: SocketAddr,
     accept_task: Option<JoinHandle<()>>,
+    events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<LinkEvent>>>,
 }
 
 impl ClusterEndpoint {
@@ -113,11 +176,13 @@ impl ClusterEndpoint {
         )
         .map_err(bind_error)?;
         let local_addr = endpoint.local_addr().map_err(bind_error)?;
+        let (events, receiver) = LinkEvents::channel();
         let serving = serve::Serving::new(
             handler,
             identity.name.clone(),
             limits.clone(),
             clock.clone(),
+            events.clone(),
         );
         let accept_task = tokio::spawn(serve::accept_connections(endpoint.clone(), serving));
         tracing::info!(node = %identity.name, %local_addr, "cluster endpoint listening");
@@ -128,9 +193,11 @@ impl ClusterEndpoint {
                 local_name: identity.name.clone(),
                 limits,
                 clock,
+                events,
             },
             local_addr,
             accept_task: Some(accept_task),
+            events: std::sync::Mutex::new(Some(receiver)),
         })
     }
 
@@ -151,6 +218,11 @@ impl ClusterEndpoint {
 
     pub(crate) fn connector(&self) -> Connector {
         self.connector.clone()
+    }
+
+    /// The link events, for membership (once).
+    pub(crate) fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<LinkEvent>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Closes every link, waits up to [`CLOSE_DRAIN_MS`] for the peers to

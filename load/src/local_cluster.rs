@@ -138,7 +138,8 @@ pub fn local_cluster(
                 name: (*name).clone(),
                 listen: links[name],
                 certs_dir: certs.clone(),
-                peers: links
+                advertise: None,
+                seeds: links
                     .iter()
                     .filter(|(peer, _)| *peer != name)
                     .map(|(peer, addr)| ((*peer).clone(), *addr))
@@ -146,6 +147,7 @@ pub fn local_cluster(
                 regions: regions.clone(),
                 calls_per_peer_max: LOCAL_CALLS_PER_PEER_MAX,
                 call_timeout_ms: LOCAL_CALL_TIMEOUT_MS,
+                membership: Default::default(),
             });
             config
                 .validate(Path::new(name.as_str()))

@@ -54,6 +54,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Decodes one value from the front of `bytes` and says how many bytes it took:
+/// for formats that lay several values end to end (the membership protocol's
+/// header, then its updates).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    Ok(bincode::serde::decode_from_slice(bytes, config())?)
+}
+
 /// Bytes of a frame's length prefix (big-endian `u32`).
 pub const FRAME_HEADER_BYTES: usize = 4;
 

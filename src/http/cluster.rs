@@ -1,4 +1,4 @@
-//! `GET /cluster`: this node's cluster links, one row per configured peer. Needs an
+//! `GET /cluster`: this node's membership and links, one row per known peer. Needs an
 //! admin token unless the dashboard is open (the same rule as `/v1/dashboard`).
 
 use super::failure::Failure;
@@ -20,7 +20,13 @@ struct ClusterView {
     node: String,
     /// Whether the node is configured into a cluster.
     cluster: bool,
-    /// Each configured peer, sorted by name.
+    /// This node's membership incarnation (absent on a single node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incarnation: Option<u64>,
+    /// Membership status changes this node has seen (absent on a single node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    membership_changes: Option<u64>,
+    /// Each known peer (seeds and learnt members), sorted by name.
     peers: Vec<PeerView>,
     /// Cross-node traffic of this node (absent on a single node).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,38 +43,53 @@ struct OutboxView {
     amount: i64,
 }
 
-/// One peer's link, flattened for JSON clients.
+/// One peer as membership and its link see it, flattened for JSON clients (the
+/// dashboard shows the same rows).
 #[derive(Debug, Serialize)]
-struct PeerView {
+pub(crate) struct PeerView {
     name: String,
+    /// The address this node reaches it at.
     addr: SocketAddr,
-    /// `Idle`, `Connecting`, `Up` or `Down`.
-    state: &'static str,
-    rtt_ms: Option<u64>,
-    /// While down: since when, in ms since the Unix epoch.
+    /// Membership: `alive`, `suspect`, `down`, `left`, or `unknown` (a seed not
+    /// heard from yet).
+    status: &'static str,
+    /// Its incarnation (changes on every start); absent while unknown.
+    incarnation: Option<u64>,
+    /// Since when it has this status, in ms since the Unix epoch.
     since_ms: Option<u64>,
-    /// While down: the latest failure.
+    /// The link: `Idle`, `Connecting`, `Up` or `Down`.
+    state: &'static str,
+    /// While the link is down: since when, in ms since the Unix epoch.
+    link_down_since_ms: Option<u64>,
+    rtt_ms: Option<u64>,
+    /// The latest link failure (kept after the link recovers).
     last_error: Option<String>,
+    /// When it happened, in ms since the Unix epoch.
+    last_error_ms: Option<u64>,
 }
 
 impl From<PeerState> for PeerView {
     fn from(peer: PeerState) -> PeerView {
-        let (state, since_ms, last_error) = match peer.state {
-            LinkState::Idle => ("Idle", None, None),
-            LinkState::Connecting => ("Connecting", None, None),
-            LinkState::Up => ("Up", None, None),
-            LinkState::Down {
-                since_ms,
-                last_error,
-            } => ("Down", Some(since_ms), Some(last_error)),
+        let (state, link_down_since_ms) = match peer.state {
+            LinkState::Idle => ("Idle", None),
+            LinkState::Connecting => ("Connecting", None),
+            LinkState::Up => ("Up", None),
+            LinkState::Down { since_ms, .. } => ("Down", Some(since_ms)),
         };
         PeerView {
             name: peer.name,
             addr: peer.addr,
+            status: peer
+                .member
+                .as_ref()
+                .map_or("unknown", |member| member.status.label()),
+            incarnation: peer.member.as_ref().map(|member| member.incarnation),
+            since_ms: peer.member.as_ref().map(|member| member.since_ms),
             state,
+            link_down_since_ms,
             rtt_ms: peer.rtt_ms,
-            since_ms,
-            last_error,
+            last_error: peer.last_error,
+            last_error_ms: peer.last_error_ms,
         }
     }
 }
@@ -94,6 +115,8 @@ pub(crate) async fn status(
             outbox,
             node: cluster.name.clone(),
             cluster: true,
+            incarnation: Some(cluster.membership().me.incarnation),
+            membership_changes: Some(cluster.membership().changes),
             peers: cluster
                 .peer_states()
                 .into_iter()
@@ -103,6 +126,8 @@ pub(crate) async fn status(
         None => ClusterView {
             node: state.node_id().to_owned(),
             cluster: false,
+            incarnation: None,
+            membership_changes: None,
             peers: Vec::new(),
             traffic: None,
             outbox: None,

@@ -3,7 +3,7 @@
 //! scenario can `kill -9`, stop, restart, partition and degrade — and whose
 //! failpoints it arms over each node's HTTP bridge (`/v1/admin/failpoints`).
 //!
-//! Node x reaches node y through proxy x→y (its `[cluster.peers]` entry names the
+//! Node x reaches node y through proxy x→y (its `[cluster.seeds]` entry names the
 //! proxy, which relays to y's link listener), so a partition of one node cuts the
 //! four proxies touching it, and packet loss is set on all six. Client listeners
 //! and link listeners have fixed ports, so a restarted node is found where it was.
@@ -101,7 +101,7 @@ impl ChaosCluster {
             config.rate_limits.principal_burst = RATE_PER_S;
             let cluster = config.cluster.as_mut().context("a cluster section")?;
             cluster.call_timeout_ms = CALL_TIMEOUT_MS;
-            for (peer, addr) in cluster.peers.iter_mut() {
+            for (peer, addr) in cluster.seeds.iter_mut() {
                 let proxy_seed =
                     seed ^ fixit_cluster::placement::rendezvous_weight(peer, index as u64);
                 let proxy =

@@ -1,7 +1,7 @@
 //! The accepting side of links: accepts connections from certified nodes and
 //! answers each bidirectional stream's one envelope with one reply.
 
-use super::{CallHandler, LinkLimits, CLOSE_NO_NODE_NAME};
+use super::{CallHandler, LinkEvent, LinkEvents, LinkLimits, CLOSE_NO_NODE_NAME};
 use crate::error::LinkError;
 use crate::tls;
 use crate::wire::{Envelope, Reply};
@@ -24,6 +24,7 @@ pub(crate) struct Serving<H> {
     limits: LinkLimits,
     clock: SharedClock,
     connections: Arc<Semaphore>,
+    events: LinkEvents,
 }
 
 impl<H: CallHandler> Serving<H> {
@@ -32,6 +33,7 @@ impl<H: CallHandler> Serving<H> {
         local_name: String,
         limits: LinkLimits,
         clock: SharedClock,
+        events: LinkEvents,
     ) -> Arc<Serving<H>> {
         let connections = Arc::new(Semaphore::new(limits.incoming_connections_max as usize));
         Arc::new(Serving {
@@ -40,6 +42,7 @@ impl<H: CallHandler> Serving<H> {
             limits,
             clock,
             connections,
+            events,
         })
     }
 
@@ -90,6 +93,15 @@ async fn serve_connection<H: CallHandler>(incoming: quinn::Incoming, serving: Ar
     };
     tracing::info!(%remote, %peer, "cluster peer connected");
     let peer: Arc<str> = peer.into();
+    serving.events.report(LinkEvent::ConnectedIn {
+        from: peer.clone(),
+        connection: connection.clone(),
+    });
+    let datagrams = tokio::spawn(read_datagrams(
+        connection.clone(),
+        peer.clone(),
+        serving.events.clone(),
+    ));
     // Bounded by the connection's life; concurrent streams by the transport's limit.
     loop {
         match connection.accept_bi().await {
@@ -98,9 +110,29 @@ async fn serve_connection<H: CallHandler>(incoming: quinn::Incoming, serving: Ar
             }
             Err(error) => {
                 tracing::info!(%remote, %peer, %error, "cluster peer connection ended");
+                if crate::peers::is_stopping(&error) {
+                    serving.events.report(LinkEvent::Stopping { from: peer });
+                }
+                datagrams.abort();
                 return;
             }
         }
+    }
+}
+
+/// Hands every membership datagram of one connection (incoming or outgoing) to
+/// membership, until the connection ends.
+pub(crate) async fn read_datagrams(
+    connection: quinn::Connection,
+    peer: Arc<str>,
+    events: LinkEvents,
+) {
+    // Bounded by the connection's life.
+    while let Ok(bytes) = connection.read_datagram().await {
+        events.report(LinkEvent::Datagram {
+            from: peer.clone(),
+            bytes,
+        });
     }
 }
 

@@ -1,23 +1,39 @@
 //! One peer's shared link state: the current connection (if any), whether the
-//! peer is known down, and its call bound.
+//! peer is known down (by its link or by membership), datagrams waiting for a
+//! connection, and its call bound.
 
-use super::{LinkState, PeerState};
+use super::{LinkState, MemberView, PeerState};
 use crate::error::LinkError;
+use crate::membership::{MemberId, MemberStatus};
+use bytes::Bytes;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use tokio::sync::{watch, Semaphore};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify, Semaphore};
 
-/// The link as the background task last saw it.
+/// Datagrams kept while a peer's link is being set up; older ones are dropped.
+const PENDING_DATAGRAMS_MAX: usize = 32;
+
+/// A datagram that waited longer than this for a connection is stale, in ms.
+const PENDING_DATAGRAM_AGE_MAX_MS: u64 = 1_000;
+
+/// The link as the background task last saw it, and the peer as membership sees it.
 #[derive(Clone, Debug, Default)]
 struct Link {
     connection: Option<quinn::Connection>,
     connecting: bool,
     /// Since when and why the peer is unreachable; `None` until a failure.
     down: Option<(u64, String)>,
+    /// The member's identity and status, once membership has heard of it.
+    member: Option<(MemberId, MemberStatus, u64)>,
+    /// The incarnation the current connection was opened to (0: unknown).
+    connected_incarnation: u64,
+    /// Membership saw a new incarnation after the current connection was opened.
+    replace: bool,
 }
 
-/// One configured peer.
+/// One peer.
 pub(super) struct Slot {
     pub(super) name: String,
     pub(super) addr: SocketAddr,
@@ -25,6 +41,12 @@ pub(super) struct Slot {
     pub(super) calls: Arc<Semaphore>,
     link: watch::Sender<Link>,
     started: AtomicBool,
+    /// Wakes the link task: reconnect now (backoff skipped), or replace a
+    /// connection opened to an older incarnation.
+    pub(super) wake: Notify,
+    pending: Mutex<VecDeque<(u64, Bytes)>>,
+    /// The latest link failure, kept after recovery: (ms since the epoch, why).
+    last_error: Mutex<Option<(u64, String)>>,
 }
 
 impl Slot {
@@ -35,6 +57,9 @@ impl Slot {
             calls: Arc::new(Semaphore::new(calls_max)),
             link: watch::channel(Link::default()).0,
             started: AtomicBool::new(false),
+            wake: Notify::new(),
+            pending: Mutex::new(VecDeque::new()),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -50,16 +75,29 @@ impl Slot {
         });
     }
 
-    pub(super) fn set_up(&self, connection: quinn::Connection) {
-        self.link.send_replace(Link {
-            connection: Some(connection),
-            connecting: false,
-            down: None,
+    /// The link is up; returns the datagrams that waited for it (fresh ones only).
+    pub(super) fn set_up(&self, connection: quinn::Connection, now_ms: u64) -> Vec<Bytes> {
+        self.link.send_modify(|link| {
+            link.connected_incarnation =
+                link.member.as_ref().map_or(0, |(id, _, _)| id.incarnation);
+            link.connection = Some(connection);
+            link.connecting = false;
+            link.down = None;
+            link.replace = false;
         });
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .drain(..)
+            .filter(|(queued_ms, _)| {
+                now_ms.saturating_sub(*queued_ms) <= PENDING_DATAGRAM_AGE_MAX_MS
+            })
+            .map(|(_, bytes)| bytes)
+            .collect()
     }
 
     /// Records a failure; a peer already down keeps its first `since_ms`.
     pub(super) fn set_down(&self, now_ms: u64, reason: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((now_ms, reason.clone()));
         self.link.send_modify(|link| {
             let since_ms = link.down.as_ref().map_or(now_ms, |(since_ms, _)| *since_ms);
             link.connection = None;
@@ -68,18 +106,101 @@ impl Slot {
         });
     }
 
-    /// The live connection; `Unavailable` at once if the peer is known down. Only
-    /// a first connection attempt is waited for (the caller bounds the wait).
+    /// Membership's news of this peer. Returns whether the current connection was
+    /// opened to an older incarnation (the peer restarted: replace it).
+    pub(super) fn set_member(&self, id: &MemberId, status: MemberStatus, since_ms: u64) -> bool {
+        let mut stale = false;
+        self.link.send_modify(|link| {
+            let known = link
+                .member
+                .as_ref()
+                .map_or(0, |(known, _, _)| known.incarnation);
+            stale = link.connection.is_some()
+                && known != 0
+                && id.incarnation != known
+                && link.connected_incarnation != id.incarnation;
+            link.member = Some((id.clone(), status, since_ms));
+            link.replace |= stale;
+        });
+        stale
+    }
+
+    /// Whether membership asked for the current connection to be replaced (and
+    /// clears the request).
+    pub(super) fn take_replace(&self) -> bool {
+        let mut replace = false;
+        self.link.send_if_modified(|link| {
+            replace = std::mem::take(&mut link.replace);
+            false
+        });
+        replace
+    }
+
+    /// Whether the link is connected.
+    pub(super) fn is_up(&self) -> bool {
+        self.link.borrow().connection.is_some()
+    }
+
+    /// Sends a membership datagram now — over this node's link, else over the
+    /// peer's `inbound` connection — or keeps it until the link is up.
+    pub(super) fn send_datagram(
+        &self,
+        bytes: Bytes,
+        inbound: Option<quinn::Connection>,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let connection = self.link.borrow().connection.clone().or(inbound);
+        match connection {
+            Some(connection) => connection
+                .send_datagram(bytes)
+                .map_err(|error| error.to_string()),
+            None => {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.len() >= PENDING_DATAGRAMS_MAX {
+                    pending.pop_front();
+                }
+                pending.push_back((now_ms, bytes));
+                Ok(())
+            }
+        }
+    }
+
+    /// The live connection; `Unavailable` at once if the peer is declared down or
+    /// left, or its link is down. Only a first connection attempt is waited for
+    /// (the caller bounds the wait).
     pub(super) async fn connection(&self) -> Result<quinn::Connection, LinkError> {
         let mut seen = self.link.subscribe();
         let link = seen
-            .wait_for(|link| link.connection.is_some() || link.down.is_some())
+            .wait_for(|link| {
+                link.connection.is_some() || link.down.is_some() || !member_reachable(link)
+            })
             .await
             .map_err(|_| self.unavailable("link task ended".to_owned()))?;
+        if let Some((_, status, since_ms)) =
+            link.member.as_ref().filter(|_| !member_reachable(&link))
+        {
+            return Err(self.unavailable(format!(
+                "declared {} by membership since {since_ms} ms",
+                status.label()
+            )));
+        }
         match (&link.connection, &link.down) {
             (Some(connection), _) => Ok(connection.clone()),
             (None, Some((_, reason))) => Err(self.unavailable(reason.clone())),
             (None, None) => Err(self.unavailable("not connected".to_owned())),
+        }
+    }
+
+    /// `Unavailable` at once, without waiting, if membership says the peer is
+    /// down or left.
+    pub(super) fn refuse_if_not_member(&self) -> Result<(), LinkError> {
+        let link = self.link.borrow();
+        match &link.member {
+            Some((_, status, since_ms)) if !status.reachable() => Err(self.unavailable(format!(
+                "declared {} by membership since {since_ms} ms",
+                status.label()
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -103,6 +224,11 @@ impl Slot {
             (None, false, None) if started => LinkState::Connecting,
             (None, false, None) => LinkState::Idle,
         };
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         PeerState {
             name: self.name.clone(),
             addr: self.addr,
@@ -111,13 +237,29 @@ impl Slot {
                 .connection
                 .as_ref()
                 .map(|connection| connection.rtt().as_millis() as u64),
+            member: link
+                .member
+                .as_ref()
+                .map(|(id, status, since_ms)| MemberView {
+                    status: *status,
+                    incarnation: id.incarnation,
+                    since_ms: *since_ms,
+                }),
+            last_error_ms: last_error.as_ref().map(|(at_ms, _)| *at_ms),
+            last_error: last_error.map(|(_, reason)| reason),
         }
     }
 }
 
+fn member_reachable(link: &Link) -> bool {
+    link.member
+        .as_ref()
+        .is_none_or(|(_, status, _)| status.reachable())
+}
+
 /// FNV-1a 64 of a peer name: mixes the name into the jitter seed so peers that
 /// fail together draw different delays.
-pub(super) fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -1,10 +1,12 @@
 //! The running links of a node in a cluster: its TLS identity, the link endpoint
-//! serving peers' calls, one link per configured peer, and outbox delivery.
+//! serving peers' calls, membership, one link per known member, and outbox
+//! delivery.
 
 use super::outbox;
 use super::peer_api::PeerHandler;
 use super::router::{ClusterRouter, TrafficView};
 use super::LocalApi;
+use crate::membership::{self, MemberId, Membership, MembershipView};
 use crate::{ClusterEndpoint, ClusterError, LinkLimits, NodeIdentity, PeerState, Peers};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::config::ClusterSection;
@@ -22,10 +24,16 @@ pub struct ClusterStatus {
     pub name: String,
     peers: Weak<Peers>,
     router: Weak<ClusterRouter>,
+    membership: watch::Receiver<MembershipView>,
 }
 
 impl ClusterStatus {
-    /// Every configured peer and its link, sorted by name.
+    /// This node's membership identity and what it knows of the others.
+    pub fn membership(&self) -> MembershipView {
+        self.membership.borrow().clone()
+    }
+
+    /// Every known peer and its link, sorted by name.
     pub fn peer_states(&self) -> Vec<PeerState> {
         self.peers
             .upgrade()
@@ -45,6 +53,7 @@ impl ClusterStatus {
 /// The running links of a node.
 pub struct ClusterLinks {
     endpoint: ClusterEndpoint,
+    membership: Membership,
     peers: Arc<Peers>,
     router: Arc<ClusterRouter>,
     stop_delivery: watch::Sender<bool>,
@@ -53,8 +62,9 @@ pub struct ClusterLinks {
 
 impl ClusterLinks {
     /// Loads the node's identity from `certs_dir`, binds `listen` with `api` serving
-    /// calls from peers, starts connecting to every peer, and starts delivering the
-    /// outbox. Must be called inside a tokio runtime.
+    /// calls from peers, starts membership (announcing to the seeds) and
+    /// connecting to the seeds, and starts delivering the outbox. Must be called
+    /// inside a tokio runtime.
     pub fn start<A: LocalApi>(
         section: &ClusterSection,
         clock: SharedClock,
@@ -71,16 +81,40 @@ impl ClusterLinks {
             api: api.clone(),
             router: router.clone(),
         };
-        let endpoint =
-            ClusterEndpoint::bind(&identity, section.listen, limits, Arc::new(handler), clock)?;
+        let endpoint = ClusterEndpoint::bind(
+            &identity,
+            section.listen,
+            limits,
+            Arc::new(handler),
+            clock.clone(),
+        )?;
         let seed = seed_of(&section.name);
-        let peers = Arc::new(Peers::new(&endpoint, section.peers.clone(), seed));
+        let peers = Arc::new(Peers::new(&endpoint, section.seeds.clone(), seed));
         peers.connect_all();
         router.attach(&peers);
+        let me = MemberId {
+            name: section.name.clone(),
+            addr: section.advertise.unwrap_or(endpoint.local_addr()),
+            // A new identity on every start, larger than the last one's.
+            incarnation: clock.now_ms(),
+            rejoins: 0,
+        };
+        let events = endpoint.take_events().ok_or_else(|| {
+            ClusterError::InvalidConfig("the link endpoint's events were taken".into())
+        })?;
+        let membership = membership::start(
+            me,
+            &section.membership,
+            &section.seeds,
+            peers.clone(),
+            events,
+            clock,
+        );
         let (stop_delivery, stopped) = watch::channel(false);
         let delivery = tokio::spawn(outbox::deliver(api.node().clone(), router.clone(), stopped));
         Ok(ClusterLinks {
             endpoint,
+            membership,
             peers,
             router,
             stop_delivery,
@@ -99,19 +133,23 @@ impl ClusterLinks {
             name: self.endpoint.name().to_owned(),
             peers: Arc::downgrade(&self.peers),
             router: Arc::downgrade(&self.router),
+            membership: self.membership.view(),
         }
     }
 
-    /// Stops delivering the outbox and reconnecting, closes every link and waits
-    /// briefly for the closes. Undelivered transfers stay in the outbox.
+    /// Announces the leave to the cluster, stops delivering the outbox and
+    /// reconnecting, closes every link (saying "stopping") and waits briefly for
+    /// the closes. Undelivered transfers stay in the outbox.
     pub async fn stop(self) {
         let ClusterLinks {
             endpoint,
+            membership,
             peers,
             stop_delivery,
             delivery,
             ..
         } = self;
+        membership.leave().await;
         stop_delivery.send_replace(true);
         let _ = delivery.await;
         drop(peers);

@@ -86,11 +86,30 @@ impl Traffic {
     }
 }
 
+/// The wallet homes of a cluster: the nodes its region map names (every data
+/// node owns a region; a member named nowhere there only forwards), or, with no
+/// region map, this node and its seeds. Sorted, each once.
+pub fn wallet_homes(section: &ClusterSection) -> Vec<String> {
+    let mut nodes: Vec<String> = if section.regions.is_empty() {
+        section
+            .seeds
+            .keys()
+            .chain([&section.name])
+            .cloned()
+            .collect()
+    } else {
+        section.regions.values().cloned().collect()
+    };
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
 /// The cluster as this node sees it.
 pub struct ClusterRouter {
     name: String,
     regions: Regions,
-    /// Every node, this one included, sorted: the wallet-home candidates.
+    /// The data nodes, sorted: the wallet-home candidates.
     nodes: Vec<String>,
     /// Node number → node name.
     numbers: BTreeMap<u16, String>,
@@ -115,20 +134,24 @@ impl ClusterRouter {
             ClusterError::InvalidConfig(format!("{field}: {error}"))
         };
         validate_node_name(&section.name).map_err(|e| invalid("cluster.name", &e))?;
-        for name in section.peers.keys() {
-            validate_node_name(name).map_err(|e| invalid("cluster.peers", &e))?;
+        for name in section.seeds.keys() {
+            validate_node_name(name).map_err(|e| invalid("cluster.seeds", &e))?;
         }
         let regions =
             Regions::new(section.regions.clone()).map_err(|e| invalid("cluster.regions", &e))?;
-        let mut nodes: Vec<String> = section.peers.keys().cloned().collect();
-        nodes.push(section.name.clone());
-        nodes.sort();
-        nodes.dedup();
+        let nodes = wallet_homes(section);
+        let mut named: Vec<&String> = nodes
+            .iter()
+            .chain(section.seeds.keys())
+            .chain([&section.name])
+            .collect();
+        named.sort();
+        named.dedup();
         let mut numbers = BTreeMap::new();
-        for node in &nodes {
+        for node in named {
             if let Some(other) = numbers.insert(node_number(node), node.clone()) {
                 return Err(ClusterError::InvalidConfig(format!(
-                    "cluster.peers: nodes {other:?} and {node:?} share node number {}; rename one",
+                    "cluster: nodes {other:?} and {node:?} share node number {}; rename one",
                     node_number(node)
                 )));
             }
@@ -152,7 +175,7 @@ impl ClusterRouter {
         &self.name
     }
 
-    /// Every node of the cluster, sorted.
+    /// The cluster's data nodes (wallet homes), sorted.
     pub fn nodes(&self) -> &[String] {
         &self.nodes
     }

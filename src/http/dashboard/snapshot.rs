@@ -2,12 +2,12 @@
 //! jobs, counters and, in a cluster, the links to every peer with this node's
 //! cross-node traffic and outbox backlog.
 
+use crate::http::cluster::PeerView;
 use fixit_actors::error::CoreResult;
 use fixit_actors::job::Job;
 use fixit_actors::provider::{Provider, ProviderStatus};
 use fixit_actors::Node;
 use fixit_cluster::{ClusterStatus, TrafficView};
-use fixit_cluster::{LinkState, PeerState};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -34,21 +34,10 @@ pub(crate) struct Snapshot {
 struct ClusterPanel {
     /// This node's cluster name.
     node: String,
-    /// Every configured peer, sorted by name.
-    peers: Vec<PeerLink>,
+    /// Every known peer, sorted by name.
+    peers: Vec<PeerView>,
     traffic: TrafficView,
     outbox: OutboxBacklog,
-}
-
-/// One peer's link.
-#[derive(Debug, Serialize)]
-struct PeerLink {
-    name: String,
-    /// `Idle`, `Connecting`, `Up` or `Down`.
-    state: &'static str,
-    rtt_ms: Option<u64>,
-    /// While down: the latest failure.
-    last_error: Option<String>,
 }
 
 /// Transfers waiting in this node's outbox for their receivers' acknowledgement.
@@ -123,28 +112,17 @@ fn cluster_panel(node: &Node, status: &ClusterStatus) -> CoreResult<ClusterPanel
     let (transfers, amount) = node.outbox_backlog()?;
     Ok(ClusterPanel {
         node: status.name.clone(),
-        peers: status.peer_states().into_iter().map(peer_link).collect(),
+        peers: status
+            .peer_states()
+            .into_iter()
+            .map(PeerView::from)
+            .collect(),
         traffic: status.traffic(),
         outbox: OutboxBacklog {
             transfers,
             amount: i64::try_from(amount).unwrap_or(i64::MAX),
         },
     })
-}
-
-fn peer_link(peer: PeerState) -> PeerLink {
-    let (state, last_error) = match peer.state {
-        LinkState::Idle => ("Idle", None),
-        LinkState::Connecting => ("Connecting", None),
-        LinkState::Up => ("Up", None),
-        LinkState::Down { last_error, .. } => ("Down", Some(last_error)),
-    };
-    PeerLink {
-        name: peer.name,
-        state,
-        rtt_ms: peer.rtt_ms,
-        last_error,
-    }
 }
 
 fn counters(node: &Node, websockets_open: usize) -> CoreResult<Counters> {

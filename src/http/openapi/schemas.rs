@@ -181,12 +181,7 @@ fn dashboard() -> Value {
         })),
         "cluster": nullable(object(json!({
             "node": { "type": "string" },
-            "peers": { "type": "array", "items": object(json!({
-                "name": { "type": "string" },
-                "state": { "enum": ["Idle", "Connecting", "Up", "Down"] },
-                "rtt_ms": nullable(uint64()),
-                "last_error": nullable(json!({ "type": "string" })),
-            })) },
+            "peers": { "type": "array", "items": peer_view() },
             "traffic": traffic(),
             "outbox": outbox(),
         }))),
@@ -208,19 +203,33 @@ fn outbox() -> Value {
 }
 
 fn cluster_status() -> Value {
-    object(json!({
+    let mut schema = object(json!({
         "node": { "type": "string" },
         "cluster": { "type": "boolean" },
-        "peers": { "type": "array", "items": object(json!({
-            "name": { "type": "string" },
-            "addr": { "type": "string" },
-            "state": { "enum": ["Idle", "Connecting", "Up", "Down"] },
-            "rtt_ms": nullable(uint64()),
-            "since_ms": nullable(uint64()),
-            "last_error": nullable(json!({ "type": "string" })),
-        })) },
+        "incarnation": uint64(),
+        "membership_changes": uint64(),
+        "peers": { "type": "array", "items": peer_view() },
         "traffic": traffic(),
         "outbox": outbox(),
+    }));
+    // A single node answers without its cluster's parts.
+    schema["required"] = json!(["node", "cluster", "peers"]);
+    schema
+}
+
+/// One peer as membership and its link see it (`http::cluster::PeerView`).
+fn peer_view() -> Value {
+    object(json!({
+        "name": { "type": "string" },
+        "addr": { "type": "string" },
+        "status": { "enum": ["alive", "suspect", "down", "left", "unknown"] },
+        "incarnation": nullable(uint64()),
+        "since_ms": nullable(uint64()),
+        "state": { "enum": ["Idle", "Connecting", "Up", "Down"] },
+        "link_down_since_ms": nullable(uint64()),
+        "rtt_ms": nullable(uint64()),
+        "last_error": nullable(json!({ "type": "string" })),
+        "last_error_ms": nullable(uint64()),
     }))
 }
 
