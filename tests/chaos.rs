@@ -120,6 +120,13 @@ fn rolling_restart() {
     scenario_holds("rolling-restart");
 }
 
+/// One `kill -9` of a random node, detected by both survivors, refused at once
+/// once detected, and recovered from after the restart (`membership_followed`).
+#[test]
+fn node_kills() {
+    scenario_holds("node-kills");
+}
+
 /// Every file under `dir` with its bytes.
 fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();

@@ -225,6 +225,56 @@ async fn nodes_link_up_and_see_a_peer_leave() {
     }
 }
 
+/// A node started before its only seed keeps announcing itself, so the two find
+/// each other once the seed is up (the seed names no seed at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_its_only_seed_finds_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let ca = ClusterCa::create(&certs).expect("cluster CA");
+    let names = ["early", "late"];
+    for name in names {
+        ca.issue_node(name, &certs).expect("node certificate");
+    }
+    let links: BTreeMap<String, SocketAddr> = names
+        .iter()
+        .map(|name| name.to_string())
+        .zip(free_link_addrs(names.len()))
+        .collect();
+    let early = RunningNode::start(
+        cluster_config(dir.path(), "early", &links),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("early starts");
+    let client = reqwest::Client::new();
+    wait_for(&client, &early, "early alone, its seed unknown", |states| {
+        states
+            .get("late")
+            .is_some_and(|state| state.starts_with("unknown/"))
+    })
+    .await;
+    // Longer than a first announce waits for a link to be set up (1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let mut late_config = cluster_config(dir.path(), "late", &links);
+    if let Some(cluster) = late_config.cluster.as_mut() {
+        cluster.seeds.clear();
+    }
+    let late = RunningNode::start(late_config, Arc::new(SystemClock))
+        .await
+        .expect("late starts");
+    wait_for(&client, &late, "late learns early", |states| {
+        states.get("early").is_some_and(|state| state == "alive/Up")
+    })
+    .await;
+    wait_for(&client, &early, "early learns late", |states| {
+        states.get("late").is_some_and(|state| state == "alive/Up")
+    })
+    .await;
+    late.shutdown().await.expect("late stops");
+    early.shutdown().await.expect("early stops");
+}
+
 #[tokio::test]
 async fn a_single_node_reports_no_cluster() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -21,6 +21,7 @@
 
 mod cluster;
 mod driver;
+pub mod membership;
 pub mod report;
 pub mod scenarios;
 
@@ -50,7 +51,7 @@ pub struct ChaosArgs {
     #[command(subcommand)]
     pub command: Option<ChaosCommand>,
     /// A scenario name, or `all`: panic-storm, sled-faults, service-crash-loop,
-    /// packet-loss, partition, kill-during-capture, rolling-restart.
+    /// packet-loss, partition, kill-during-capture, rolling-restart, node-kills.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Length of each scenario (baseline + fault + recovery), in seconds.

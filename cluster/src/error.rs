@@ -33,9 +33,6 @@ pub enum LinkError {
     /// A frame could not be read, decoded or written (the sender's fault).
     #[error("bad frame: {0}")]
     BadFrame(String),
-    /// No peer of that name is configured.
-    #[error("unknown peer {0}")]
-    UnknownPeer(String),
 }
 
 /// A local setup step failed: nothing was sent to any peer.

@@ -30,6 +30,10 @@ use tokio::sync::watch;
 /// Most peers one node keeps links to (seeds and learnt members together).
 pub const PEERS_MAX: usize = 1_024;
 
+/// A handshake under way is started over when the peer shows it is reachable
+/// only after this long (so a burst of news does not restart it again and again).
+const HANDSHAKE_RESTART_AFTER: Duration = Duration::from_millis(150);
+
 /// How a peer's link is, for operators (`GET /cluster`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum LinkState {
@@ -206,7 +210,13 @@ impl Peers {
         let Some(slot) = self.slot_for(id) else {
             return;
         };
-        let stale = slot.set_member(id, status, since_ms);
+        // A member that is not a seed is reached where it advertises, even after
+        // a restart on another address.
+        let moved = !self.seeds.contains_key(&id.name) && slot.set_addr(id.addr);
+        if moved {
+            slot.request_replace();
+        }
+        let stale = slot.set_member(id, status, since_ms) || moved;
         if stale || (status.reachable() && !slot.is_up()) {
             slot.wake.notify_one();
         }
@@ -308,12 +318,25 @@ async fn maintain(
     // Bounded by the `Peers`' life: every wait below also ends at shutdown.
     while !*shutdown.borrow() {
         slot.set_connecting();
-        let attempt = tokio::select! {
-            attempt = connector.connect(&slot.name, slot.addr) => attempt,
-            // The peer showed it is reachable: a handshake still waiting on a
-            // retransmission to a dead process starts over at once.
-            _ = slot.wake.notified() => continue,
-            _ = shutdown.changed() => return,
+        let started = tokio::time::Instant::now();
+        let connecting = connector.connect(&slot.name, slot.addr());
+        tokio::pin!(connecting);
+        // Bounded by the connect timeout.
+        let attempt = loop {
+            tokio::select! {
+                attempt = &mut connecting => break Some(attempt),
+                // The peer showed it is reachable: a handshake that has waited a
+                // while (on a retransmission to a dead process) starts over.
+                _ = slot.wake.notified() => {
+                    if started.elapsed() >= HANDSHAKE_RESTART_AFTER {
+                        break None;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        };
+        let Some(attempt) = attempt else {
+            continue;
         };
         match attempt {
             Ok(connection) => {
@@ -335,7 +358,7 @@ async fn maintain(
                     Held::Replaced => {
                         connection
                             .close(quinn::VarInt::from_u32(CLOSE_REPLACED), b"peer restarted");
-                        slot.set_down(
+                        slot.note_error(
                             connector.clock.now_ms(),
                             "replaced: the peer restarted".into(),
                         );

@@ -171,7 +171,10 @@ async fn a_call_round_trips_and_its_request_id_reaches_the_remote_handler() {
     assert!(state.rtt_ms.is_some());
     assert_eq!(
         peers.call("zz", envelope("req-2", "debit", soon())).await,
-        Err(LinkError::UnknownPeer("zz".to_owned()))
+        Err(LinkError::Unavailable {
+            peer: "zz".to_owned(),
+            reason: "not a known member of the cluster".to_owned()
+        })
     );
 }
 

@@ -26,6 +26,9 @@ struct ClusterView {
     /// Membership status changes this node has seen (absent on a single node).
     #[serde(skip_serializing_if = "Option::is_none")]
     membership_changes: Option<u64>,
+    /// Members this node has declared down so far (absent on a single node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    membership_downs: Option<u64>,
     /// Each known peer (seeds and learnt members), sorted by name.
     peers: Vec<PeerView>,
     /// Cross-node traffic of this node (absent on a single node).
@@ -110,24 +113,29 @@ pub(crate) async fn status(
             amount: i64::try_from(amount).unwrap_or(i64::MAX),
         });
     let view = match state.cluster() {
-        Some(cluster) => ClusterView {
-            traffic: Some(cluster.traffic()),
-            outbox,
-            node: cluster.name.clone(),
-            cluster: true,
-            incarnation: Some(cluster.membership().me.incarnation),
-            membership_changes: Some(cluster.membership().changes),
-            peers: cluster
-                .peer_states()
-                .into_iter()
-                .map(PeerView::from)
-                .collect(),
-        },
+        Some(cluster) => {
+            let membership = cluster.membership();
+            ClusterView {
+                traffic: Some(cluster.traffic()),
+                outbox,
+                node: cluster.name.clone(),
+                cluster: true,
+                incarnation: Some(membership.me.incarnation),
+                membership_changes: Some(membership.changes),
+                membership_downs: Some(membership.downs),
+                peers: cluster
+                    .peer_states()
+                    .into_iter()
+                    .map(PeerView::from)
+                    .collect(),
+            }
+        }
         None => ClusterView {
             node: state.node_id().to_owned(),
             cluster: false,
             incarnation: None,
             membership_changes: None,
+            membership_downs: None,
             peers: Vec::new(),
             traffic: None,
             outbox: None,

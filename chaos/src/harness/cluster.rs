@@ -141,6 +141,28 @@ impl ChaosCluster {
         Ok(cluster)
     }
 
+    /// Node `index`'s HTTP bridge.
+    pub(crate) fn http_addr(&self, index: usize) -> SocketAddr {
+        self.nodes[index].http()
+    }
+
+    /// The harness's HTTP client (loopback only, a deadline per call).
+    pub(crate) fn http_client(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
+    /// A QUIC client of node `index`, as an admin.
+    pub(crate) async fn admin_client(&self, index: usize) -> anyhow::Result<fixit_sdk::Client> {
+        let node = &self.nodes[index];
+        let connector =
+            fixit_sdk::Connector::new(&node.config.server.tls_cert_file, "127.0.0.1:0".parse()?)?;
+        let token = self.token(Principal {
+            role: Role::Admin,
+            sub: 0,
+        });
+        Ok(connector.connect(node.quic(), &token).await?)
+    }
+
     /// Node names in order.
     pub(crate) fn names(&self) -> Vec<String> {
         self.nodes.iter().map(|node| node.name.clone()).collect()

@@ -4,6 +4,7 @@
 //! entities during the fault against the baseline.
 
 use super::driver::{Calls, Latency, Seen};
+use super::membership::MembershipReport;
 use super::scenarios::{Scenario, Workload};
 use crate::checker::CheckOutcome;
 use serde::Serialize;
@@ -64,6 +65,15 @@ pub struct ScenarioReport {
     acknowledged: u64,
     latency_ms: Containment,
     stored: crate::checker::Totals,
+    /// What the failure detector did (kills measured, downs declared, healing).
+    membership: MembershipReport,
+}
+
+/// What a scenario's fault did: the faults injected, by kind, and what
+/// membership made of them.
+pub(crate) struct Injected {
+    pub(crate) faults: BTreeMap<String, u64>,
+    pub(crate) membership: MembershipReport,
 }
 
 impl ScenarioReport {
@@ -71,11 +81,15 @@ impl ScenarioReport {
         scenario: Scenario,
         workload: &Workload,
         dir: &Path,
-        faults_injected: BTreeMap<String, u64>,
+        injected: Injected,
         seen: Seen,
         checked: CheckOutcome,
         stopped_cleanly: bool,
     ) -> ScenarioReport {
+        let Injected {
+            faults: faults_injected,
+            membership,
+        } = injected;
         let total = |pick: fn(&Calls) -> u64| seen.calls.values().map(pick).sum();
         let mut invariants = checked.invariants;
         let unaffected = seen.unaffected_during_fault;
@@ -101,6 +115,9 @@ impl ScenarioReport {
             violations.insert("containment".into(), lines);
         }
         invariants.insert("nodes_stopped_cleanly".into(), stopped_cleanly);
+        // Every kill detected, refused and recovered from; a healed fault back to
+        // every member alive.
+        invariants.insert("membership_followed".into(), membership.complete());
         invariants.insert(
             "accepted_by_one_provider".into(),
             seen.accepted_twice.is_empty(),
@@ -138,6 +155,7 @@ impl ScenarioReport {
                 failed_unaffected_during_fault: seen.failed_unaffected_during_fault,
             },
             stored: checked.totals,
+            membership,
         }
     }
 
@@ -169,8 +187,8 @@ impl ScenarioReport {
                 "all invariants hold".to_owned()
             } else {
                 format!("FAILED: {}", failed.join(", "))
-            }
-        )
+            },
+        ) + &format!("\n{:<20} membership: {}", "", self.membership.targets_line())
     }
 }
 

@@ -5,7 +5,8 @@
 
 use super::cluster::ChaosCluster;
 use super::driver::{self, Driver, Phase, Scope, FIRST_PROVIDER};
-use super::report::ScenarioReport;
+use super::membership::{self, MembershipReport, Observer};
+use super::report::{Injected, ScenarioReport};
 use super::Progress;
 use crate::checker;
 use crate::proxy::Faults;
@@ -35,10 +36,14 @@ pub enum Scenario {
     KillDuringCapture,
     /// Every node in turn is stopped (SIGTERM) and started again.
     RollingRestart,
+    /// A random node is killed with SIGKILL and restarted after 2–10 s, again and
+    /// again (one kill per 8 s of fault); the failure detector is measured from
+    /// outside (see [`super::membership`]).
+    NodeKills,
 }
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [Scenario; 7] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario::PanicStorm,
     Scenario::SledFaults,
     Scenario::ServiceCrashLoop,
@@ -46,6 +51,7 @@ pub const SCENARIOS: [Scenario; 7] = [
     Scenario::Partition,
     Scenario::KillDuringCapture,
     Scenario::RollingRestart,
+    Scenario::NodeKills,
 ];
 
 /// The node a single-node fault hits.
@@ -59,6 +65,10 @@ const PANIC_MODULUS: u64 = 4;
 
 /// Longest drain after the load: providers finish their jobs.
 const DRAIN_MAX: Duration = Duration::from_secs(20);
+
+/// About how long one kill round of node-kills takes (detection, 2–10 s down,
+/// recovery): another round starts only if this much fault time is left.
+const KILL_ROUND_TYPICAL: Duration = Duration::from_secs(8);
 
 /// Longest wait for the links to come up before the load.
 const LINKS_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -74,6 +84,7 @@ impl Scenario {
             Scenario::Partition => "partition",
             Scenario::KillDuringCapture => "kill-during-capture",
             Scenario::RollingRestart => "rolling-restart",
+            Scenario::NodeKills => "node-kills",
         }
     }
 
@@ -150,7 +161,8 @@ pub async fn run(
     let result = drive(&mut cluster, scenario, workload, progress).await;
     // Whatever happened, no node outlives the run.
     let stopped_cleanly = cluster.stop_all().await;
-    let (driver, faults) = result?;
+    let (driver, faults, membership) = result?;
+    let injected = Injected { faults, membership };
     let stopped_cleanly = stopped_cleanly?;
     let acknowledged = driver.acknowledged();
     std::fs::write(
@@ -165,21 +177,21 @@ pub async fn run(
         scenario,
         workload,
         dir,
-        faults,
+        injected,
         driver.seen(),
         checked,
         stopped_cleanly,
     ))
 }
 
-/// Setup, baseline, fault, recovery and drain; returns the driver and the faults
-/// injected.
+/// Setup, baseline, fault, recovery and drain; returns the driver, the faults
+/// injected and what membership did.
 async fn drive(
     cluster: &mut ChaosCluster,
     scenario: Scenario,
     workload: &Workload,
     progress: &Progress,
-) -> anyhow::Result<(Arc<Driver>, BTreeMap<String, u64>)> {
+) -> anyhow::Result<(Arc<Driver>, BTreeMap<String, u64>, MembershipReport)> {
     let nodes = cluster
         .nodes
         .iter()
@@ -226,7 +238,7 @@ async fn drive(
     tokio::time::sleep(baseline).await;
     driver.set_phase(Phase::Fault);
     cluster.arm(&workload.also_arm).await?;
-    inject(cluster, &driver, scenario, fault).await?;
+    let membership = inject(cluster, &driver, scenario, fault, workload.seed).await?;
     let off = workload
         .also_arm
         .keys()
@@ -260,7 +272,7 @@ async fn drive(
         faults.insert("process_restart".into(), cluster.restarts);
     }
     driver.close().await;
-    Ok((driver, faults))
+    Ok((driver, faults, membership))
 }
 
 /// Spawned tasks, aborted when dropped: a scenario that fails half-way leaves no
@@ -313,14 +325,18 @@ async fn wait_for_links(cluster: &ChaosCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The fault of `scenario`, for `length`; returns when it is over (healed).
+/// The fault of `scenario`, for `length`; returns when it is over (healed), with
+/// what membership did meanwhile.
 async fn inject(
     cluster: &mut ChaosCluster,
     driver: &Driver,
     scenario: Scenario,
     length: Duration,
-) -> anyhow::Result<()> {
+    seed: u64,
+) -> anyhow::Result<MembershipReport> {
     let victim = cluster.index_of(VICTIM).context("node c")?;
+    let observer = Observer::new(cluster);
+    let downs_before = declared_downs(cluster, &observer).await;
     match scenario {
         Scenario::PanicStorm | Scenario::SledFaults | Scenario::ServiceCrashLoop => {
             let failpoints = scenario.failpoints();
@@ -346,7 +362,12 @@ async fn inject(
         Scenario::PacketLoss => {
             cluster.degrade_all(Faults::loss(20))?;
             tokio::time::sleep(length).await;
+            let downs = declared_downs(cluster, &observer).await - downs_before;
             cluster.heal_all()?;
+            return Ok(MembershipReport::of_fault(
+                downs,
+                observer.all_alive(cluster).await,
+            ));
         }
         Scenario::Partition => {
             driver.set_scope(Scope {
@@ -355,7 +376,32 @@ async fn inject(
             });
             cluster.partition(VICTIM);
             tokio::time::sleep(length).await;
+            let downs = declared_downs(cluster, &observer).await - downs_before;
             cluster.heal_all()?;
+            return Ok(MembershipReport::of_fault(
+                downs,
+                observer.all_alive(cluster).await,
+            ));
+        }
+        Scenario::NodeKills => {
+            let mut rng = fixit_load::city::Rng::new(seed ^ 0x6b69_6c6c);
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            // At least one kill; another while one more fits in the fault.
+            while samples.is_empty() || started.elapsed() + KILL_ROUND_TYPICAL < length {
+                let victim = rng.below(cluster.nodes.len() as u64) as usize;
+                let (low, high) = membership::DOWN_MS;
+                let left = length.saturating_sub(started.elapsed()).as_millis() as u64;
+                let downtime_ms = low + rng.below(high - low + 1);
+                let downtime = Duration::from_millis(downtime_ms.min(left.max(low)));
+                driver.set_scope(Scope {
+                    nodes: [victim].into(),
+                    ..Scope::default()
+                });
+                samples.push(membership::kill_round(cluster, &observer, victim, downtime).await?);
+                driver.set_scope(Scope::default());
+            }
+            return Ok(MembershipReport::of_kills(samples));
         }
         Scenario::KillDuringCapture => {
             driver.set_scope(Scope {
@@ -388,5 +434,16 @@ async fn inject(
             tokio::time::sleep(length.saturating_sub(started.elapsed())).await;
         }
     }
-    Ok(())
+    Ok(MembershipReport::default())
+}
+
+/// Members declared down so far, summed over the running nodes.
+async fn declared_downs(cluster: &ChaosCluster, observer: &Observer) -> u64 {
+    let mut downs = 0;
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        if node.running() {
+            downs += observer.downs(cluster.http_addr(index)).await;
+        }
+    }
+    downs
 }

@@ -28,8 +28,8 @@ use tokio::time::Instant;
 /// 1,280-byte path carries.
 pub(crate) const PACKET_BYTES_MAX: usize = 1_100;
 
-/// A down member is forgotten after this (its name is remembered so a stale
-/// identity cannot come back).
+/// foca forgets a down member after this; until then an identity declared down
+/// cannot come back unchanged (a restart or a rejoin is a new identity anyway).
 const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(3_600);
 
 /// After leaving, time given to the leave datagrams before the links close. The
@@ -47,6 +47,8 @@ pub struct MembershipView {
     pub members: Vec<MemberRow>,
     /// Status changes seen so far.
     pub changes: u64,
+    /// Members declared down so far (a false one is a flap).
+    pub downs: u64,
     /// Membership datagrams refused: undecodable, or naming another sender than
     /// their connection's certificate.
     pub refused: u64,
@@ -56,11 +58,17 @@ enum Command {
     Leave(oneshot::Sender<()>),
 }
 
-/// The running membership task.
+/// The running membership task (stopped when dropped).
 pub(crate) struct Membership {
     commands: mpsc::Sender<Command>,
     view: watch::Receiver<MembershipView>,
     task: JoinHandle<()>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Membership {
@@ -77,7 +85,6 @@ impl Membership {
             let _ = left.await;
             tokio::time::sleep(LEAVE_GRACE).await;
         }
-        self.task.abort();
     }
 }
 
@@ -149,10 +156,13 @@ pub(crate) fn start(
         me: me.clone(),
         members: Vec::new(),
         changes: 0,
+        downs: 0,
         refused: 0,
     });
     let (commands, command_receiver) = mpsc::channel(4);
     let driver = Driver {
+        announce_every: Duration::from_millis(section.announce_interval_ms),
+        seeds: seed_ids,
         table: MemberTable::new(&me.name),
         swim,
         runtime,
@@ -164,7 +174,7 @@ pub(crate) fn start(
         refused: 0,
         leaving: false,
     };
-    tracing::info!(node = %me.name, incarnation = me.incarnation, seeds = seed_ids.len(), "membership started");
+    tracing::info!(node = %me.name, incarnation = me.incarnation, seeds = driver.seeds.len(), "membership started");
     let span = tracing::info_span!("membership", node = %me.name);
     let task = tokio::spawn(tracing::Instrument::instrument(
         driver.run(events, command_receiver),
@@ -178,6 +188,10 @@ pub(crate) fn start(
 }
 
 struct Driver {
+    /// Placeholders (incarnation 0) of the configured seeds.
+    seeds: Vec<MemberId>,
+    /// How often a node with no live member announces itself.
+    announce_every: Duration,
     swim: Swim,
     runtime: AccumulatingRuntime<MemberId>,
     table: MemberTable,
@@ -200,12 +214,16 @@ impl Driver {
         mut events: mpsc::Receiver<LinkEvent>,
         mut commands: mpsc::Receiver<Command>,
     ) {
+        self.announce_if_alone();
         self.flush();
+        let mut announce = tokio::time::interval(self.announce_every);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Bounded by the links' life: the event queue closes when they stop.
         loop {
             let next_timer = self.timers.iter().map(|(at, _)| *at).min();
             let far = Instant::now() + Duration::from_secs(3_600);
             tokio::select! {
+                _ = announce.tick() => self.announce_if_alone(),
                 event = events.recv() => match event {
                     Some(event) => self.on_event(event),
                     None => return,
@@ -254,6 +272,26 @@ impl Driver {
         }
     }
 
+    /// With no live member (started before its seeds, cut off, everyone else
+    /// down), foca does not announce by itself: announce to the seeds and to every
+    /// member known down, so the cluster is found again once it is reachable.
+    fn announce_if_alone(&mut self) {
+        if self.swim.num_members() > 0 {
+            return;
+        }
+        let known: Vec<MemberId> = self.table.rows().into_iter().map(|row| row.id).collect();
+        let seeds = self
+            .seeds
+            .iter()
+            .filter(|seed| !known.iter().any(|id| id.name == seed.name));
+        let targets: Vec<MemberId> = seeds.cloned().chain(known.iter().cloned()).collect();
+        for target in targets {
+            if let Err(error) = self.swim.announce(target.clone(), &mut self.runtime) {
+                tracing::debug!(peer = %target.name, %error, "membership: announce failed");
+            }
+        }
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
@@ -267,15 +305,10 @@ impl Driver {
         }
     }
 
-    /// Sends what foca wants sent, schedules its timers and takes in its news.
+    /// Takes in foca's news (so the links follow before anything is sent: a reply
+    /// to a restarted peer must not go out on the connection to its old
+    /// process), then sends what foca wants sent and schedules its timers.
     fn flush(&mut self) {
-        while let Some((to, bytes)) = self.runtime.to_send() {
-            self.peers.send_datagram(&to, bytes);
-        }
-        let now = Instant::now();
-        while let Some((after, timer)) = self.runtime.to_schedule() {
-            self.timers.push((now + after, timer));
-        }
         while let Some(notification) = self.runtime.to_notify() {
             match notification {
                 OwnedNotification::Defunct if self.leaving => {
@@ -284,10 +317,13 @@ impl Driver {
                 OwnedNotification::Defunct => {
                     tracing::warn!("membership: this node was declared down and cannot rejoin")
                 }
-                OwnedNotification::Rejoin(id) => tracing::info!(
-                    incarnation = id.incarnation,
-                    "membership: rejoined after being declared down"
-                ),
+                OwnedNotification::Rejoin(id) => {
+                    tracing::info!(
+                        rejoins = id.rejoins,
+                        "membership: rejoined after being declared down"
+                    );
+                    self.view.send_modify(|view| view.me = id);
+                }
                 OwnedNotification::Idle => tracing::info!("membership: no other member is alive"),
                 OwnedNotification::Active => tracing::info!("membership: joined the cluster"),
                 _ => {}
@@ -304,8 +340,15 @@ impl Driver {
         for transition in &transitions {
             self.apply(transition);
         }
-        if !transitions.is_empty() {
+        if !transitions.is_empty() || self.view.borrow().refused != self.refused {
             self.publish();
+        }
+        while let Some((to, bytes)) = self.runtime.to_send() {
+            self.peers.send_datagram(&to, bytes);
+        }
+        let now = Instant::now();
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.push((now + after, timer));
         }
     }
 
@@ -340,10 +383,12 @@ impl Driver {
             metrics::gauge!("fixit_cluster_members", "status" => status.label()).set(count as f64);
         }
         let changes = self.table.changes();
+        let downs = self.table.downs();
         let refused = self.refused;
         self.view.send_modify(|view| {
             view.members = members;
             view.changes = changes;
+            view.downs = downs;
             view.refused = refused;
         });
     }

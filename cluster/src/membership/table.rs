@@ -71,6 +71,7 @@ pub struct MemberTable {
     /// Name → the incarnation that said it is stopping.
     leaving: BTreeMap<String, u64>,
     changes: u64,
+    downs: u64,
 }
 
 impl MemberTable {
@@ -81,6 +82,7 @@ impl MemberTable {
             rows: BTreeMap::new(),
             leaving: BTreeMap::new(),
             changes: 0,
+            downs: 0,
         }
     }
 
@@ -126,6 +128,9 @@ impl MemberTable {
         }
         if from != Some(status) {
             self.changes += 1;
+            if status == MemberStatus::Down {
+                self.downs += 1;
+            }
         }
         if new_incarnation {
             self.leaving.remove(&id.name);
@@ -159,6 +164,11 @@ impl MemberTable {
     /// Status changes so far (first sightings included).
     pub fn changes(&self) -> u64 {
         self.changes
+    }
+
+    /// Members declared down so far (a member that left is not counted).
+    pub fn downs(&self) -> u64 {
+        self.downs
     }
 }
 
@@ -194,6 +204,7 @@ mod tests {
         assert!(back[0].new_incarnation);
         assert_eq!(back[0].to, MemberStatus::Alive);
         assert_eq!(table.changes(), 4);
+        assert_eq!(table.downs(), 1);
     }
 
     #[test]
@@ -212,5 +223,6 @@ mod tests {
         let back = table.observe([(id("c", 300), State::Alive)], 5);
         assert_eq!(back[0].to, MemberStatus::Alive);
         assert_eq!(table.changes(), 3);
+        assert_eq!(table.downs(), 0);
     }
 }

@@ -36,7 +36,8 @@ struct Link {
 /// One peer.
 pub(super) struct Slot {
     pub(super) name: String,
-    pub(super) addr: SocketAddr,
+    /// Where the peer is reached (a non-seed member may move on restart).
+    addr: Mutex<SocketAddr>,
     /// Calls in flight to this peer.
     pub(super) calls: Arc<Semaphore>,
     link: watch::Sender<Link>,
@@ -53,7 +54,7 @@ impl Slot {
     pub(super) fn new(name: String, addr: SocketAddr, calls_max: usize) -> Slot {
         Slot {
             name,
-            addr,
+            addr: Mutex::new(addr),
             calls: Arc::new(Semaphore::new(calls_max)),
             link: watch::channel(Link::default()).0,
             started: AtomicBool::new(false),
@@ -61,6 +62,24 @@ impl Slot {
             pending: Mutex::new(VecDeque::new()),
             last_error: Mutex::new(None),
         }
+    }
+
+    /// Where the peer is reached now.
+    pub(super) fn addr(&self) -> SocketAddr {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer is reached at `addr` from now on; whether that changed anything.
+    pub(super) fn set_addr(&self, addr: SocketAddr) -> bool {
+        let mut current = self.addr.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *current != addr;
+        *current = addr;
+        changed
+    }
+
+    /// Records a link failure to show, without marking the peer unreachable.
+    pub(super) fn note_error(&self, now_ms: u64, reason: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((now_ms, reason));
     }
 
     /// True exactly once: for the caller that must start the link task.
@@ -77,6 +96,9 @@ impl Slot {
 
     /// The link is up; returns the datagrams that waited for it (fresh ones only).
     pub(super) fn set_up(&self, connection: quinn::Connection, now_ms: u64) -> Vec<Bytes> {
+        // Under the pending lock, so a datagram queued concurrently is either
+        // drained here or sees the connection.
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         self.link.send_modify(|link| {
             link.connected_incarnation =
                 link.member.as_ref().map_or(0, |(id, _, _)| id.incarnation);
@@ -85,7 +107,6 @@ impl Slot {
             link.down = None;
             link.replace = false;
         });
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending
             .drain(..)
             .filter(|(queued_ms, _)| {
@@ -120,9 +141,21 @@ impl Slot {
                 && id.incarnation != known
                 && link.connected_incarnation != id.incarnation;
             link.member = Some((id.clone(), status, since_ms));
-            link.replace |= stale;
+            if stale {
+                drop_for_replacement(link);
+            }
         });
         stale
+    }
+
+    /// The current connection goes to the wrong place (the peer moved): it is
+    /// replaced.
+    pub(super) fn request_replace(&self) {
+        self.link.send_modify(|link| {
+            if link.connection.is_some() {
+                drop_for_replacement(link);
+            }
+        });
     }
 
     /// Whether membership asked for the current connection to be replaced (and
@@ -149,13 +182,13 @@ impl Slot {
         inbound: Option<quinn::Connection>,
         now_ms: u64,
     ) -> Result<(), String> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let connection = self.link.borrow().connection.clone().or(inbound);
         match connection {
             Some(connection) => connection
                 .send_datagram(bytes)
                 .map_err(|error| error.to_string()),
             None => {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 if pending.len() >= PENDING_DATAGRAMS_MAX {
                     pending.pop_front();
                 }
@@ -231,7 +264,7 @@ impl Slot {
             .clone();
         PeerState {
             name: self.name.clone(),
-            addr: self.addr,
+            addr: self.addr(),
             state,
             rtt_ms: link
                 .connection
@@ -249,6 +282,15 @@ impl Slot {
             last_error: last_error.map(|(_, reason)| reason),
         }
     }
+}
+
+/// Nothing more goes out on a connection to a dead process or an old address:
+/// datagrams take the peer's inbound connection and calls wait (within their
+/// deadline) for the fresh one the link task opens.
+fn drop_for_replacement(link: &mut Link) {
+    link.connection = None;
+    link.connecting = true;
+    link.replace = true;
 }
 
 fn member_reachable(link: &Link) -> bool {

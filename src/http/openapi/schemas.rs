@@ -208,6 +208,7 @@ fn cluster_status() -> Value {
         "cluster": { "type": "boolean" },
         "incarnation": uint64(),
         "membership_changes": uint64(),
+        "membership_downs": uint64(),
         "peers": { "type": "array", "items": peer_view() },
         "traffic": traffic(),
         "outbox": outbox(),
