@@ -184,9 +184,20 @@ impl Peers {
         Some(slot)
     }
 
+    /// The node is stopping: reconnects end and every outgoing link closes
+    /// saying so, so peers show this node left at once; membership's leave
+    /// datagrams then go back on the peers' inbound connections.
+    pub(crate) fn close_stopping(&self) {
+        self.shutdown.send_replace(true);
+        for slot in self.all_slots() {
+            slot.close_stopping();
+        }
+    }
+
     /// Sends one membership datagram to `to` over this node's link to it (set up
-    /// on demand; the datagram waits briefly for it).
-    pub(crate) fn send_datagram(&self, to: &MemberId, bytes: Bytes) {
+    /// on demand; the datagram waits briefly for it), and with `twice` a copy over
+    /// the connection `to` opened to this node.
+    pub(crate) fn send_datagram(&self, to: &MemberId, bytes: Bytes, twice: bool) {
         let Some(slot) = self.slot_for(to) else {
             return;
         };
@@ -198,7 +209,8 @@ impl Peers {
             .get(&to.name)
             .filter(|connection| connection.close_reason().is_none())
             .cloned();
-        if let Err(error) = slot.send_datagram(bytes, inbound, self.connector.clock.now_ms()) {
+        if let Err(error) = slot.send_datagram(bytes, inbound, twice, self.connector.clock.now_ms())
+        {
             tracing::debug!(peer = %to.name, %error, "membership datagram not sent");
         }
     }

@@ -23,7 +23,7 @@ const STOP_WAIT_MAX: Duration = Duration::from_secs(60);
 const EXIT_POLL: Duration = Duration::from_millis(100);
 
 /// Log filter of the child: warnings, plus the line naming its listeners.
-const CHILD_LOG_FILTER: &str = "warn,fixit_edge::server=info";
+const CHILD_LOG_FILTER: &str = "warn,fixit_edge::server=info,fixit_cluster::membership=info";
 
 /// A running `fixit node` child.
 pub struct SpawnedNode {

@@ -62,6 +62,24 @@ pub(crate) fn sender_of(packet: &[u8]) -> Option<String> {
         .map(|header| header.src.name)
 }
 
+/// Whether the packet is its sender leaving: foca's leave is an update declaring
+/// the sender's own identity down, sent by the sender. Seen here, the member is
+/// shown `left` rather than `down`.
+pub(crate) fn announces_leave(packet: &[u8]) -> bool {
+    let mut rest = packet;
+    let Ok(header) = WireCodec::take::<Header<MemberId>>(&mut rest) else {
+        return false;
+    };
+    if rest.len() < 2 {
+        return false;
+    }
+    // After the header: the number of updates (u16, big-endian), then each.
+    let count = rest.get_u16();
+    (0..count)
+        .map_while(|_| WireCodec::take::<Member<MemberId>>(&mut rest).ok())
+        .any(|member| *member.id() == header.src && member.state() == foca::State::Down)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +112,44 @@ mod tests {
         assert_eq!(WireCodec.decode_member(&mut rest).unwrap(), member);
         assert!(rest.is_empty());
         assert_eq!(sender_of(&[0xff, 0xff, 0xff]), None);
+        assert!(!announces_leave(&packet), "no update count yet");
+    }
+
+    #[test]
+    fn a_leave_is_the_senders_own_down_sent_by_itself() {
+        use foca::{AccumulatingRuntime, Config, Foca};
+        use rand::SeedableRng;
+        let mut runtime = AccumulatingRuntime::new();
+        let rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut foca = Foca::new(id("a"), Config::simple(), rng, WireCodec);
+        let peer = MemberId {
+            name: "b".into(),
+            ..id("b")
+        };
+        foca.apply_many(
+            [Member::new(peer, 0, State::Alive)].into_iter(),
+            false,
+            &mut runtime,
+        )
+        .unwrap();
+        while runtime.to_send().is_some() {}
+        foca.leave_cluster(&mut runtime).unwrap();
+        let mut sent = Vec::new();
+        while let Some((_, packet)) = runtime.to_send() {
+            sent.push(packet);
+        }
+        assert!(!sent.is_empty());
+        assert!(sent.iter().all(|packet| announces_leave(packet)));
+        foca.change_identity(
+            MemberId {
+                incarnation: 43,
+                ..id("a")
+            },
+            &mut runtime,
+        )
+        .unwrap();
+        while let Some((_, packet)) = runtime.to_send() {
+            assert!(!announces_leave(&packet), "a rejoin is no leave");
+        }
     }
 }

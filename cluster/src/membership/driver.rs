@@ -2,7 +2,7 @@
 //! timers, sends what it says over the links, and tells the links and the
 //! operators' view what changed.
 
-use super::codec::{sender_of, WireCodec};
+use super::codec::{announces_leave, sender_of, WireCodec};
 use super::table::{MemberRow, MemberStatus, MemberTable, Transition};
 use super::MemberId;
 use crate::link::LinkEvent;
@@ -162,6 +162,7 @@ pub(crate) fn start(
     let (commands, command_receiver) = mpsc::channel(4);
     let driver = Driver {
         announce_every: Duration::from_millis(section.announce_interval_ms),
+        twice: section.datagram_copies > 1,
         seeds: seed_ids,
         table: MemberTable::new(&me.name),
         swim,
@@ -192,6 +193,9 @@ struct Driver {
     seeds: Vec<MemberId>,
     /// How often a node with no live member announces itself.
     announce_every: Duration,
+    /// Every packet also goes on the other connection between the two nodes
+    /// (duplicates are harmless to SWIM).
+    twice: bool,
     swim: Swim,
     runtime: AccumulatingRuntime<MemberId>,
     table: MemberTable,
@@ -263,12 +267,15 @@ impl Driver {
             LinkEvent::ConnectedIn { from, connection } => {
                 self.peers.connected_in(&from, connection)
             }
-            LinkEvent::Stopping { from } => {
-                if let Some(transition) = self.table.mark_leaving(&from, self.clock.now_ms()) {
-                    self.apply(&transition);
-                    self.publish();
-                }
-            }
+            LinkEvent::Stopping { from } => self.member_stopping(&from),
+        }
+    }
+
+    /// Member `name` said it is stopping (its leave, or its links closing so).
+    fn member_stopping(&mut self, name: &str) {
+        if let Some(transition) = self.table.mark_leaving(name, self.clock.now_ms()) {
+            self.apply(&transition);
+            self.publish();
         }
     }
 
@@ -344,7 +351,7 @@ impl Driver {
             self.publish();
         }
         while let Some((to, bytes)) = self.runtime.to_send() {
-            self.peers.send_datagram(&to, bytes);
+            self.peers.send_datagram(&to, bytes, self.twice);
         }
         let now = Instant::now();
         while let Some((after, timer)) = self.runtime.to_schedule() {

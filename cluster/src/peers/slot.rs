@@ -169,26 +169,50 @@ impl Slot {
         replace
     }
 
+    /// Closes the link saying this node is stopping (the peer shows it left at
+    /// once); membership datagrams then go on the peer's inbound connection.
+    pub(super) fn close_stopping(&self) {
+        self.link.send_modify(|link| {
+            if let Some(connection) = link.connection.take() {
+                connection.close(
+                    quinn::VarInt::from_u32(crate::link::CLOSE_STOPPING),
+                    b"node stopping",
+                );
+            }
+        });
+    }
+
     /// Whether the link is connected.
     pub(super) fn is_up(&self) -> bool {
         self.link.borrow().connection.is_some()
     }
 
-    /// Sends a membership datagram now — over this node's link, else over the
-    /// peer's `inbound` connection — or keeps it until the link is up.
+    /// Sends a membership datagram now — over this node's link and, with `twice`,
+    /// a copy over the peer's `inbound` connection too (another connection puts
+    /// it in another packet, so the two are lost independently); over whichever
+    /// of the two is open — or keeps it until the link is up.
     pub(super) fn send_datagram(
         &self,
         bytes: Bytes,
         inbound: Option<quinn::Connection>,
+        twice: bool,
         now_ms: u64,
     ) -> Result<(), String> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let connection = self.link.borrow().connection.clone().or(inbound);
-        match connection {
-            Some(connection) => connection
+        let open = |connection: &quinn::Connection| connection.close_reason().is_none();
+        let own = self.link.borrow().connection.clone().filter(open);
+        let send = |connection: quinn::Connection, bytes: Bytes| {
+            connection
                 .send_datagram(bytes)
-                .map_err(|error| error.to_string()),
-            None => {
+                .map_err(|error| error.to_string())
+        };
+        match (own, inbound) {
+            (Some(own), Some(inbound)) if twice => {
+                let copy = send(inbound, bytes.clone());
+                send(own, bytes).and(copy)
+            }
+            (Some(connection), _) | (None, Some(connection)) => send(connection, bytes),
+            (None, None) => {
                 if pending.len() >= PENDING_DATAGRAMS_MAX {
                     pending.pop_front();
                 }

@@ -137,9 +137,10 @@ impl ClusterLinks {
         }
     }
 
-    /// Announces the leave to the cluster, stops delivering the outbox and
-    /// reconnecting, closes every link (saying "stopping") and waits briefly for
-    /// the closes. Undelivered transfers stay in the outbox.
+    /// Closes every outgoing link saying "stopping" (peers show this node left
+    /// at once), announces the leave through membership, stops delivering the
+    /// outbox, closes the endpoint and waits briefly for the closes. Undelivered
+    /// transfers stay in the outbox.
     pub async fn stop(self) {
         let ClusterLinks {
             endpoint,
@@ -149,6 +150,7 @@ impl ClusterLinks {
             delivery,
             ..
         } = self;
+        peers.close_stopping();
         membership.leave().await;
         stop_delivery.send_replace(true);
         let _ = delivery.await;
