@@ -260,6 +260,9 @@ impl Driver {
                 }
                 self.last_heard
                     .insert(from.to_string(), self.clock.now_ms());
+                if announces_leave(&bytes) {
+                    self.member_stopping(&from);
+                }
                 if let Err(error) = self.swim.handle_data(&bytes, &mut self.runtime) {
                     tracing::debug!(%from, %error, "membership datagram not taken");
                 }
