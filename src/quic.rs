@@ -14,7 +14,7 @@ use crate::auth::TokenKey;
 use crate::tls::{self, TlsError};
 use fixit_actors::codec::FRAME_HEADER_BYTES;
 use fixit_actors::config::ServerSection;
-use quinn::{Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
+use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
 use request_ids::RequestIds;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +83,7 @@ pub async fn start(
     config: &ServerSection,
 ) -> Result<QuicServer, ServerError> {
     let certified = tls::load_or_create(&config.tls_cert_file, &config.tls_key_file)?;
+    let endpoint_config = fixit_net::tls::endpoint_config(&certified.1);
     let mut server_config = quinn::ServerConfig::with_crypto(tls::server_crypto(certified)?);
     server_config.transport_config(Arc::new(server_transport(config)));
     let bind_error = |source| ServerError::Bind {
@@ -96,7 +97,7 @@ pub async fn start(
         .into_iter()
         .map(|socket| {
             Endpoint::new(
-                EndpointConfig::default(),
+                endpoint_config.clone(),
                 Some(server_config.clone()),
                 socket,
                 Arc::new(quinn::TokioRuntime),

@@ -14,7 +14,7 @@ use crate::error::{ClusterError, LinkError};
 use crate::tls::{self, NodeIdentity};
 use crate::wire::Envelope;
 use fixit_actors::clock::SharedClock;
-use quinn::{Endpoint, EndpointConfig, VarInt};
+use quinn::{Endpoint, VarInt};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,8 +168,9 @@ impl ClusterEndpoint {
             source,
         };
         let socket = fixit_net::socket::bind_udp(listen).map_err(bind_error)?;
+        let key = fixit_net::tls::read_private_key(&identity.key)?;
         let endpoint = Endpoint::new(
-            EndpointConfig::default(),
+            fixit_net::tls::endpoint_config(&key),
             Some(server_config),
             socket,
             Arc::new(quinn::TokioRuntime),

@@ -138,3 +138,32 @@ mod tests {
         assert!(read_certificates(&dir.path().join("missing.pem")).is_err());
     }
 }
+
+/// The QUIC endpoint configuration of a node's listener: its stateless-reset key
+/// and its connection-id key are derived from the node's private key, so they are
+/// the same after a restart. A client (or a peer node) still holding a connection
+/// to the process that died then gets a stateless reset on its next packet and
+/// learns at once that the connection is gone, instead of waiting out the idle
+/// timeout. (quinn drops packets whose connection id its generator does not
+/// recognise, so the id key must survive the restart too.)
+pub fn endpoint_config(key: &PrivateKeyDer<'_>) -> quinn::EndpointConfig {
+    let secret = derive(key, b"fixit-edge stateless reset key v1");
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_ref());
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    let id_secret = derive(key, b"fixit-edge connection id key v1");
+    let mut id_key = [0u8; 8];
+    id_key.copy_from_slice(&id_secret.as_ref()[..8]);
+    let id_key = u64::from_le_bytes(id_key);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(id_key))
+    });
+    config
+}
+
+/// SHA-256 of `label` and the key's secret bytes.
+fn derive(key: &PrivateKeyDer<'_>, label: &[u8]) -> ring::digest::Digest {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(label);
+    context.update(key.secret_der());
+    context.finish()
+}

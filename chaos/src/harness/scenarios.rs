@@ -70,6 +70,9 @@ const DRAIN_MAX: Duration = Duration::from_secs(20);
 /// recovery): another round starts only if this much fault time is left.
 const KILL_ROUND_TYPICAL: Duration = Duration::from_secs(8);
 
+/// After a kill round, the victim stays under fault this long.
+const VICTIM_SETTLE: Duration = Duration::from_secs(2);
+
 /// Longest wait for the links to come up before the load.
 const LINKS_WAIT_MAX: Duration = Duration::from_secs(30);
 
@@ -399,6 +402,10 @@ async fn inject(
                     ..Scope::default()
                 });
                 samples.push(membership::kill_round(cluster, &observer, victim, downtime).await?);
+                // The victim's clients find their connections to the dead process
+                // reset on their next call (about one a second) and reconnect:
+                // those calls needed the killed node too.
+                tokio::time::sleep(VICTIM_SETTLE).await;
                 driver.set_scope(Scope::default());
             }
             return Ok(MembershipReport::of_kills(samples));
