@@ -118,27 +118,6 @@ pub fn pinned_client_config(
     quic_client_config(config, alpn)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pinned_certificate_makes_a_client_config_and_garbage_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("cert.pem");
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        std::fs::write(&cert, made.cert.pem()).unwrap();
-        assert_eq!(read_certificates(&cert).unwrap().len(), 1);
-        assert!(pinned_client_config(&cert, b"x/1").is_ok());
-        std::fs::write(&cert, "not a certificate").unwrap();
-        assert!(matches!(
-            pinned_client_config(&cert, b"x/1"),
-            Err(TlsError::File { .. })
-        ));
-        assert!(read_certificates(&dir.path().join("missing.pem")).is_err());
-    }
-}
-
 /// The QUIC endpoint configuration of a node's listener: its stateless-reset key
 /// and its connection-id key are derived from the node's private key, so they are
 /// the same after a restart. A client (or a peer node) still holding a connection
@@ -166,4 +145,25 @@ fn derive(key: &PrivateKeyDer<'_>, label: &[u8]) -> ring::digest::Digest {
     context.update(label);
     context.update(key.secret_der());
     context.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_certificate_makes_a_client_config_and_garbage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        assert_eq!(read_certificates(&cert).unwrap().len(), 1);
+        assert!(pinned_client_config(&cert, b"x/1").is_ok());
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(matches!(
+            pinned_client_config(&cert, b"x/1"),
+            Err(TlsError::File { .. })
+        ));
+        assert!(read_certificates(&dir.path().join("missing.pem")).is_err());
+    }
 }
