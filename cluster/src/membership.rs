@@ -15,8 +15,8 @@
 //!   on the links that already exist, authenticated by mutual TLS: a datagram
 //!   whose membership header names another sender than the connection's
 //!   certificate is dropped.
-//! - [`table`] turns foca's view into what operators see (alive, suspect, down,
-//!   left, since when) and counts the changes; the [`driver`] task owns foca,
+//! - `table` turns foca's view into what operators see (alive, suspect, down,
+//!   left, since when) and counts the changes; the `driver` task owns foca,
 //!   its timers and its packets, and makes the links follow membership (see
 //!   [`Peers`](crate::Peers)).
 
