@@ -93,12 +93,13 @@ async fn render_at(addr: std::net::SocketAddr) -> String {
 }
 
 /// The link state shown in the Cluster panel's row of node `name`.
-fn node_row_state(dom: &str, name: &str) -> String {
+fn node_row(dom: &str, name: &str, attribute: &str) -> String {
     let marker = format!("data-node=\"{name}\"");
     let row = dom
         .find(&marker)
         .unwrap_or_else(|| panic!("no row of node {name} in the page:\n{dom}"));
-    attribute_of(&dom[row..], "data-state")
+    let end = dom[row..].find('>').map_or(dom.len(), |end| row + end);
+    attribute_of(&dom[row..end], attribute)
 }
 
 /// The text of the element with `id`, from a DOM dump.
@@ -286,9 +287,11 @@ async fn the_cluster_panel_lists_every_node_with_its_link_and_the_traffic() {
 
     let dom = render_at(a.http_addr()).await;
     assert_eq!(attribute_of(&dom, "data-cluster"), "yes");
-    assert_eq!(node_row_state(&dom, "a"), "this node");
-    assert_eq!(node_row_state(&dom, "b"), "Up");
-    assert_eq!(node_row_state(&dom, "c"), "Up");
+    assert_eq!(node_row(&dom, "a", "data-member"), "this");
+    for peer in ["b", "c"] {
+        assert_eq!(node_row(&dom, peer, "data-member"), "alive", "{peer}");
+        assert_eq!(node_row(&dom, peer, "data-state"), "Up", "{peer}");
+    }
     let forwarded: u64 = text_of(&dom, "traffic-forwarded_out")
         .parse()
         .expect("a count");
