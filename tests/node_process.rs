@@ -3,6 +3,7 @@
 
 #![cfg(unix)]
 
+use fixit_protocol::api::ApiError;
 use std::path::Path;
 use std::process::Command;
 
@@ -81,13 +82,14 @@ async fn sigterm_stops_cleanly_and_acknowledged_deposits_survive_a_restart() {
     assert!(node.terminate().success());
 }
 
-/// A client whose node was killed with SIGKILL learns at its next call, once the
-/// node is back on the same port, that its connection is gone: the restarted
-/// process answers the old connection with a stateless reset (its reset key is
-/// derived from the node's key, the same after a restart), rather than the
-/// client waiting out the idle timeout.
+/// A client whose node was killed with SIGKILL follows the restarted node: the
+/// restarted process answers the old connection with a stateless reset (its
+/// reset key is derived from the node's key, the same after a restart) rather
+/// than the client waiting out the idle timeout; a repeatable call (a read)
+/// dials again and is served, a call that is not (an accept) fails with
+/// `unavailable` and is not sent twice, and the next call dials again.
 #[tokio::test]
-async fn a_client_of_a_killed_node_is_reset_by_the_restarted_node() {
+async fn a_client_of_a_killed_node_follows_the_restarted_node() {
     let dir = tempfile::tempdir().unwrap();
     let quic = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -96,32 +98,44 @@ async fn a_client_of_a_killed_node_is_reset_by_the_restarted_node() {
     let config = write_config_at(dir.path(), &quic.to_string());
     let node = NodeProcess::start(&config);
     let customer = token(&config, "customer", "7");
+    let provider = token(&config, "provider", "8");
     let cert = dir.path().join("data/client-tls-cert.pem");
     let connector = fixit_sdk::Connector::new(&cert, "127.0.0.1:0".parse().unwrap()).unwrap();
     let client = connector.connect(quic, &customer).await.unwrap();
+    let worker = connector.connect(quic, &provider).await.unwrap();
     use fixit_sdk::Commands;
-    match client.balance(7).await {
+    let served = |answer: Result<fixit_protocol::ledger::Balance, ApiError>| match answer {
         Ok(_) => {}
-        Err(error) => assert_eq!(error.kind(), "not_found", "{error}"),
-    }
+        Err(error) => assert_eq!(error.kind(), "not_found", "served: {error}"),
+    };
+    served(client.balance(7).await);
+    let first = client.connection().stable_id();
     node.kill9();
     let node = NodeProcess::start(&config);
-    let error = client.balance(7).await.unwrap_err();
+
+    served(client.balance(7).await);
+    assert_eq!(client.redials(), 1, "the read dialed once more");
+    assert_ne!(
+        client.connection().stable_id(),
+        first,
+        "on a new connection"
+    );
+
+    let old = worker.connection();
+    let error = worker.accept(8, 1).await.unwrap_err();
     assert_eq!(error.kind(), "unavailable", "{error}");
-    let reason = client.connection().close_reason();
     assert_eq!(
-        reason,
+        old.close_reason(),
         Some(quinn::ConnectionError::Reset),
         "the old connection ends by a stateless reset"
     );
-    let again = connector.connect(quic, &customer).await.unwrap();
-    match again.balance(7).await {
-        Ok(_) => {}
-        Err(error) => assert_eq!(
-            error.kind(),
-            "not_found",
-            "a new connection is served: {error}"
-        ),
-    }
+    assert_eq!(worker.redials(), 0, "an accept is not sent twice");
+    let error = worker.accept(8, 1).await.unwrap_err();
+    assert_ne!(
+        error.kind(),
+        "unavailable",
+        "the next call is served: {error}"
+    );
+    assert_eq!(worker.redials(), 1);
     assert!(node.terminate().success());
 }

@@ -166,6 +166,15 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
+    /// Whether sending the command twice does what sending it once does, so a
+    /// client may send it again when it cannot know whether the first try
+    /// arrived: a read (`GET`), a replace (`PUT`), or a command carrying an
+    /// idempotency key.
+    pub fn repeatable(&self) -> bool {
+        matches!(self.method, Method::Get | Method::Put)
+            || self.fields.iter().any(|field| field.name == "key")
+    }
+
     /// Whether `field` is carried in the path.
     pub fn in_path(&self, field: &str) -> bool {
         self.path.contains(&format!("{{{field}}}"))

@@ -756,6 +756,22 @@ mod tests {
     }
 
     #[test]
+    fn only_reads_replaces_and_keyed_commands_are_repeatable() {
+        let repeatable: Vec<&str> = every_request()
+            .iter()
+            .map(Request::spec)
+            .filter(|spec| spec.repeatable())
+            .map(|spec| spec.name)
+            .collect();
+        for name in ["balance", "deposit", "withdraw", "location", "request_job"] {
+            assert!(repeatable.contains(&name), "{name} is repeatable");
+        }
+        for name in ["accept", "decline", "start", "complete", "cancel_job"] {
+            assert!(!repeatable.contains(&name), "{name} is not repeatable");
+        }
+    }
+
+    #[test]
     fn every_variant_has_one_entry_whose_fields_round_trip() {
         let requests = every_request();
         assert_eq!(requests.len(), COMMANDS.len(), "a command lacks its entry");

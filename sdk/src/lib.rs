@@ -30,7 +30,8 @@ use quinn::{Connection, Endpoint, EndpointConfig, IdleTimeout, RecvStream, SendS
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tls::TlsError;
 
@@ -106,9 +107,17 @@ impl Connector {
                 refused => ClientError::Refused(refused),
             })?;
         Ok(Client {
-            connection,
-            endpoint: self.endpoint.clone(),
-            welcome: Arc::new(welcome),
+            link: Arc::new(Link {
+                connector: self.clone(),
+                addr,
+                hello: hello.clone(),
+                current: RwLock::new(Current {
+                    connection,
+                    welcome: Arc::new(welcome),
+                }),
+                redialing: tokio::sync::Mutex::new(()),
+                redials: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -148,11 +157,83 @@ async fn say_hello(connection: &Connection, hello: &Hello) -> Result<Welcome, Ap
 /// A connection to a node, after a successful hello. Cheap to clone; clones share
 /// the connection. Each call uses its own stream, so calls may run concurrently
 /// (up to the node's `streams_per_connection_max`; more wait for a free stream).
+///
+/// The client follows a node that restarts on the same address: a call that
+/// finds the connection closed (by the node, a reset or the idle timeout) dials
+/// again and says the same hello first; a call whose connection is answered by
+/// a stateless reset (the node restarted and has no state of it) dials again and
+/// is sent once more if it is safe to repeat ([`CommandSpec::repeatable`]: a
+/// read, a replace, or a keyed command). Any other call fails with
+/// `unavailable` and the next one dials again.
+///
+/// [`CommandSpec::repeatable`]: fixit_protocol::command_spec::CommandSpec::repeatable
 #[derive(Clone)]
 pub struct Client {
+    link: Arc<Link>,
+}
+
+/// What a client needs to dial its node again, and the connection of now.
+struct Link {
+    connector: Connector,
+    addr: SocketAddr,
+    hello: Hello,
+    current: RwLock<Current>,
+    /// Held while dialing, so concurrent calls dial once.
+    redialing: tokio::sync::Mutex<()>,
+    redials: AtomicU64,
+}
+
+/// One connection and the welcome it got.
+#[derive(Clone)]
+struct Current {
     connection: Connection,
-    endpoint: Endpoint,
     welcome: Arc<Welcome>,
+}
+
+impl Link {
+    fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The connection to use: the current one if it is open, else a new one
+    /// (dialed once however many calls ask at the same time).
+    async fn open(&self) -> Result<Current, ApiError> {
+        let current = self.current();
+        match current.connection.close_reason() {
+            None => Ok(current),
+            Some(quinn::ConnectionError::LocallyClosed) => {
+                Err(unavailable("the client closed its connection"))
+            }
+            Some(_) => self.redial(&current.connection).await,
+        }
+    }
+
+    /// Replaces `stale` by a new connection unless another call already did.
+    async fn redial(&self, stale: &Connection) -> Result<Current, ApiError> {
+        let _dialing = self.redialing.lock().await;
+        let current = self.current();
+        if current.connection.stable_id() != stale.stable_id() {
+            return Ok(current);
+        }
+        let client = self
+            .connector
+            .connect_with_hello(self.addr, &self.hello)
+            .await
+            .map_err(|error| match error {
+                ClientError::Refused(refused) => refused,
+                other => unavailable(other),
+            })?;
+        let fresh = client.link.current();
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh.clone();
+        self.redials.fetch_add(1, Ordering::Relaxed);
+        Ok(fresh)
+    }
 }
 
 impl Client {
@@ -173,9 +254,15 @@ impl Client {
             .await
     }
 
-    /// What the node said in its welcome (principal, node id, frame maximum).
-    pub fn welcome(&self) -> &Welcome {
-        &self.welcome
+    /// What the node said in its welcome (principal, node id, frame maximum) on
+    /// the current connection.
+    pub fn welcome(&self) -> Arc<Welcome> {
+        self.link.current().welcome
+    }
+
+    /// How many times this client (and its clones) dialed its node again.
+    pub fn redials(&self) -> u64 {
+        self.link.redials.load(Ordering::Relaxed)
     }
 
     /// Runs one command; the node makes the request id.
@@ -204,48 +291,67 @@ impl Client {
         request: Request,
         request_id: Option<&str>,
     ) -> Result<ReplyFrame, ApiError> {
+        let repeatable = request.spec().repeatable();
         let frame = StreamFrame::Request(RequestFrame {
             request_id: request_id.map(str::to_owned),
             request,
         });
-        let bytes =
-            encode_frame(&frame, self.welcome.frame_bytes_max as usize).map_err(bad_request)?;
-        let (send, mut recv) = self.open_raw().await?;
-        send_frame(send, &bytes).await?;
-        read_reply(&mut recv).await
+        let current = self.link.open().await?;
+        let answer = exchange(&current, &frame).await;
+        let reset = current.connection.close_reason() == Some(quinn::ConnectionError::Reset);
+        match answer {
+            Err(ApiError::Core(CoreError::Unavailable(_))) if reset && repeatable => {
+                let fresh = self.link.redial(&current.connection).await?;
+                exchange(&fresh, &frame).await
+            }
+            answer => answer,
+        }
     }
 
     /// Opens the principal's push stream (job events for a customer, offers for a
-    /// provider); returns once the node has subscribed it.
+    /// provider); returns once the node has subscribed it. A push stream is not
+    /// followed across a restart: when it ends, subscribe again.
     pub async fn subscribe(&self) -> Result<PushStream, ApiError> {
+        let current = self.link.open().await?;
         let frame = StreamFrame::Subscribe(SubscribeFrame { request_id: None });
         let bytes =
-            encode_frame(&frame, self.welcome.frame_bytes_max as usize).map_err(bad_request)?;
-        let (send, mut recv) = self.open_raw().await?;
+            encode_frame(&frame, current.welcome.frame_bytes_max as usize).map_err(bad_request)?;
+        let (send, mut recv) = current.connection.open_bi().await.map_err(unavailable)?;
         send_frame(send, &bytes).await?;
         let reply: SubscribeReply = read_reply(&mut recv).await?;
         reply.result.map_err(|body| api_error_from_body(&body))?;
         Ok(PushStream::new(recv))
     }
 
-    /// Opens a bidirectional stream with nothing sent: the escape hatch for tests
-    /// that send malformed frames.
+    /// Opens a bidirectional stream with nothing sent, on the current connection
+    /// (not dialing again): the escape hatch for tests that send malformed frames.
     pub async fn open_raw(&self) -> Result<(SendStream, RecvStream), ApiError> {
-        self.connection.open_bi().await.map_err(unavailable)
+        self.connection().open_bi().await.map_err(unavailable)
     }
 
-    /// The underlying QUIC connection.
-    pub fn connection(&self) -> &Connection {
-        &self.connection
+    /// The current QUIC connection.
+    pub fn connection(&self) -> Connection {
+        self.link.current().connection
     }
 
     /// Closes the connection (for every clone) and waits briefly for the node to
     /// hear of it.
     pub async fn close(self) {
-        self.connection.close(VarInt::from_u32(CLOSE_DONE), b"done");
+        self.connection()
+            .close(VarInt::from_u32(CLOSE_DONE), b"done");
         let flush = Duration::from_millis(CLOSE_FLUSH_MS);
-        let _ = tokio::time::timeout(flush, self.endpoint.wait_idle()).await;
+        let endpoint = &self.link.connector.endpoint;
+        let _ = tokio::time::timeout(flush, endpoint.wait_idle()).await;
     }
+}
+
+/// One request and its reply on `current`'s connection.
+async fn exchange(current: &Current, frame: &StreamFrame) -> Result<ReplyFrame, ApiError> {
+    let bytes =
+        encode_frame(frame, current.welcome.frame_bytes_max as usize).map_err(bad_request)?;
+    let (send, mut recv) = current.connection.open_bi().await.map_err(unavailable)?;
+    send_frame(send, &bytes).await?;
+    read_reply(&mut recv).await
 }
 
 /// Writes one whole frame and finishes the stream. A stream the node stopped still

@@ -237,7 +237,7 @@ pub(crate) struct Seen {
     pub(crate) retries_answered_differently: Vec<String>,
 }
 
-/// One client's connection to one node, (re)opened on demand.
+/// One client's connection to one node, opened on demand.
 struct Conn {
     node: usize,
     token: String,
@@ -261,13 +261,12 @@ impl Conn {
         }
     }
 
-    /// The open connection, or a new one.
+    /// The client, connected on first use; it dials again by itself when its
+    /// node restarts (the SDK follows a reset connection).
     async fn client(&self, driver: &Driver) -> Result<Client, ApiError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref() {
-            if client.connection().close_reason().is_none() {
-                return Ok(client.clone());
-            }
+            return Ok(client.clone());
         }
         let addr = driver.nodes[self.node].1;
         let connect = driver.connectors[self.node].connect(addr, &self.token);

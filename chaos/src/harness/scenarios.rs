@@ -403,8 +403,9 @@ async fn inject(
                 });
                 samples.push(membership::kill_round(cluster, &observer, victim, downtime).await?);
                 // The victim's clients find their connections to the dead process
-                // reset on their next call (about one a second) and reconnect:
-                // those calls needed the killed node too.
+                // reset on their next call (about one a second); the SDK dials
+                // again and repeats what is safe to repeat, the rest fails: those
+                // calls needed the killed node too.
                 tokio::time::sleep(VICTIM_SETTLE).await;
                 driver.set_scope(Scope::default());
             }
