@@ -11,6 +11,7 @@ mod events;
 mod extract;
 mod failpoints;
 mod failure;
+mod listener;
 mod metrics_text;
 mod openapi;
 mod operations;
@@ -18,6 +19,7 @@ mod request_id;
 mod routes;
 mod state;
 
+pub use listener::{DescriptorBudget, DESCRIPTORS_RESERVED};
 pub use metrics_text::prometheus_handle;
 pub use request_id::REQUEST_ID_BYTES_MAX;
 
@@ -110,34 +112,46 @@ pub async fn start(
     let local_addr = listener.local_addr().map_err(bind_failed)?;
     // Install the recorder now, so requests before the first scrape are counted.
     prometheus_handle();
+    let budget = DescriptorBudget::for_server(config);
+    let mut config = config.clone();
+    if (budget.connections, budget.websockets)
+        != (config.http_connections.max, config.websockets_max)
+    {
+        tracing::warn!(
+            descriptors = budget.limit,
+            reserved = DESCRIPTORS_RESERVED,
+            configured_connections = config.http_connections.max,
+            configured_websockets = config.websockets_max,
+            connections = budget.connections,
+            websockets = budget.websockets,
+            "HTTP connection and WebSocket bounds do not fit the descriptor limit; shrunk"
+        );
+    }
+    config.http_connections.max = budget.connections;
+    config.http_connections.per_source_max =
+        (config.http_connections.per_source_max).min(budget.connections);
+    config.websockets_max = budget.websockets;
     let (shutdown, stopping) = watch::channel(false);
-    let state = AppState::new(api, tokens, config, node_id, stopping.clone(), cluster);
-    let app = routes::router(state.clone(), config.http_body_bytes_max as usize);
-    let serving = tokio::spawn(serve(listener, app, stopping));
-    tracing::info!(%local_addr, node = node_id, "HTTP bridge listening");
+    let state = AppState::new(api, tokens, &config, node_id, stopping.clone(), cluster);
+    let app = routes::router(state.clone(), &config);
+    let gate = listener::Gate::new(listener::ConnectionLimits {
+        max: config.http_connections.max,
+        per_source_max: config.http_connections.per_source_max,
+        header_timeout: Duration::from_millis(config.http_connections.header_timeout_ms),
+    });
+    let serving = tokio::spawn(listener::serve(listener, app, gate, stopping));
+    tracing::info!(
+        %local_addr,
+        node = node_id,
+        connections = config.http_connections.max,
+        websockets = config.websockets_max,
+        descriptors = budget.limit,
+        "HTTP bridge listening"
+    );
     Ok(HttpServer {
         local_addr,
         shutdown,
         serving,
         state,
     })
-}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    stopping: watch::Receiver<bool>,
-) {
-    let mut stopping = stopping;
-    let until_stopped = async move {
-        // Also ends when the sender is dropped.
-        let _ = stopping.wait_for(|stop| *stop).await;
-    };
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(error) = axum::serve(listener, service)
-        .with_graceful_shutdown(until_stopped)
-        .await
-    {
-        tracing::warn!(%error, "HTTP bridge stopped with an error");
-    }
 }

@@ -347,6 +347,10 @@ pub struct ServerSection {
     /// a few KiB of buffers. Optional in files; default [`WEBSOCKETS_MAX_DEFAULT`].
     #[serde(default = "websockets_max_default")]
     pub websockets_max: u32,
+    /// Bounds on the HTTP bridge's TCP connections. Optional in files
+    /// (`[server.http_connections]`); defaults in [`HttpConnectionsSection`].
+    #[serde(default)]
+    pub http_connections: HttpConnectionsSection,
     /// Time given to in-flight requests at shutdown.
     pub shutdown_grace_ms: u64,
     /// TLS certificate (PEM) of the QUIC listener; made (self-signed) if missing.
@@ -356,6 +360,39 @@ pub struct ServerSection {
     /// Serve the dashboard's live data without a token (demo only); otherwise the
     /// dashboard needs an admin token.
     pub dashboard_open: bool,
+}
+
+/// Bounds on the HTTP bridge's TCP connections, so that connections which send
+/// nothing, or send slowly, cannot take the bridge's descriptors or lock clients
+/// out. With the WebSockets' bound they share the process's descriptor limit
+/// (raised to its hard limit at start); when both do not fit, both shrink in
+/// proportion and the node says so in its log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConnectionsSection {
+    /// TCP connections open at once (a WebSocket, once upgraded, counts against
+    /// `websockets_max` instead). At the bound a new connection displaces the
+    /// oldest connection with no request in flight, or is closed at once if
+    /// every connection is answering one.
+    pub max: u32,
+    /// TCP connections open at once from one source address; more are closed at once.
+    pub per_source_max: u32,
+    /// A connection waiting for a request's headers — its first request, or the
+    /// next one while idle between requests — longer than this is closed, in ms.
+    pub header_timeout_ms: u64,
+    /// Reading one request's body longer than this is answered 408, in ms.
+    pub body_timeout_ms: u64,
+}
+
+impl Default for HttpConnectionsSection {
+    fn default() -> HttpConnectionsSection {
+        HttpConnectionsSection {
+            max: 8_192,
+            per_source_max: 512,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// Default number of UDP sockets of the QUIC listener.
@@ -620,6 +657,7 @@ impl NodeConfig {
                 requests_inflight_max: 20_000,
                 http_body_bytes_max: 64 * 1024,
                 websockets_max: WEBSOCKETS_MAX_DEFAULT,
+                http_connections: HttpConnectionsSection::default(),
                 shutdown_grace_ms: 5_000,
                 tls_cert_file: data_dir.join("client-tls-cert.pem"),
                 tls_key_file: data_dir.join("client-tls-key.pem"),
@@ -805,7 +843,28 @@ impl NodeConfig {
         };
         let server = &self.server;
         let limits = &self.rate_limits;
-        let checks: [(bool, &str, &str); 15] = [
+        let connections = &server.http_connections;
+        let checks: [(bool, &str, &str); 19] = [
+            (
+                !(1..=1_000_000).contains(&connections.max),
+                "server.http_connections.max",
+                "must be 1 to 1000000",
+            ),
+            (
+                !(1..=connections.max).contains(&connections.per_source_max),
+                "server.http_connections.per_source_max",
+                "must be 1 to server.http_connections.max",
+            ),
+            (
+                !(100..=600_000).contains(&connections.header_timeout_ms),
+                "server.http_connections.header_timeout_ms",
+                "must be 100 to 600000",
+            ),
+            (
+                !(100..=600_000).contains(&connections.body_timeout_ms),
+                "server.http_connections.body_timeout_ms",
+                "must be 100 to 600000",
+            ),
             (
                 server.quic_listen == server.http_listen && server.quic_listen.port() != 0,
                 "server.http_listen",
@@ -979,6 +1038,50 @@ mod tests {
             error.contains("storage.provider_position_write_interval_ms"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_http_connection_bounds_are_optional_and_checked() {
+        let file = Path::new("node.toml");
+        let shipped = shipped_default();
+        let start = shipped.find("[server.http_connections]").expect("shipped");
+        let end = start + shipped[start..].find("\n\n").expect("table end");
+        let without = format!("{}{}", &shipped[..start], &shipped[end + 2..]);
+        let parsed = NodeConfig::parse(&without, file).unwrap();
+        assert_eq!(
+            parsed.server.http_connections,
+            HttpConnectionsSection::default()
+        );
+        for (line, field) in [
+            (
+                "per_source_max = 9000\n",
+                "server.http_connections.per_source_max",
+            ),
+            (
+                "header_timeout_ms = 10\n",
+                "server.http_connections.header_timeout_ms",
+            ),
+            (
+                "body_timeout_ms = 0\n",
+                "server.http_connections.body_timeout_ms",
+            ),
+            ("max = 0\n", "server.http_connections.max"),
+        ] {
+            let key = line.split(' ').next().unwrap_or_default();
+            let table = &shipped[start..end];
+            let old = table
+                .lines()
+                .find(|candidate| candidate.starts_with(&format!("{key} =")))
+                .expect("a shipped line");
+            let changed = format!(
+                "{}{}{}",
+                &shipped[..start],
+                table.replace(old, line.trim_end()),
+                &shipped[end..]
+            );
+            let error = NodeConfig::parse(&changed, file).unwrap_err().to_string();
+            assert!(error.contains(field), "{line}: {error}");
+        }
     }
 
     const CLUSTER: &str = "\n[cluster]\nname = \"a\"\nlisten = \"127.0.0.1:7441\"\ncerts_dir = \"certs\"\ncalls_per_peer_max = 256\ncall_timeout_ms = 5000\n[cluster.peers]\nb = \"127.0.0.1:7442\"\n[cluster.regions]\nu33d = \"a\"\nu33e = \"b\"\n";

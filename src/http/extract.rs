@@ -150,8 +150,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// The failure for a body that could not be read (413 when it is over the limit).
+/// The failure for a body that could not be read (413 when it is over the limit,
+/// 408 when it was not all sent within `server.http_connections.body_timeout_ms`).
 pub(crate) fn body_failure(rejection: BytesRejection, request_id: &RequestId) -> Failure {
+    if timed_out(&rejection) {
+        return Failure::bad_request("request body: not sent in time", request_id)
+            .with_status(StatusCode::REQUEST_TIMEOUT);
+    }
     let failure = Failure::bad_request(
         format!("request body: {}", rejection.body_text()),
         request_id,
@@ -161,6 +166,18 @@ pub(crate) fn body_failure(rejection: BytesRejection, request_id: &RequestId) ->
     } else {
         failure
     }
+}
+
+/// Whether reading the body failed on the body-read deadline.
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 fn body_request_id(request: &axum::extract::Request) -> RequestId {

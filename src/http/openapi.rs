@@ -212,7 +212,7 @@ fn error_statuses(route: &Route, access: Access) -> Vec<u16> {
                 statuses.push(421);
             }
             if route.verb != Verb::Get {
-                statuses.push(413);
+                statuses.extend([408, 413]);
             }
             statuses.sort_unstable();
             statuses
@@ -220,7 +220,7 @@ fn error_statuses(route: &Route, access: Access) -> Vec<u16> {
         (Access::Token(_), _) => {
             let mut statuses = vec![400, 401, 403, 429, 500, 503];
             if route.verb != Verb::Get {
-                statuses.push(413);
+                statuses.extend([408, 413]);
                 statuses.sort_unstable();
             }
             statuses

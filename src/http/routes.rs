@@ -8,9 +8,12 @@ use super::{cluster, commands, dashboard, events, failpoints, operations, reques
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
+use fixit_actors::config::ServerSection;
 use fixit_protocol::command_spec::{CommandSpec, Method};
 use fixit_protocol::commands::COMMANDS;
 use std::sync::OnceLock;
+use std::time::Duration;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// An HTTP method the bridge uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +141,8 @@ fn handler(verb: Verb, operation: Operation) -> MethodRouter<AppState> {
 
 /// The router of every route, with JSON answers for unknown routes and methods,
 /// the body limit and request ids.
-pub(crate) fn router(state: AppState, body_bytes_max: usize) -> Router {
+pub(crate) fn router(state: AppState, config: &ServerSection) -> Router {
+    let body_timeout = Duration::from_millis(config.http_connections.body_timeout_ms);
     routes()
         .iter()
         .fold(Router::new(), |router, route| {
@@ -146,7 +150,8 @@ pub(crate) fn router(state: AppState, body_bytes_max: usize) -> Router {
         })
         .fallback(operations::no_route)
         .method_not_allowed_fallback(operations::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(DefaultBodyLimit::max(config.http_body_bytes_max as usize))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -65,7 +65,7 @@ fn error_body() -> Value {
     let names: Vec<&str> = kinds.iter().map(|(kind, _)| *kind).collect();
     let mut schema = object(json!({
         "error": { "type": "string", "enum": names, "description": format!(
-            "The kind, with its HTTP status: {}. A body over the size limit is bad_request with 413; an unknown route is not_found with 404; a wrong method is bad_request with 405.",
+            "The kind, with its HTTP status: {}. A body over the size limit is bad_request with 413, one not sent within the body deadline bad_request with 408; an unknown route is not_found with 404; a wrong method is bad_request with 405.",
             table.join(", ")) },
         "message": { "type": "string" },
         "retry_after_ms": nullable(uint64()),
