@@ -228,6 +228,61 @@ async fn the_dashboard_shows_providers_and_counters_that_follow_the_node() {
     node.server.stop(STOP_GRACE).await;
 }
 
+/// A hostile skill name is refused at the door (skills are `a-z0-9_-`), so it
+/// never reaches the page; the page is served with a Content-Security-Policy
+/// that lets only its own inline script run (by hash) — and the page still
+/// works under it in the real browser — and every answer says `nosniff`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_is_refused_and_the_page_runs_only_its_own_script() {
+    let node = TestNode::start(|config| config.server.dashboard_open = true).await;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let token = node.token(Role::Provider, 2_001);
+    let reply = node
+        .http
+        .post(
+            "/v1/providers/2001/online",
+            Some(&token),
+            &json!({ "skills": [hostile] }),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(reply.kind(), "invalid");
+    assert!(!reply.text().contains("onerror=alert"), "{}", reply.text());
+    let status = node
+        .http
+        .get("/v1/providers/2001", Some(&node.admin()))
+        .await;
+    assert_eq!(status.status, 404, "the refused provider was not made");
+
+    let page = node.http.get("/", None).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    let policy = page
+        .header("content-security-policy")
+        .expect("a Content-Security-Policy")
+        .to_owned();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'sha256-"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let api = node.http.get("/health", None).await;
+    assert_eq!(api.header("x-content-type-options"), Some("nosniff"));
+
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("chromium not installed: apt-get install chromium; skipping the render");
+        node.server.stop(STOP_GRACE).await;
+        return;
+    }
+    provider_at(&node, 2_002, 52.52, 13.405).await;
+    let dom = render(&node).await;
+    assert_eq!(
+        text_of(&dom, "providers-count"),
+        "1",
+        "the page's own script ran under its policy"
+    );
+    assert!(!dom.contains("onerror"), "{dom}");
+    node.server.stop(STOP_GRACE).await;
+}
+
 /// Tries of one forwarded call while the links come up (250 ms apart: 20 s).
 const LINK_TRIES: u32 = 80;
 const LINK_RETRY: Duration = Duration::from_millis(250);

@@ -68,10 +68,13 @@ pub const SKILL_BYTES_MAX: usize = 32;
 pub struct Skill(#[schemars(pattern(r"^[a-z0-9_-]{1,32}$"))] String);
 
 /// Why a skill name was refused.
+///
+/// The message does not repeat the name: refusals never echo what a client sent
+/// as markup-capable text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid skill {name:?}: use 1 to {SKILL_BYTES_MAX} bytes of a-z, 0-9, '-' or '_'")]
+#[error("invalid skill: use 1 to {SKILL_BYTES_MAX} bytes of a-z, 0-9, '-' or '_'")]
 pub struct InvalidSkill {
-    /// The refused name.
+    /// The refused name (its first characters), for the node's own use.
     pub name: String,
 }
 

@@ -16,14 +16,53 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use fixit_actors::error::CoreError;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
 
 /// The page, embedded in the binary.
 const PAGE_HTML: &str = include_str!("dashboard/page.html");
 
 /// Serves the page; it asks for data itself, with the token from `/#token=...`.
+/// Its Content-Security-Policy allows its own inline script and style (by hash)
+/// and requests to this server, nothing else: no other script runs, even if a
+/// client-supplied string (a skill name) got into the page as markup.
 pub(crate) async fn page() -> Response {
-    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE_HTML)).into_response()
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, content_security_policy()),
+        ],
+        Html(PAGE_HTML),
+    )
+        .into_response()
+}
+
+/// The page's policy: its one inline `<script>` and `<style>` by SHA-256.
+fn content_security_policy() -> &'static str {
+    static POLICY: OnceLock<String> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            inline_hash(PAGE_HTML, "script"),
+            inline_hash(PAGE_HTML, "style"),
+        )
+    })
+}
+
+/// `'sha256-…'` of the text of the page's first inline `<tag>` element.
+fn inline_hash(page: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let text = page
+        .split_once(&open)
+        .and_then(|(_, rest)| rest.split_once(&close))
+        .map_or("", |(text, _)| text);
+    let digest = Sha256::digest(text.as_bytes());
+    format!("'sha256-{}'", STANDARD.encode(digest))
 }
 
 /// Admits a request for an operator view (dashboard data, cluster status): an admin

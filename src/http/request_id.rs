@@ -64,6 +64,11 @@ pub(crate) async fn assign(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         response.headers_mut().insert(HEADER, value);
     }
+    // No answer of the bridge is to be read as anything but its declared type.
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
