@@ -129,6 +129,24 @@ async fn the_whole_flow_over_http_pays_the_provider_minus_the_fee() {
     let offer = push_matching(&mut offers, |push| push["Provider"]["Offer"]["job"] == job).await;
     assert_eq!(offer["Provider"]["Offer"]["price"], 10_000);
 
+    // Another provider acting on this offer: forbidden, naming no one.
+    let intruder = PROVIDER + 1;
+    let refused = node
+        .http
+        .post(
+            &format!("/v1/jobs/{job}/accept"),
+            Some(&node.token(Role::Provider, intruder)),
+            &json!({ "provider": intruder }),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.kind(), "forbidden");
+    let message = refused.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !message.contains(&PROVIDER.to_string()) && !message.contains("deadline"),
+        "the refusal names neither the offered provider nor the deadline: {message}"
+    );
+
     let me = json!({ "provider": PROVIDER });
     for step in ["accept", "start"] {
         must(

@@ -308,14 +308,18 @@ fn accept_start_complete_capture_once_then_verify() {
 fn refusals_keep_their_typed_errors_and_change_nothing() {
     let (job, _) = offered(&[1], T0_MS);
     let refused = |input| step(&job, input, T0_MS + 1, &limits());
-    assert!(matches!(
-        refused(Input::Accept { provider: p(2) }),
-        Err(CoreError::Conflict(_))
-    ));
-    assert!(matches!(
-        refused(Input::Decline { provider: p(2) }),
-        Err(CoreError::Conflict(_))
-    ));
+    // Another provider's offer: forbidden, and the refusal names no one.
+    for input in [
+        Input::Accept { provider: p(2) },
+        Input::Decline { provider: p(2) },
+    ] {
+        match refused(input) {
+            Err(CoreError::Forbidden(message)) => {
+                assert!(!message.contains(&p(1).to_string()), "{message}")
+            }
+            other => panic!("expected forbidden, got {other:?}"),
+        }
+    }
     assert!(matches!(
         refused(Input::Cancel { customer: STRANGER }),
         Err(CoreError::NotFound(_))

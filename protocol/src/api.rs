@@ -76,7 +76,7 @@ impl ApiError {
             ApiError::Core(CoreError::Invalid(_)) | ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized(_) => 401,
             ApiError::Core(CoreError::InsufficientFunds { .. }) => 402,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::Core(CoreError::Forbidden(_)) => 403,
             ApiError::Core(CoreError::NotFound(_)) => 404,
             ApiError::Core(CoreError::Conflict(_) | CoreError::IdempotencyConflict { .. }) => 409,
             ApiError::UnsupportedVersion(_) => 426,

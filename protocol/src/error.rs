@@ -45,6 +45,11 @@ pub enum CoreError {
     /// A bug or a storage fault.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The entity exists but the caller may not act on it (e.g. a job offered to
+    /// another provider); the message names no one else. Nothing changed.
+    /// (New variants go last: a variant's position is its number on the wire.)
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl CoreError {
@@ -64,6 +69,7 @@ impl CoreError {
             CoreError::Busy { .. } => "busy",
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Internal(_) => "internal",
+            CoreError::Forbidden(_) => "forbidden",
         }
     }
 }

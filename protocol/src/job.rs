@@ -112,8 +112,26 @@ pub struct Job {
     pub created_ms: u64,
 }
 
+/// Why `provider` may not act on `job` now, naming no one else: `forbidden` when
+/// the job is offered to or held by another provider, else `conflict` with the
+/// job's state by name.
+fn not_allowed_to(job: &Job, provider: ProviderId, action: &str) -> CoreError {
+    match job.status.provider() {
+        Some(holder) if holder != provider => CoreError::Forbidden(format!(
+            "job {} is not offered to or held by this provider",
+            job.id
+        )),
+        _ => not_allowed(job, action),
+    }
+}
+
+/// The job's state does not allow `action`; the message names the state only.
 fn not_allowed(job: &Job, action: &str) -> CoreError {
-    CoreError::Conflict(format!("{} cannot {action} while {:?}", job.id, job.status))
+    CoreError::Conflict(format!(
+        "job {} cannot {action} while {}",
+        job.id,
+        job.status.name()
+    ))
 }
 
 impl Job {
@@ -172,7 +190,7 @@ impl Job {
                 "the offer of {} has expired",
                 self.id
             ))),
-            _ => Err(not_allowed(self, &format!("be accepted by {provider}"))),
+            _ => Err(not_allowed_to(self, provider, "be accepted")),
         }
     }
 
@@ -186,7 +204,7 @@ impl Job {
                 self.wake_at_ms = None;
                 Ok(())
             }
-            _ => Err(not_allowed(self, &format!("be declined by {provider}"))),
+            _ => Err(not_allowed_to(self, provider, "be declined")),
         }
     }
 
@@ -212,7 +230,7 @@ impl Job {
                 self.status = JobStatus::InProgress { provider };
                 Ok(())
             }
-            _ => Err(not_allowed(self, &format!("be started by {provider}"))),
+            _ => Err(not_allowed_to(self, provider, "be started")),
         }
     }
 
@@ -220,7 +238,7 @@ impl Job {
     pub fn check_complete(&self, provider: ProviderId) -> CoreResult<()> {
         match self.status {
             JobStatus::InProgress { provider: assigned } if assigned == provider => Ok(()),
-            _ => Err(not_allowed(self, &format!("be completed by {provider}"))),
+            _ => Err(not_allowed_to(self, provider, "be completed")),
         }
     }
 
