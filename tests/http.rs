@@ -141,7 +141,10 @@ async fn the_whole_flow_over_http_pays_the_provider_minus_the_fee() {
         .await;
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert_eq!(refused.kind(), "forbidden");
-    let message = refused.json()["message"].as_str().unwrap_or_default().to_owned();
+    let message = refused.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
         !message.contains(&PROVIDER.to_string()) && !message.contains("deadline"),
         "the refusal names neither the offered provider nor the deadline: {message}"

@@ -162,8 +162,11 @@ fn pair_key(first: u64, second: &[u8]) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, a directory only its owner
+    /// may read (0700; an existing one is narrowed to that).
     pub fn open(dir: &Path, cache_bytes: u64) -> CoreResult<Store> {
+        fixit_protocol::files::create_private_dir(dir)
+            .map_err(|error| CoreError::Internal(format!("data dir: {error}")))?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)

@@ -52,10 +52,8 @@ impl TokenKey {
         if !path.exists() {
             let mut secret = [0u8; SECRET_BYTES];
             getrandom::fill(&mut secret).map_err(|e| fail(e.to_string()))?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
-            }
-            write_private(path, &to_hex(&secret)).map_err(|e| fail(e.to_string()))?;
+            fixit_protocol::files::write_new(path, &to_hex(&secret), true)
+                .map_err(|e| fail(e.to_string()))?;
             return Ok(TokenKey { secret });
         }
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
@@ -142,18 +140,6 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 pub mod backoff;
 pub mod certs;
 pub mod error;
-pub mod files;
+pub use fixit_protocol::files;
 pub mod link;
 pub mod membership;
 pub mod names;

@@ -16,6 +16,7 @@ pub mod codec;
 pub mod command_spec;
 pub mod commands;
 pub mod error;
+pub mod files;
 pub mod geo;
 pub mod ids;
 pub mod job;
