@@ -1,7 +1,7 @@
 //! The client API: one request type for every command, authorized and answered the
 //! same way whether it arrived over QUIC or HTTP.
 
-use crate::auth::{Principal, Role};
+use crate::auth::{now_s, Denial, Principal, Role, TokenKey};
 use crate::limits::Admission;
 use crate::overload::Overload;
 use fixit_actors::error::CoreError;
@@ -11,9 +11,15 @@ use fixit_actors::ledger::LedgerOp;
 use fixit_actors::Node;
 use fixit_cluster::route::nearby::nearby_here;
 use fixit_cluster::{ClusterRouter, LocalApi};
+use fixit_protocol::codec;
+use fixit_protocol::command_spec::TOKEN_ID_BYTES_MAX;
+use fixit_protocol::commands::Revocation;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// Retry hint when the denylist is full (an operator must act first).
+const REVOCATIONS_FULL_RETRY_MS: u64 = 60_000;
 
 pub use fixit_protocol::api::{
     ApiError, ErrorBody, NearbyAnswer, NearbyQuery, Push, Request, Response, HISTORY_LIMIT_MAX,
@@ -51,6 +57,9 @@ pub struct Api {
     admission: Admission,
     overload: Arc<Overload>,
     cluster: Option<Arc<ClusterRouter>>,
+    /// The key the node's listeners verify tokens with: revocations go into its
+    /// denylist (shared by every clone).
+    tokens: Option<TokenKey>,
 }
 
 impl Api {
@@ -65,7 +74,50 @@ impl Api {
             ),
             node,
             cluster: None,
+            tokens: None,
         }
+    }
+
+    /// Revocations apply to `tokens` (the key the listeners verify with); the
+    /// revocations stored by earlier runs are applied now.
+    pub fn with_tokens(mut self, tokens: TokenKey) -> Result<Api, ApiError> {
+        let now = now_s();
+        for record in self.node.context().store.revocations()? {
+            let denial: Denial = codec::decode(&record)
+                .map_err(|error| CoreError::Internal(format!("stored revocation: {error}")))?;
+            tokens.denylist().apply(&denial, now);
+        }
+        self.tokens = Some(tokens);
+        Ok(self)
+    }
+
+    /// Stores `denial` durably and puts it in force on this node.
+    async fn revoke(&self, denial: Denial) -> Result<Response, ApiError> {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .ok_or_else(|| CoreError::Unavailable("this node verifies no tokens".into()))?;
+        let key = match &denial {
+            Denial::Token { jti, .. } => format!("token/{jti}"),
+            Denial::IssuedBefore { principal, .. } => {
+                format!("subject/{}/{}", principal.role, principal.sub)
+            }
+        };
+        if !tokens.denylist().apply(&denial, now_s()) {
+            return Err(CoreError::Busy {
+                retry_after_ms: REVOCATIONS_FULL_RETRY_MS,
+            }
+            .into());
+        }
+        let record =
+            codec::encode(&denial).map_err(|error| CoreError::Internal(error.to_string()))?;
+        let store = self.node.context().store.clone();
+        tokio::task::spawn_blocking(move || store.put_revocation(key.as_bytes(), &record))
+            .await
+            .map_err(|error| CoreError::Internal(error.to_string()))??;
+        Ok(Response::Revoked(Revocation {
+            nodes_missed: Vec::new(),
+        }))
     }
 
     /// The API of a cluster member: requests owned by other nodes are forwarded.
@@ -238,6 +290,32 @@ impl Api {
                 providers: nearby_here(&self.node, &query)?,
                 unanswered: Vec::new(),
             }),
+            Request::RevokeToken { jti } => {
+                let printable = jti.bytes().all(|byte| byte.is_ascii_graphic());
+                if jti.is_empty() || jti.len() > TOKEN_ID_BYTES_MAX || !printable {
+                    return Err(CoreError::Invalid(format!(
+                        "jti must be 1 to {TOKEN_ID_BYTES_MAX} printable ASCII bytes"
+                    ))
+                    .into());
+                }
+                let lifetime = node.context().config.auth.token_ttl_max_s;
+                self.revoke(Denial::Token {
+                    jti,
+                    forget_after_s: now_s().saturating_add(lifetime),
+                })
+                .await?
+            }
+            Request::RevokeSubject { role, sub } => {
+                let role: Role = role.parse().map_err(|_| {
+                    CoreError::Invalid("role must be customer, provider or admin".into())
+                })?;
+                // Tokens issued in this second too: `iat` has whole seconds.
+                self.revoke(Denial::IssuedBefore {
+                    principal: Principal { role, sub },
+                    before_s: now_s() + 1,
+                })
+                .await?
+            }
         };
         Ok(response)
     }

@@ -9,13 +9,30 @@ use crate::quic::QuicServer;
 use anyhow::Context;
 use fixit_actors::clock::SharedClock;
 use fixit_actors::cluster_hooks::ClusterHooks;
-use fixit_actors::config::NodeConfig;
+use fixit_actors::config::{AuthSection, NodeConfig};
 use fixit_actors::Node;
 use fixit_cluster::route::Hooks;
 use fixit_cluster::{ClusterLinks, ClusterRouter};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The node's token key as configured: its own secret (made if missing), the
+/// clock leeway, and the external identity provider's keys if one is named.
+pub fn token_key(auth: &AuthSection) -> anyhow::Result<TokenKey> {
+    let key = TokenKey::load_or_create(&auth.secret_file)?.with_leeway(auth.leeway_s);
+    let Some(external) = &auth.external else {
+        return Ok(key);
+    };
+    let provider = crate::auth::External::load(
+        &external.jwks_file,
+        &external.issuer,
+        &external.audience,
+        &external.role_claim,
+        &external.subject_claim,
+    )?;
+    Ok(key.with_external(provider))
+}
 
 /// A node with its client listeners.
 pub struct RunningNode {
@@ -44,11 +61,15 @@ impl RunningNode {
                 .await
                 .with_context(|| format!("starting node {}", config.node.id))?,
         );
-        let tokens = TokenKey::load_or_create(&config.auth.secret_file)?;
-        let api = Arc::new(match &router {
-            Some(router) => Api::in_cluster(node.clone(), router.clone()),
-            None => Api::new(node.clone()),
-        });
+        let tokens = token_key(&config.auth)?;
+        let api = Arc::new(
+            match &router {
+                Some(router) => Api::in_cluster(node.clone(), router.clone()),
+                None => Api::new(node.clone()),
+            }
+            .with_tokens(tokens.clone())
+            .map_err(|error| anyhow::anyhow!("stored revocations: {error}"))?,
+        );
         let cluster = match (&config.cluster, router) {
             (Some(section), Some(router)) => {
                 Some(ClusterLinks::start(section, clock, router, api.clone())?)

@@ -444,3 +444,113 @@ async fn while_a_node_is_down_what_needs_it_is_unavailable_and_the_rest_is_serve
     assert_eq!(answer["providers"][0]["provider"], provider, "{answer}");
     cluster.stop().await;
 }
+
+/// A revocation sent to one node is in force on all three, survives a node's
+/// restart (it is stored), and touches only what it names: a token by its id,
+/// then every token of a principal issued before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_on_every_node_and_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let configs = local_cluster(dir.path(), &regions()).expect("cluster configs");
+    let secret = configs[0].auth.secret_file.clone();
+    let mut nodes = BTreeMap::new();
+    for config in configs.clone() {
+        let node = RunningNode::start(config.clone(), Arc::new(SystemClock))
+            .await
+            .expect("node starts");
+        nodes.insert(config.node.id.clone(), node);
+    }
+    let rest =
+        |nodes: &BTreeMap<String, RunningNode>, name: &str| Rest::new(nodes[name].http_addr());
+    let admin = token(&secret, Role::Admin, 0);
+    for name in NAMES {
+        rest(&nodes, name).wait_links_up(&admin).await;
+    }
+    let customer = ids_homed_on("a", 1_000, 1)[0];
+    let revoked = token(&secret, Role::Customer, customer);
+    let kept = token(&secret, Role::Customer, customer);
+    let path = format!("/v1/wallets/{customer}");
+    let served = |status: u16| status == 200 || status == 404;
+    for name in NAMES {
+        let (status, body) = rest(&nodes, name).get(&path, &revoked).await;
+        assert!(
+            served(status),
+            "{name} serves the token first: {status} {body}"
+        );
+    }
+    let jti = {
+        use base64::Engine;
+        let body = revoked.split('.').nth(1).expect("a JWT");
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(body)
+                .expect("base64url"),
+        )
+        .expect("claims");
+        claims["jti"].as_str().expect("jti").to_owned()
+    };
+    let (status, answer) = rest(&nodes, "b")
+        .post("/v1/revocations/token", &revoked, json!({ "jti": jti }))
+        .await;
+    assert_eq!(status, 403, "only an admin revokes: {answer}");
+    let (status, answer) = rest(&nodes, "b")
+        .post("/v1/revocations/token", &admin, json!({ "jti": jti }))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["nodes_missed"], json!([]), "every node took it");
+    for name in NAMES {
+        let (status, body) = rest(&nodes, name).get(&path, &revoked).await;
+        assert_eq!(status, 401, "{name} refuses the revoked token: {body}");
+        assert_eq!(body["error"], "unauthorized");
+        let (status, body) = rest(&nodes, name).get(&path, &kept).await;
+        assert!(served(status), "{name} still serves another token: {body}");
+    }
+
+    // c restarts: the revocation was stored.
+    let c = nodes.remove("c").expect("c");
+    c.shutdown().await.expect("c stops");
+    let config = configs
+        .iter()
+        .find(|config| config.node.id == "c")
+        .expect("c's config")
+        .clone();
+    let again = RunningNode::start(config, Arc::new(SystemClock))
+        .await
+        .expect("c restarts");
+    nodes.insert("c".to_owned(), again);
+    let (status, _) = rest(&nodes, "c").get(&path, &revoked).await;
+    assert_eq!(status, 401, "c still refuses it after its restart");
+
+    // Every token of the customer issued so far.
+    let (status, answer) = rest(&nodes, "a")
+        .post(
+            "/v1/revocations/subject",
+            &admin,
+            json!({ "role": "customer", "sub": customer }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let other = token(&secret, Role::Provider, customer);
+    for name in NAMES {
+        let (status, _) = rest(&nodes, name).get(&path, &kept).await;
+        assert_eq!(status, 401, "{name} refuses the customer's older token");
+        let (status, body) = rest(&nodes, name)
+            .get(&format!("/v1/providers/{customer}"), &other)
+            .await;
+        assert!(
+            served(status),
+            "{name}: the provider with the same subject is untouched: {status} {body}"
+        );
+    }
+    let (status, answer) = rest(&nodes, "a")
+        .post(
+            "/v1/revocations/subject",
+            &admin,
+            json!({ "role": "root", "sub": customer }),
+        )
+        .await;
+    assert_eq!(status, 400, "an unknown role is refused: {answer}");
+    for (_, node) in nodes {
+        node.shutdown().await.expect("node stops");
+    }
+}

@@ -417,6 +417,44 @@ pub struct AuthSection {
     pub secret_file: PathBuf,
     /// Longest token lifetime `fixit token issue` grants.
     pub token_ttl_max_s: u64,
+    /// Clock leeway on a token's `exp` and `nbf`, in seconds. Optional in
+    /// files; default 30.
+    #[serde(default = "leeway_s_default")]
+    pub leeway_s: u64,
+    /// An external identity provider whose JSON Web Tokens are accepted beside
+    /// the node's own. Optional (`[auth.external]`).
+    #[serde(default)]
+    pub external: Option<ExternalAuthSection>,
+}
+
+fn leeway_s_default() -> u64 {
+    30
+}
+
+/// An external identity provider: its public keys and what its tokens must say.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAuthSection {
+    /// Its JSON Web Key Set (public keys, each with `kid` and `alg`), read at start.
+    pub jwks_file: PathBuf,
+    /// The `iss` its tokens carry.
+    pub issuer: String,
+    /// The `aud` its tokens must carry for this marketplace.
+    pub audience: String,
+    /// The claim holding the role (`customer`, `provider` or `admin`).
+    #[serde(default = "role_claim_default")]
+    pub role_claim: String,
+    /// The claim holding the numeric subject id (a number or a string of digits).
+    #[serde(default = "subject_claim_default")]
+    pub subject_claim: String,
+}
+
+fn role_claim_default() -> String {
+    "role".to_owned()
+}
+
+fn subject_claim_default() -> String {
+    "sub".to_owned()
 }
 
 /// Request rates: a token bucket per principal and per source address.
@@ -666,6 +704,8 @@ impl NodeConfig {
             auth: AuthSection {
                 secret_file: data_dir.join("token-secret.hex"),
                 token_ttl_max_s: 30 * 24 * 3600,
+                leeway_s: leeway_s_default(),
+                external: None,
             },
             rate_limits: RateLimitsSection {
                 principal_per_s: 50,
@@ -844,7 +884,24 @@ impl NodeConfig {
         let server = &self.server;
         let limits = &self.rate_limits;
         let connections = &server.http_connections;
-        let checks: [(bool, &str, &str); 19] = [
+        let external_blank = self.auth.external.as_ref().is_some_and(|external| {
+            external.jwks_file.as_os_str().is_empty()
+                || external.issuer.is_empty()
+                || external.audience.is_empty()
+                || external.role_claim.is_empty()
+                || external.subject_claim.is_empty()
+        });
+        let checks: [(bool, &str, &str); 21] = [
+            (
+                self.auth.leeway_s > 300,
+                "auth.leeway_s",
+                "must be at most 300",
+            ),
+            (
+                external_blank,
+                "auth.external",
+                "jwks_file, issuer, audience and the claim names must not be empty",
+            ),
             (
                 !(1..=1_000_000).contains(&connections.max),
                 "server.http_connections.max",

@@ -124,6 +124,7 @@ pub struct Store {
     customer_jobs: sled::Tree,
     pub(crate) offer_deadlines: sled::Tree,
     outbox: sled::Tree,
+    revocations: sled::Tree,
 }
 
 const FLOWS_KEY: &[u8] = b"flows";
@@ -184,6 +185,7 @@ impl Store {
             customer_jobs: tree("customer_jobs")?,
             offer_deadlines: tree("offer_deadlines")?,
             outbox: tree("outbox")?,
+            revocations: tree("revocations")?,
             db,
         })
     }
@@ -191,6 +193,24 @@ impl Store {
     /// Makes every change so far durable (fsync). Blocking: call from a blocking thread.
     pub fn flush(&self) -> CoreResult<usize> {
         self.db.flush().map_err(storage)
+    }
+
+    /// Stores a token revocation (encoded by the caller) under `key`, replacing
+    /// an earlier one under the same key, and makes it durable before returning.
+    /// Blocking: call from a blocking thread.
+    pub fn put_revocation(&self, key: &[u8], record: &[u8]) -> CoreResult<()> {
+        self.revocations.insert(key, record).map_err(storage)?;
+        self.revocations.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Every stored token revocation, as stored.
+    pub fn revocations(&self) -> CoreResult<Vec<Vec<u8>>> {
+        self.revocations
+            .iter()
+            .values()
+            .map(|value| value.map(|bytes| bytes.to_vec()).map_err(storage))
+            .collect()
     }
 
     /// A wallet's current balance (zero for a wallet never used).

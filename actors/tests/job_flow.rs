@@ -106,7 +106,7 @@ async fn booking_offers_cascade_and_completion_pays_with_fee() {
     assert!(
         matches!(
             t.node.accept(middle, job.id).await,
-            Err(CoreError::Conflict(_))
+            Err(CoreError::Forbidden(_))
         ),
         "a lapsed offer cannot be accepted"
     );
@@ -222,7 +222,7 @@ async fn fifty_concurrent_accepts_assign_exactly_one_provider() {
     for (provider, result) in &results {
         if *provider != offered {
             assert!(
-                matches!(result, Err(CoreError::Conflict(_))),
+                matches!(result, Err(CoreError::Forbidden(_))),
                 "{provider}: {result:?}"
             );
         }

@@ -34,6 +34,9 @@ pub enum Access {
     },
 }
 
+/// Longest token id (`jti`) a revocation names, in bytes.
+pub const TOKEN_ID_BYTES_MAX: usize = 128;
+
 /// Which node of a cluster serves a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -49,6 +52,9 @@ pub enum Placement {
     ProviderPosition,
     /// Every node whose regions reach the search circle (scatter–gather).
     NearbyFanOut,
+    /// This node, then every other member (cluster-wide settings such as
+    /// revocations); the nodes that did not answer are named in the answer.
+    Everywhere,
 }
 
 /// The kind of value a field holds, for the OpenAPI schema, the query string and
@@ -82,6 +88,10 @@ pub enum FieldType {
     Radius,
     /// Bytes: standard padded base64 in JSON, raw bytes on QUIC.
     Bytes,
+    /// A token id (`jti`): 1 to [`TOKEN_ID_BYTES_MAX`] printable ASCII bytes.
+    TokenId,
+    /// A role name: `customer`, `provider` or `admin`.
+    RoleName,
 }
 
 impl FieldType {
@@ -97,7 +107,11 @@ impl FieldType {
             FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
                 text.parse::<f64>().ok().map(Value::from)
             }
-            FieldType::Key | FieldType::Skill | FieldType::Bytes => Some(Value::from(text)),
+            FieldType::Key
+            | FieldType::Skill
+            | FieldType::Bytes
+            | FieldType::TokenId
+            | FieldType::RoleName => Some(Value::from(text)),
             FieldType::Skills => Some(Value::from(
                 text.split(',').map(str::to_owned).collect::<Vec<_>>(),
             )),
@@ -110,7 +124,12 @@ impl FieldType {
             FieldType::Unsigned | FieldType::Count { .. } => "an unsigned integer",
             FieldType::Amount | FieldType::Price => "an integer",
             FieldType::Latitude | FieldType::Longitude | FieldType::Radius => "a number",
-            FieldType::Key | FieldType::Skill | FieldType::Bytes | FieldType::Skills => "text",
+            FieldType::Key
+            | FieldType::Skill
+            | FieldType::Bytes
+            | FieldType::Skills
+            | FieldType::TokenId
+            | FieldType::RoleName => "text",
         }
     }
 }

@@ -180,6 +180,19 @@ pub enum Request {
         /// Provider id (= its wallet id).
         provider: u64,
     },
+    /// Revokes one token by its id, on every node (admin only).
+    RevokeToken {
+        /// The token's `jti` claim.
+        jti: String,
+    },
+    /// Revokes every token of a principal issued before now, on every node
+    /// (admin only).
+    RevokeSubject {
+        /// `customer`, `provider` or `admin`.
+        role: String,
+        /// The subject id.
+        sub: u64,
+    },
 }
 
 /// A nearby search: the client's request, the HTTP body and one node's leg of a
@@ -220,6 +233,8 @@ impl Request {
             Request::CancelJob { .. } => "cancel_job",
             Request::JobStatus { .. } => "job_status",
             Request::Nearby(_) => "nearby",
+            Request::RevokeToken { .. } => "revoke_token",
+            Request::RevokeSubject { .. } => "revoke_subject",
         }
     }
 }
@@ -239,6 +254,16 @@ answers! {
     Nearby(NearbyAnswer),
     /// A provider's earnings.
     Earnings(Earnings),
+    /// A revocation applied.
+    Revoked(Revocation),
+}
+
+/// A revocation's answer: it is in force on this node and every other node but
+/// those listed, which did not answer (send it again: it is idempotent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Revocation {
+    /// Nodes that could not be told (down or unreachable).
+    pub nodes_missed: Vec<String>,
 }
 
 /// A provider's earnings, read from its wallet's ledger.
@@ -302,7 +327,8 @@ pub struct NearbyAnswer {
 }
 
 use FieldType::{
-    Amount, Bytes, Count, Key, Latitude, Longitude, Price, Radius, Skill, Skills, Unsigned,
+    Amount, Bytes, Count, Key, Latitude, Longitude, Price, Radius, RoleName, Skill, Skills,
+    TokenId, Unsigned,
 };
 
 const WALLET: Field = field("wallet", Unsigned, "Wallet id (the owner's subject).");
@@ -605,6 +631,35 @@ pub const COMMANDS: &[CommandSpec] = &[
         placement: Placement::NearbyFanOut,
         answer: "Nearby",
     },
+    CommandSpec {
+        variant: "RevokeToken",
+        name: "revoke_token",
+        cli: "revoke-token",
+        summary: "Revokes one token by its id (`jti`) on every node",
+        who: "an admin",
+        method: Method::Post,
+        path: "/v1/revocations/token",
+        fields: &[field("jti", TokenId, "The token's id (its `jti` claim).")],
+        access: Access::Admin,
+        placement: Placement::Everywhere,
+        answer: "Revoked",
+    },
+    CommandSpec {
+        variant: "RevokeSubject",
+        name: "revoke_subject",
+        cli: "revoke-subject",
+        summary: "Revokes every token of a principal issued before now, on every node",
+        who: "an admin",
+        method: Method::Post,
+        path: "/v1/revocations/subject",
+        fields: &[
+            field("role", RoleName, "customer, provider or admin."),
+            field("sub", Unsigned, "The subject id."),
+        ],
+        access: Access::Admin,
+        placement: Placement::Everywhere,
+        answer: "Revoked",
+    },
 ];
 
 /// The response of variant `variant` (a [`CommandSpec::answer`]) carrying
@@ -715,6 +770,11 @@ mod tests {
             },
             Request::ProviderStatus { provider: 1 },
             Request::Earnings { provider: 1 },
+            Request::RevokeToken { jti: text() },
+            Request::RevokeSubject {
+                role: text(),
+                sub: 1,
+            },
             Request::Accept {
                 provider: 1,
                 job: 1,

@@ -20,12 +20,14 @@ pub const IDLE_TIMEOUT_MS: u32 = 30_000;
 /// How often a client sends keep-alives so an idle connection stays open, in ms.
 pub const KEEP_ALIVE_INTERVAL_MS: u64 = 10_000;
 
-/// Longest bearer token accepted, in bytes: checked before any decoding.
-pub const TOKEN_BYTES_MAX: usize = 256;
+/// Longest bearer token accepted, in bytes: checked before any decoding. A JSON
+/// Web Token of the node's own is about 300 bytes; an identity provider's RS256
+/// token with a few extra claims stays under 2 KiB.
+pub const TOKEN_BYTES_MAX: usize = 4096;
 
 /// Largest hello frame body, in bytes: a version and a token (at most
 /// [`TOKEN_BYTES_MAX`]) need far less.
-pub const HELLO_BYTES_MAX: usize = 1024;
+pub const HELLO_BYTES_MAX: usize = 8192;
 
 /// Largest frame body a node sends (replies, pushes), in bytes. Requests are bounded
 /// by the node's `server.frame_bytes_max` instead, announced in [`Welcome`].

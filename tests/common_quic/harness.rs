@@ -38,8 +38,12 @@ impl TestNode {
         tune(&mut config);
         let clock = Arc::new(fixit_actors::clock::SystemClock);
         let node = Arc::new(Node::start(config.clone(), clock).await.unwrap());
-        let api = Arc::new(fixit_edge::api::Api::new(node.clone()));
         let tokens = TokenKey::load_or_create(&config.auth.secret_file).unwrap();
+        let api = Arc::new(
+            fixit_edge::api::Api::new(node.clone())
+                .with_tokens(tokens.clone())
+                .unwrap(),
+        );
         let server = fixit_edge::quic::start(api, tokens.clone(), &config.server)
             .await
             .unwrap();

@@ -41,8 +41,12 @@ impl TestNode {
                 .await
                 .expect("node starts"),
         );
-        let api = Arc::new(Api::new(node.clone()));
-        let tokens = TokenKey::load_or_create(&config.auth.secret_file).expect("token key");
+        let tokens = fixit_edge::server::token_key(&config.auth).expect("token key");
+        let api = Arc::new(
+            Api::new(node.clone())
+                .with_tokens(tokens.clone())
+                .expect("stored revocations"),
+        );
         let server =
             fixit_edge::http::start(api, tokens.clone(), &config.server, "test-node", None)
                 .await

@@ -35,10 +35,54 @@ impl ClusterRouter {
                 return provider_moving(local, ProviderId(provider), owner, request).await;
             }
         }
+        if request.spec().placement == Placement::Everywhere {
+            return self.everywhere(local, principal, request, request_id).await;
+        }
         match remote_node(self, &request) {
             Some(node) => self.forward(&node, principal, request, request_id).await,
             None => local.serve_here(principal, request).await,
         }
+    }
+
+    /// Serves `request` here, then on every other node at once (each with the
+    /// link deadline); a revocation's answer names the nodes that did not take it.
+    async fn everywhere<A: LocalApi>(
+        self: &Arc<Self>,
+        local: &A,
+        principal: &Principal,
+        request: Request,
+        request_id: &str,
+    ) -> Result<Response, ApiError> {
+        let response = local.serve_here(principal, request.clone()).await?;
+        let mut tells = tokio::task::JoinSet::new();
+        for peer in self.other_nodes() {
+            let router = self.clone();
+            let principal = *principal;
+            let request = request.clone();
+            let request_id = request_id.to_owned();
+            tells.spawn(async move {
+                let told = router
+                    .forward(&peer, &principal, request, &request_id)
+                    .await;
+                (peer, told.is_ok())
+            });
+        }
+        let mut missed = Vec::new();
+        while let Some(joined) = tells.join_next().await {
+            match joined {
+                Ok((_, true)) => {}
+                Ok((peer, false)) => missed.push(peer),
+                Err(error) => tracing::warn!(%error, "a cluster-wide leg panicked"),
+            }
+        }
+        missed.sort();
+        Ok(match response {
+            Response::Revoked(mut revocation) => {
+                revocation.nodes_missed = missed;
+                Response::Revoked(revocation)
+            }
+            other => other,
+        })
     }
 
     async fn forward(
@@ -153,6 +197,9 @@ fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
             let degrees = |name: &str| fields.get(name).and_then(serde_json::Value::as_f64);
             router.remote_owner_of(degrees("lat")?, degrees("lon")?)
         }
-        Placement::Here | Placement::ProviderPosition | Placement::NearbyFanOut => None,
+        Placement::Here
+        | Placement::ProviderPosition
+        | Placement::NearbyFanOut
+        | Placement::Everywhere => None,
     }
 }

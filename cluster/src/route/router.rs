@@ -185,6 +185,17 @@ impl ClusterRouter {
         &self.regions
     }
 
+    /// Every other node this node knows of: the data nodes and every member the
+    /// links know (joined through a seed), sorted.
+    pub fn other_nodes(&self) -> Vec<String> {
+        let mut names: std::collections::BTreeSet<String> = self.nodes.iter().cloned().collect();
+        if let Some(peers) = self.peers.get().and_then(Weak::upgrade) {
+            names.extend(peers.names());
+        }
+        names.remove(self.name());
+        names.into_iter().collect()
+    }
+
     /// Lets calls go out over `peers` (held weakly: once the links stop, calls
     /// answer `Unavailable`).
     pub(crate) fn attach(&self, peers: &Arc<Peers>) {

@@ -124,6 +124,12 @@ pub(super) fn field_schema(ty: FieldType) -> Value {
         FieldType::Key => {
             json!({ "type": "string", "minLength": 1, "maxLength": fixit_actors::ledger::IDEMPOTENCY_KEY_BYTES_MAX, "description": "Idempotency key: a retry with the same key and content returns the first result; other content is idempotency_conflict." })
         }
+        FieldType::TokenId => {
+            json!({ "type": "string", "minLength": 1, "maxLength": fixit_protocol::command_spec::TOKEN_ID_BYTES_MAX, "pattern": "^[\\x21-\\x7e]+$" })
+        }
+        FieldType::RoleName => {
+            json!({ "type": "string", "enum": ["customer", "provider", "admin"] })
+        }
         FieldType::Skill => skill,
         FieldType::Skills => {
             json!({ "type": "array", "maxItems": fixit_actors::provider::SKILLS_MAX, "items": skill })

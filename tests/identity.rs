@@ -1,0 +1,171 @@
+//! Standard identity against a real node over HTTP: the node's own JSON Web
+//! Tokens (HS256) and an external identity provider's (EdDSA and ES256 keys
+//! from a JWKS file, chosen by `kid`), and every way a token must be refused
+//! with 401: expired, not yet valid, wrong audience or issuer, unknown key id,
+//! `alg: none`, and HS256 signed with the provider's public key.
+
+#[path = "http/client.rs"]
+mod client;
+#[path = "http/harness.rs"]
+mod harness;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use fixit_actors::config::ExternalAuthSection;
+use fixit_edge::auth::{now_s, Role};
+use harness::TestNode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const ISSUER: &str = "https://id.example";
+const AUDIENCE: &str = "marketplace";
+
+/// A signing key of the test identity provider and its public JWK.
+struct IdpKey {
+    kid: &'static str,
+    alg: Algorithm,
+    signing: EncodingKey,
+    jwk: Value,
+}
+
+fn ed25519(kid: &'static str) -> IdpKey {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+    IdpKey {
+        kid,
+        alg: Algorithm::EdDSA,
+        signing: EncodingKey::from_ed_der(&pair.serialize_der()),
+        jwk: json!({
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(pair.public_key_raw()),
+        }),
+    }
+}
+
+fn p256(kid: &'static str) -> IdpKey {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    let point = pair.public_key_raw();
+    IdpKey {
+        kid,
+        alg: Algorithm::ES256,
+        signing: EncodingKey::from_ec_der(&pair.serialize_der()),
+        jwk: json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }),
+    }
+}
+
+fn sign(key: &IdpKey, claims: &Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key.signing).expect("sign")
+}
+
+fn claims(change: Value) -> Value {
+    let now = now_s();
+    let mut claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "uid": "7", "roles": "customer",
+        "iat": now, "exp": now + 600,
+    });
+    if let (Some(base), Value::Object(change)) = (claims.as_object_mut(), change) {
+        base.extend(change);
+    }
+    claims
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_and_identity_provider_tokens_are_verified_and_bad_ones_get_401() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ed, ec) = (ed25519("ed-2026"), p256("ec-2026"));
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({ "keys": [ed.jwk, ec.jwk] }).to_string()).expect("jwks");
+    let node = TestNode::start(|config| {
+        config.auth.external = Some(ExternalAuthSection {
+            jwks_file: jwks.clone(),
+            issuer: ISSUER.to_owned(),
+            audience: AUDIENCE.to_owned(),
+            role_claim: "roles".to_owned(),
+            subject_claim: "uid".to_owned(),
+        });
+    })
+    .await;
+    let wallet = "/v1/wallets/7";
+    let status_with = |token: String| {
+        let node = &node;
+        async move {
+            let reply = node
+                .http
+                .send(
+                    "GET",
+                    wallet,
+                    &[("Authorization", &format!("Bearer {token}"))],
+                    None,
+                )
+                .await;
+            (reply.status, reply.text())
+        }
+    };
+    let served = |(status, text): (u16, String)| {
+        assert!(status == 200 || status == 404, "served: {status} {text}");
+    };
+    served(status_with(node.token(Role::Customer, 7)).await);
+    served(status_with(sign(&ed, &claims(json!({})))).await);
+    served(status_with(sign(&ec, &claims(json!({})))).await);
+    // Another subject's wallet: the identity provider's subject is the principal.
+    let (status, _) = status_with(sign(&ed, &claims(json!({ "uid": "8" })))).await;
+    assert_eq!(status, 403, "uid 8 may not read wallet 7");
+
+    let now = now_s();
+    let public = URL_SAFE_NO_PAD
+        .decode(ed.jwk["x"].as_str().expect("x"))
+        .expect("public key");
+    let mut confused = Header::new(Algorithm::HS256);
+    confused.kid = Some(ed.kid.to_owned());
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims(json!({})).to_string())
+    );
+    let refused = [
+        ("expired", sign(&ed, &claims(json!({ "exp": now - 3_600 })))),
+        (
+            "not yet valid",
+            sign(&ed, &claims(json!({ "nbf": now + 3_600 }))),
+        ),
+        (
+            "wrong audience",
+            sign(&ec, &claims(json!({ "aud": "elsewhere" }))),
+        ),
+        (
+            "wrong issuer",
+            sign(&ec, &claims(json!({ "iss": "https://evil.example" }))),
+        ),
+        ("unknown kid", {
+            let mut stranger = ed25519("someone-else");
+            stranger.kid = "someone-else";
+            sign(&stranger, &claims(json!({})))
+        }),
+        ("alg none", none),
+        (
+            "HS256 with the public key",
+            jsonwebtoken::encode(
+                &confused,
+                &claims(json!({})),
+                &EncodingKey::from_secret(&public),
+            )
+            .expect("sign"),
+        ),
+        (
+            "no role claim",
+            sign(&ed, &claims(json!({ "roles": null }))),
+        ),
+    ];
+    for (what, token) in refused {
+        let (status, text) = status_with(token).await;
+        assert_eq!(status, 401, "{what}: {text}");
+        let body: Value = serde_json::from_str(&text).expect("an error body");
+        assert_eq!(body["error"], "unauthorized", "{what}");
+    }
+    node.server.stop(harness::STOP_GRACE).await;
+}
