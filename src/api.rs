@@ -1,6 +1,7 @@
 //! The client API: one request type for every command, authorized and answered the
 //! same way whether it arrived over QUIC or HTTP.
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::{now_s, Denial, Principal, Role, TokenKey};
 use crate::limits::Admission;
 use crate::overload::Overload;
@@ -12,7 +13,7 @@ use fixit_actors::Node;
 use fixit_cluster::route::nearby::nearby_here;
 use fixit_cluster::{ClusterRouter, LocalApi};
 use fixit_protocol::codec;
-use fixit_protocol::command_spec::TOKEN_ID_BYTES_MAX;
+use fixit_protocol::command_spec::{Method, TOKEN_ID_BYTES_MAX};
 use fixit_protocol::commands::Revocation;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +61,8 @@ pub struct Api {
     /// The key the node's listeners verify tokens with: revocations go into its
     /// denylist (shared by every clone).
     tokens: Option<TokenKey>,
+    /// Where admin actions are recorded.
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Api {
@@ -75,6 +78,36 @@ impl Api {
             node,
             cluster: None,
             tokens: None,
+            audit: None,
+        }
+    }
+
+    /// Records admin actions in `audit`.
+    pub fn with_audit(mut self, audit: AuditLog) -> Api {
+        self.audit = Some(Arc::new(audit));
+        self
+    }
+
+    /// Records an admin action (no-op without an audit log).
+    pub fn audit(
+        &self,
+        principal: &Principal,
+        source: std::net::IpAddr,
+        request_id: &str,
+        action: &str,
+        fields: serde_json::Map<String, serde_json::Value>,
+        outcome: &str,
+    ) {
+        if let Some(audit) = &self.audit {
+            audit.record(&AuditRecord {
+                at_ms: self.node.context().clock.now_ms(),
+                principal: *principal,
+                request_id,
+                source,
+                action,
+                fields,
+                outcome,
+            });
         }
     }
 
@@ -158,6 +191,12 @@ impl Api {
     ) -> Result<Response, ApiError> {
         let op = request.name();
         let started = Instant::now();
+        let audited =
+            (principal.role == Role::Admin && request.spec().method != Method::Get).then(|| {
+                let mut fields = request.fields();
+                fields.remove("proof");
+                fields
+            });
         let result = async {
             let _permit = self.admission.admit(principal, source)?;
             self.overload.admit(&request)?;
@@ -169,6 +208,9 @@ impl Api {
             Ok(_) => "ok",
             Err(error) => error.kind(),
         };
+        if let Some(fields) = audited {
+            self.audit(principal, source, request_id, op, fields, outcome);
+        }
         metrics::counter!("fixit_requests_total", "op" => op, "outcome" => outcome).increment(1);
         metrics::histogram!("fixit_request_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());

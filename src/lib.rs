@@ -6,6 +6,7 @@
 //! crates.
 
 pub mod api;
+pub mod audit;
 pub mod cli_client;
 pub mod http;
 pub mod limits;

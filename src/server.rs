@@ -68,7 +68,11 @@ impl RunningNode {
                 None => Api::new(node.clone()),
             }
             .with_tokens(tokens.clone())
-            .map_err(|error| anyhow::anyhow!("stored revocations: {error}"))?,
+            .map_err(|error| anyhow::anyhow!("stored revocations: {error}"))?
+            .with_audit(
+                crate::audit::AuditLog::open(&config.node.data_dir)
+                    .with_context(|| format!("audit log in {}", config.node.data_dir.display()))?,
+            ),
         );
         let cluster = match (&config.cluster, router) {
             (Some(section), Some(router)) => {

@@ -169,3 +169,104 @@ async fn own_and_identity_provider_tokens_are_verified_and_bad_ones_get_401() {
     }
     node.server.stop(harness::STOP_GRACE).await;
 }
+
+/// Admin actions — a deposit, a refused withdrawal, a failpoint arming — are
+/// appended to the audit log with the principal, request id, source, fields and
+/// outcome; a customer's own action is not; the file is owner-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_are_appended_to_the_audit_log() {
+    let node = TestNode::start(|_| {}).await;
+    let admin = format!("Bearer {}", node.admin());
+    let send = |method: &'static str, path: &'static str, id: &'static str, body: Value| {
+        let node = &node;
+        let admin = admin.clone();
+        async move {
+            let text = body.to_string();
+            node.http
+                .send(
+                    method,
+                    path,
+                    &[("Authorization", admin.as_str()), ("x-request-id", id)],
+                    Some(text.as_bytes()),
+                )
+                .await
+                .status
+        }
+    };
+    assert_eq!(
+        send(
+            "POST",
+            "/v1/wallets/7/deposit",
+            "audit-1",
+            json!({ "key": "k1", "amount": 500 })
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        send(
+            "POST",
+            "/v1/wallets/7/withdraw",
+            "audit-2",
+            json!({ "key": "k2", "amount": 9_000 })
+        )
+        .await,
+        402
+    );
+    assert_eq!(
+        send(
+            "PUT",
+            "/v1/admin/failpoints",
+            "audit-3",
+            json!({ "failpoints": { "ledger.apply": "off" } })
+        )
+        .await,
+        if cfg!(feature = "failpoints") {
+            200
+        } else {
+            400
+        }
+    );
+    let customer = node.token(Role::Customer, 7);
+    let reply = node.http.get("/v1/wallets/7", Some(&customer)).await;
+    assert_eq!(reply.status, 200);
+
+    let path = node
+        .config
+        .node
+        .data_dir
+        .join(fixit_edge::audit::AUDIT_FILE);
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+            .collect();
+        if lines.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 3, "three admin actions: {lines:?}");
+    assert_eq!(lines[0]["action"], "deposit");
+    assert_eq!(lines[0]["request_id"], "audit-1");
+    assert_eq!(lines[0]["principal"]["role"], "Admin");
+    assert_eq!(lines[0]["fields"]["amount"], 500);
+    assert_eq!(lines[0]["outcome"], "ok");
+    assert_eq!(lines[0]["source"], "127.0.0.1");
+    assert_eq!(lines[1]["action"], "withdraw");
+    assert_eq!(lines[1]["outcome"], "insufficient_funds");
+    assert_eq!(lines[2]["action"], "arm_failpoints");
+    assert_eq!(lines[2]["request_id"], "audit-3");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("audit file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "owner-only");
+    }
+    node.server.stop(harness::STOP_GRACE).await;
+}

@@ -6,8 +6,10 @@
 use super::extract::{Caller, JsonBody};
 use super::failure::Failure;
 use super::request_id::RequestId;
+use super::state::AppState;
 use crate::api::ApiError;
 use crate::auth::Role;
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -57,13 +59,40 @@ pub(crate) async fn read(caller: Caller, parts: Parts) -> Result<Response, Failu
 
 /// `PUT /v1/admin/failpoints`: arms (or, with `"off"`, disarms) each named
 /// failpoint; an unknown name or bad actions refuse the whole body, arming nothing.
+/// Recorded in the audit log either way.
 pub(crate) async fn arm(
+    State(state): State<AppState>,
     caller: Caller,
     parts: Parts,
     JsonBody(body): JsonBody<ArmBody>,
 ) -> Result<Response, Failure> {
     admin_only(&caller, &parts)?;
-    let refuse = |detail: String| Failure::bad_request(detail, &RequestId::of(&parts));
+    let armed = arm_all(&body, &parts);
+    let fields = body
+        .failpoints
+        .iter()
+        .map(|(name, actions)| (name.clone(), serde_json::Value::from(actions.as_str())))
+        .collect();
+    let outcome = match &armed {
+        Ok(()) => "ok",
+        Err(_) => "bad_request",
+    };
+    let source = super::extract::source_address(&parts);
+    state.api().audit(
+        &caller.principal,
+        source,
+        &RequestId::of(&parts).0,
+        "arm_failpoints",
+        fields,
+        outcome,
+    );
+    armed?;
+    Ok(view())
+}
+
+/// Arms every failpoint of `body`, or none if any is unknown or malformed.
+fn arm_all(body: &ArmBody, parts: &Parts) -> Result<(), Failure> {
+    let refuse = |detail: String| Failure::bad_request(detail, &RequestId::of(parts));
     if !cfg!(feature = "failpoints") {
         return Err(refuse(
             "this build has no failpoints (build with --features failpoints)".into(),
@@ -82,5 +111,5 @@ pub(crate) async fn arm(
             failpoints::arm(name, actions).map_err(|error| refuse(format!("{name}: {error}")))?;
         }
     }
-    Ok(view())
+    Ok(())
 }

@@ -45,7 +45,10 @@ impl TestNode {
         let api = Arc::new(
             Api::new(node.clone())
                 .with_tokens(tokens.clone())
-                .expect("stored revocations"),
+                .expect("stored revocations")
+                .with_audit(
+                    fixit_edge::audit::AuditLog::open(&config.node.data_dir).expect("audit log"),
+                ),
         );
         let server =
             fixit_edge::http::start(api, tokens.clone(), &config.server, "test-node", None)
