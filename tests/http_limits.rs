@@ -31,6 +31,11 @@ const FLOOD_SOURCES: u8 = 5;
 /// Longest the test waits to see a connection closed by the server.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
+/// A node whose HTTP bridge has `limits`.
+async fn node_with(limits: HttpConnectionsSection) -> TestNode {
+    TestNode::start(|config| config.server.http_connections = limits).await
+}
+
 /// A connection the test holds open and sends nothing on.
 async fn idle_from(source: u8, server: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
@@ -55,14 +60,12 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_do_not_lock_out_health_or_authenticated_requests() {
-    let node = TestNode::start(|config| {
-        config.server.http_connections = HttpConnectionsSection {
-            max: SHARE,
-            per_source_max: FLOOD_PER_SOURCE as u32,
-            // Long: here idle connections leave by being displaced, not by timeout.
-            header_timeout_ms: 120_000,
-            ..HttpConnectionsSection::default()
-        };
+    let node = node_with(HttpConnectionsSection {
+        max: SHARE,
+        per_source_max: FLOOD_PER_SOURCE as u32,
+        // Long: here idle connections leave by being displaced, not by timeout.
+        header_timeout_ms: 120_000,
+        ..HttpConnectionsSection::default()
     })
     .await;
     let admin = node.admin();
@@ -121,13 +124,11 @@ async fn idle_connections_do_not_lock_out_health_or_authenticated_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_source_gets_at_most_its_share() {
-    let node = TestNode::start(|config| {
-        config.server.http_connections = HttpConnectionsSection {
-            max: 100,
-            per_source_max: 5,
-            header_timeout_ms: 120_000,
-            ..HttpConnectionsSection::default()
-        };
+    let node = node_with(HttpConnectionsSection {
+        max: 100,
+        per_source_max: 5,
+        header_timeout_ms: 120_000,
+        ..HttpConnectionsSection::default()
     })
     .await;
     let mut held = Vec::new();
@@ -156,12 +157,10 @@ async fn one_source_gets_at_most_its_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_slow_bodies_and_idle_keep_alives_are_closed_at_their_deadlines() {
-    let node = TestNode::start(|config| {
-        config.server.http_connections = HttpConnectionsSection {
-            header_timeout_ms: 500,
-            body_timeout_ms: 500,
-            ..HttpConnectionsSection::default()
-        };
+    let node = node_with(HttpConnectionsSection {
+        header_timeout_ms: 500,
+        body_timeout_ms: 500,
+        ..HttpConnectionsSection::default()
     })
     .await;
     let addr = node.http.addr;
