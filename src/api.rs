@@ -38,6 +38,17 @@ pub fn authorize(principal: &Principal, request: &Request) -> Result<(), ApiErro
     request.authorize(principal).map_err(ApiError::Forbidden)
 }
 
+/// Checks the documented ranges the request's types do not hold by themselves
+/// (e.g. a history page's `limit`), before anything is done.
+fn check_bounds(request: &Request) -> Result<(), ApiError> {
+    let spec = request.spec();
+    if !spec.has_bounds() {
+        return Ok(());
+    }
+    spec.check_bounds(&request.fields())
+        .map_err(|why| CoreError::Invalid(why).into())
+}
+
 /// Whether a principal may see a job: its customer, a provider it was offered to or
 /// assigned to, or an admin. Others are told it does not exist.
 fn may_see(principal: &Principal, job: &Job) -> bool {
@@ -200,6 +211,7 @@ impl Api {
         let result = async {
             let _permit = self.admission.admit(principal, source)?;
             self.overload.admit(&request)?;
+            check_bounds(&request)?;
             authorize(principal, &request)?;
             self.route(principal, request, request_id).await
         }
@@ -262,18 +274,24 @@ impl Api {
                 wallet,
                 key,
                 amount,
-            } => Response::Op(
-                node.wallet_op(WalletId(wallet), &key, LedgerOp::Deposit { amount })
-                    .await?,
-            ),
+            } => {
+                fixit_actors::ledger::validate_key(&key)?;
+                Response::Op(
+                    node.wallet_op(WalletId(wallet), &key, LedgerOp::Deposit { amount })
+                        .await?,
+                )
+            }
             Request::Withdraw {
                 wallet,
                 key,
                 amount,
-            } => Response::Op(
-                node.wallet_op(WalletId(wallet), &key, LedgerOp::Withdraw { amount })
-                    .await?,
-            ),
+            } => {
+                fixit_actors::ledger::validate_key(&key)?;
+                Response::Op(
+                    node.wallet_op(WalletId(wallet), &key, LedgerOp::Withdraw { amount })
+                        .await?,
+                )
+            }
             Request::ProviderOnline { provider, skills } => {
                 let skills: Vec<&str> = skills.iter().map(String::as_str).collect();
                 Response::Provider(node.provider_online(ProviderId(provider), &skills).await?)

@@ -209,12 +209,28 @@ pub fn transfer(
     }
 }
 
-/// Checks an idempotency key: 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`] printable ASCII bytes.
+/// Longest key of a ledger operation, in bytes: a client's key
+/// ([`IDEMPOTENCY_KEY_BYTES_MAX`]) with the prefix the node adds to the keys it
+/// derives from it (a booking's hold is `job-request-{key}`).
+pub const LEDGER_KEY_BYTES_MAX: usize = IDEMPOTENCY_KEY_BYTES_MAX + 64;
+
+/// Checks a client's idempotency key: 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`]
+/// printable ASCII bytes.
 pub fn validate_key(key: &str) -> CoreResult<()> {
+    check_key(key, IDEMPOTENCY_KEY_BYTES_MAX)
+}
+
+/// Checks the key of a ledger operation, a client's or one the node derived
+/// from it: 1 to [`LEDGER_KEY_BYTES_MAX`] printable ASCII bytes.
+pub fn validate_ledger_key(key: &str) -> CoreResult<()> {
+    check_key(key, LEDGER_KEY_BYTES_MAX)
+}
+
+fn check_key(key: &str, max: usize) -> CoreResult<()> {
     let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX || !printable {
+    if key.is_empty() || key.len() > max || !printable {
         return Err(CoreError::Invalid(format!(
-            "idempotency key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII bytes"
+            "idempotency key must be 1 to {max} printable ASCII bytes"
         )));
     }
     Ok(())

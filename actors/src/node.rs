@@ -263,7 +263,7 @@ impl Node {
         key: &str,
         op: LedgerOp,
     ) -> CoreResult<OpOutcome> {
-        ledger::validate_key(key)?;
+        ledger::validate_ledger_key(key)?;
         self.ctx.wallet_op(wallet, key.to_owned(), op).await
     }
 

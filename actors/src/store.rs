@@ -240,7 +240,7 @@ impl Store {
         now_ms: u64,
         home: WalletHome<'_>,
     ) -> CoreResult<OpOutcome> {
-        ledger::validate_key(key)?;
+        ledger::validate_ledger_key(key)?;
         let request = codec::encode(op).map_err(|e| CoreError::Internal(e.to_string()))?;
         let idempotency_key = pair_key(wallet.0, key.as_bytes());
         // The deliberately broken build (failpoints only): skip the look-up below.

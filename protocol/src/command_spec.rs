@@ -118,6 +118,14 @@ impl FieldType {
         }
     }
 
+    /// Whether the field holds a whole number.
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            FieldType::Unsigned | FieldType::Count { .. } | FieldType::Amount | FieldType::Price
+        )
+    }
+
     /// What [`FieldType::parse`] expects, for an error message.
     pub fn expected(self) -> &'static str {
         match self {
@@ -192,6 +200,30 @@ impl CommandSpec {
     pub fn repeatable(&self) -> bool {
         matches!(self.method, Method::Get | Method::Put)
             || self.fields.iter().any(|field| field.name == "key")
+    }
+
+    /// Checks the fields' documented ranges that the request's types do not
+    /// hold by themselves (counts: `min..=max`); `fields` as [`Request::fields`]
+    /// gives them.
+    ///
+    /// [`Request::fields`]: crate::commands::Request::fields
+    pub fn check_bounds(&self, fields: &serde_json::Map<String, Value>) -> Result<(), String> {
+        for field in self.fields {
+            if let FieldType::Count { min, max } = field.ty {
+                let value = fields.get(field.name).and_then(Value::as_u64);
+                if value.is_some_and(|value| value < u64::from(min) || value > u64::from(max)) {
+                    return Err(format!("{} must be {min} to {max}", field.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the command has a field whose range [`CommandSpec::check_bounds`] checks.
+    pub fn has_bounds(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|field| matches!(field.ty, FieldType::Count { .. }))
     }
 
     /// Whether `field` is carried in the path.

@@ -287,8 +287,16 @@ pub struct Earnings {
 /// A proof of work as standard padded base64 in human-readable formats (JSON),
 /// and as the plain byte sequence in binary ones (bincode frames).
 mod proof_bytes {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+    use base64::{alphabet, Engine};
+
+    /// Standard padded base64, taking unused bits after the last symbol as they
+    /// come (`vUI4h4t=` and `vUI4h4s=` are both the same five bytes), as the
+    /// schema's pattern allows.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub(super) fn serialize<S: Serializer>(
@@ -307,7 +315,7 @@ mod proof_bytes {
     ) -> Result<Vec<u8>, D::Error> {
         if deserializer.is_human_readable() {
             let text = String::deserialize(deserializer)?;
-            STANDARD.decode(text.as_bytes()).map_err(|error| {
+            LENIENT.decode(text.as_bytes()).map_err(|error| {
                 serde::de::Error::custom(format!("proof must be standard base64: {error}"))
             })
         } else {

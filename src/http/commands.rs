@@ -107,7 +107,61 @@ fn body_fields(
         if fields.contains_key(&name) {
             return Err(refuse(format!("{name} is given by the path")));
         }
+        let integer = spec
+            .fields
+            .iter()
+            .any(|field| field.name == name && field.ty.is_integer());
+        let value = if integer { whole_number(value) } else { value };
         fields.insert(name, value);
     }
     Ok(())
+}
+
+/// 2^64: whole numbers below it fit an unsigned 64-bit field.
+const INTEGER_BOUND: f64 = 18_446_744_073_709_551_616.0;
+
+/// JSON has one number type: `12.0` is the integer 12 (as JSON Schema says), so
+/// an integer field takes it, at its double-precision value (`1e19` is
+/// 10000000000000000000); `12.5` stays a fraction and is refused by the field's
+/// type.
+fn whole_number(value: Value) -> Value {
+    match value.as_f64() {
+        Some(number)
+            if !value.is_i64()
+                && !value.is_u64()
+                && number.fract() == 0.0
+                && number.abs() < INTEGER_BOUND =>
+        {
+            if number >= 0.0 {
+                Value::from(number as u64)
+            } else {
+                Value::from(number as i64)
+            }
+        }
+        _ => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_number;
+    use serde_json::json;
+
+    #[test]
+    fn whole_numbers_written_as_fractions_become_integers_and_fractions_stay() {
+        assert_eq!(whole_number(json!(12.0)), json!(12));
+        assert_eq!(whole_number(json!(-3.0)), json!(-3));
+        assert_eq!(
+            whole_number(json!(1e19)),
+            json!(10_000_000_000_000_000_000u64)
+        );
+        assert_eq!(whole_number(json!(12)), json!(12));
+        assert_eq!(whole_number(json!(12.5)), json!(12.5));
+        assert_eq!(
+            whole_number(json!(1e20)),
+            json!(1e20),
+            "beyond u64 stays a float"
+        );
+        assert_eq!(whole_number(json!("12")), json!("12"));
+    }
 }

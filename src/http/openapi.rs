@@ -5,7 +5,9 @@
 mod schemas;
 
 use super::routes::{routes, Operation, Route, Verb};
+use fixit_actors::config::DispatchSection;
 use fixit_protocol::command_spec::{CommandSpec, Method, Placement};
+use schemas::{BOUND_KEY, PRICE_BOUND, RADIUS_BOUND};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -100,6 +102,36 @@ fn spec(operation: Operation) -> Spec {
         O::Ready => open("200 while the supervision tree runs, else 503", "text/plain", text),
         O::Metrics => open("Prometheus text: requests, latency, actors, group commit, pushes, websockets", "text/plain", text),
         O::OpenApi => open("This document", "application/json", json!({ "type": "object" })),
+    }
+}
+
+/// The document with a node's configured bounds: every schema marked
+/// `x-fixit-bound` gets its `maximum` from the node's `dispatch` section.
+pub(crate) fn document_for(dispatch: &DispatchSection) -> Value {
+    let mut document = document().clone();
+    set_bounds(&mut document, dispatch);
+    document
+}
+
+fn set_bounds(value: &mut Value, dispatch: &DispatchSection) {
+    match value {
+        Value::Object(object) => {
+            let maximum = match object.get(BOUND_KEY).and_then(Value::as_str) {
+                Some(PRICE_BOUND) => Some(Value::from(dispatch.price_max)),
+                Some(RADIUS_BOUND) => Some(Value::from(dispatch.search_radius_m)),
+                _ => None,
+            };
+            if let Some(maximum) = maximum {
+                object.insert("maximum".to_owned(), maximum);
+            }
+            object
+                .values_mut()
+                .for_each(|inner| set_bounds(inner, dispatch));
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|inner| set_bounds(inner, dispatch)),
+        _ => {}
     }
 }
 

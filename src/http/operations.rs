@@ -3,7 +3,6 @@
 
 use super::failure::Failure;
 use super::metrics_text;
-use super::openapi;
 use super::request_id::RequestId;
 use super::state::AppState;
 use crate::api::ApiError;
@@ -40,9 +39,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }
 
-/// The OpenAPI 3.1 document.
-pub(crate) async fn openapi_document() -> Json<&'static serde_json::Value> {
-    Json(openapi::document())
+/// The OpenAPI 3.1 document, with this node's configured bounds.
+pub(crate) async fn openapi_document(State(state): State<AppState>) -> Response {
+    Json(state.openapi()).into_response()
 }
 
 /// 404 for a path no route serves.

@@ -21,9 +21,16 @@ struct Shared {
     websockets: Arc<WebSocketCount>,
     stopping: watch::Receiver<bool>,
     cluster: Option<ClusterStatus>,
+    /// The OpenAPI document with this node's configured bounds.
+    openapi: serde_json::Value,
 }
 
 impl AppState {
+    /// The OpenAPI document with this node's bounds.
+    pub(crate) fn openapi(&self) -> &serde_json::Value {
+        &self.0.openapi
+    }
+
     pub(crate) fn new(
         api: Arc<Api>,
         tokens: TokenKey,
@@ -32,7 +39,9 @@ impl AppState {
         stopping: watch::Receiver<bool>,
         cluster: Option<ClusterStatus>,
     ) -> AppState {
+        let openapi = super::openapi::document_for(&api.node().context().config.dispatch);
         AppState(Arc::new(Shared {
+            openapi,
             api,
             tokens,
             node_id: node_id.to_owned(),

@@ -13,7 +13,7 @@ fn int64() -> Value {
 }
 
 fn uint64() -> Value {
-    json!({ "type": "integer", "format": "uint64", "minimum": 0 })
+    json!({ "type": "integer", "format": "uint64", "minimum": 0, "maximum": u64::MAX })
 }
 
 fn nullable(schema: Value) -> Value {
@@ -109,6 +109,14 @@ pub(super) fn body_name(spec: &CommandSpec) -> String {
     format!("{}Body", spec.variant)
 }
 
+/// Marks a schema whose `maximum` is a node's configured value (an OpenAPI
+/// extension, filled in per node).
+pub(super) const BOUND_KEY: &str = "x-fixit-bound";
+/// The bound is `dispatch.price_max`.
+pub(super) const PRICE_BOUND: &str = "dispatch.price_max";
+/// The bound is `dispatch.search_radius_m`.
+pub(super) const RADIUS_BOUND: &str = "dispatch.search_radius_m";
+
 /// The schema of one command field.
 pub(super) fn field_schema(ty: FieldType) -> Value {
     let skill = json!({ "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" });
@@ -120,9 +128,11 @@ pub(super) fn field_schema(ty: FieldType) -> Value {
         FieldType::Amount => {
             json!({ "type": "integer", "format": "int64", "minimum": 1, "maximum": fixit_actors::ledger::AMOUNT_MAX })
         }
-        FieldType::Price => json!({ "type": "integer", "format": "int64", "minimum": 1 }),
+        FieldType::Price => {
+            json!({ "type": "integer", "format": "int64", "minimum": 1, BOUND_KEY: PRICE_BOUND, "description": "At most the node's dispatch.price_max." })
+        }
         FieldType::Key => {
-            json!({ "type": "string", "minLength": 1, "maxLength": fixit_actors::ledger::IDEMPOTENCY_KEY_BYTES_MAX, "description": "Idempotency key: a retry with the same key and content returns the first result; other content is idempotency_conflict." })
+            json!({ "type": "string", "minLength": 1, "maxLength": fixit_actors::ledger::IDEMPOTENCY_KEY_BYTES_MAX, "pattern": "^[\\x21-\\x7e]+$", "description": "Idempotency key: a retry with the same key and content returns the first result; other content is idempotency_conflict." })
         }
         FieldType::TokenId => {
             json!({ "type": "string", "minLength": 1, "maxLength": fixit_protocol::command_spec::TOKEN_ID_BYTES_MAX, "pattern": "^[\\x21-\\x7e]+$" })
@@ -132,15 +142,15 @@ pub(super) fn field_schema(ty: FieldType) -> Value {
         }
         FieldType::Skill => skill,
         FieldType::Skills => {
-            json!({ "type": "array", "maxItems": fixit_actors::provider::SKILLS_MAX, "items": skill })
+            json!({ "type": "array", "minItems": 1, "maxItems": fixit_actors::provider::SKILLS_MAX, "items": skill })
         }
         FieldType::Latitude => json!({ "type": "number", "minimum": -90, "maximum": 90 }),
         FieldType::Longitude => json!({ "type": "number", "minimum": -180, "maximum": 180 }),
         FieldType::Radius => {
-            json!({ "type": "number", "exclusiveMinimum": 0, "description": "At most the node's dispatch.search_radius_m." })
+            json!({ "type": "number", "exclusiveMinimum": 0, BOUND_KEY: RADIUS_BOUND, "description": "At most the node's dispatch.search_radius_m." })
         }
         FieldType::Bytes => {
-            json!({ "type": "string", "contentEncoding": "base64", "description": "Standard padded base64." })
+            json!({ "type": "string", "contentEncoding": "base64", "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$", "description": "Standard padded base64." })
         }
     }
 }
@@ -243,7 +253,15 @@ fn peer_view() -> Value {
 /// The answer of the failpoint endpoints, and the body that arms them.
 fn failpoints() -> [(&'static str, Value); 2] {
     let counts = json!({ "type": "object", "additionalProperties": uint64() });
-    let actions = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    let names: Vec<&str> = fixit_actors::failpoints::CATALOGUE
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    let actions = json!({
+        "type": "object",
+        "propertyNames": { "enum": names },
+        "additionalProperties": { "type": "string" },
+    });
     [
         (
             "Failpoints",
