@@ -15,6 +15,7 @@ use fixit_cluster::{ClusterRouter, LocalApi};
 use fixit_protocol::codec;
 use fixit_protocol::command_spec::{Method, TOKEN_ID_BYTES_MAX};
 use fixit_protocol::commands::Revocation;
+use fixit_protocol::ids::{WalletOwner, SUBJECT_MAX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -41,6 +42,21 @@ pub fn authorize(principal: &Principal, request: &Request) -> Result<(), ApiErro
 /// Checks the documented ranges the request's types do not hold by themselves
 /// (e.g. a history page's `limit`), before anything is done.
 fn check_bounds(request: &Request) -> Result<(), ApiError> {
+    if let Some(id) = request.subject_id().filter(|id| *id > SUBJECT_MAX) {
+        return Err(CoreError::Invalid(format!(
+            "customer and provider ids are at most {SUBJECT_MAX}, not {id}"
+        ))
+        .into());
+    }
+    if let Request::Balance { wallet }
+    | Request::History { wallet, .. }
+    | Request::Deposit { wallet, .. }
+    | Request::Withdraw { wallet, .. } = request
+    {
+        if WalletId(*wallet).owner() == WalletOwner::Nobody {
+            return Err(CoreError::Invalid(format!("wallet {wallet} belongs to no one")).into());
+        }
+    }
     let spec = request.spec();
     if !spec.has_bounds() {
         return Ok(());

@@ -68,7 +68,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         Err(ClientError::Refused(error)) => return Err(Refused::from_error(&error).into()),
         Err(error) => return Err(error).context("connecting to the node"),
     };
-    let me = client.welcome().principal.sub;
+    let me = client.welcome().principal;
     let outcome = match (args.verb.request(me)?, &args.verb) {
         (Some(request), _) => {
             let reply = client.reply(request, args.request_id.as_deref()).await;
@@ -111,12 +111,34 @@ async fn watch(client: &Client, count: Option<u64>) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::api::Request;
+    use crate::auth::{Principal, Role};
     use clap::Parser;
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         client: ClientArgs,
+    }
+
+    fn customer(sub: u64) -> Principal {
+        Principal {
+            role: Role::Customer,
+            sub,
+        }
+    }
+
+    fn provider(sub: u64) -> Principal {
+        Principal {
+            role: Role::Provider,
+            sub,
+        }
+    }
+
+    fn admin() -> Principal {
+        Principal {
+            role: Role::Admin,
+            sub: 0,
+        }
     }
 
     fn parse(words: &[&str]) -> ClientArgs {
@@ -130,7 +152,7 @@ mod tests {
         let args = parse(&["balance"]);
         assert_eq!(args.addr.to_string(), "127.0.0.1:4433");
         assert_eq!(
-            args.verb.request(7).unwrap(),
+            args.verb.request(customer(7)).unwrap(),
             Some(Request::Balance { wallet: 7 })
         );
         let args = parse(&[
@@ -139,7 +161,7 @@ mod tests {
         ]);
         assert_eq!(args.token.as_deref(), Some("t"));
         assert_eq!(
-            args.verb.request(3).unwrap(),
+            args.verb.request(customer(3)).unwrap(),
             Some(Request::RequestJob {
                 customer: 3,
                 key: "k1".into(),
@@ -151,16 +173,19 @@ mod tests {
         );
         let args = parse(&["online", "--skill", "plumber", "--skill", "electrician"]);
         assert!(matches!(
-            args.verb.request(9).unwrap(),
+            args.verb.request(provider(9)).unwrap(),
             Some(Request::ProviderOnline { provider: 9, skills }) if skills.len() == 2
         ));
         assert_eq!(
-            parse(&["watch", "--count", "2"]).verb.request(1).unwrap(),
+            parse(&["watch", "--count", "2"])
+                .verb
+                .request(customer(1))
+                .unwrap(),
             None
         );
         let args = parse(&["deposit", "--wallet", "4", "--amount", "-5", "--key", "d"]);
         assert!(matches!(
-            args.verb.request(1).unwrap(),
+            args.verb.request(admin()).unwrap(),
             Some(Request::Deposit {
                 wallet: 4,
                 amount: -5,
@@ -169,12 +194,12 @@ mod tests {
         ));
         let args = parse(&["complete", "--job", "2", "--proof", "photo"]);
         assert!(matches!(
-            args.verb.request(9).unwrap(),
+            args.verb.request(provider(9)).unwrap(),
             Some(Request::Complete { provider: 9, job: 2, proof }) if proof == b"photo"
         ));
         let args = parse(&["history", "--from-seq", "3"]);
         assert_eq!(
-            args.verb.request(6).unwrap(),
+            args.verb.request(customer(6)).unwrap(),
             Some(Request::History {
                 wallet: 6,
                 from_seq: 3,
@@ -182,8 +207,19 @@ mod tests {
             })
         );
         assert!(
-            parse(&["earnings"]).verb.request(2).unwrap()
+            parse(&["earnings"]).verb.request(provider(2)).unwrap()
                 == Some(Request::Earnings { provider: 2 })
+        );
+        assert_eq!(
+            parse(&["balance"]).verb.request(provider(2)).unwrap(),
+            Some(Request::Balance {
+                wallet: fixit_protocol::ids::PROVIDER_WALLETS + 2
+            }),
+            "a provider's own wallet"
+        );
+        assert!(
+            parse(&["balance"]).verb.request(admin()).is_err(),
+            "an admin names the wallet"
         );
     }
 

@@ -114,14 +114,14 @@ impl Cluster {
 async fn a_job_booked_on_a_held_on_b_paid_from_c_balances_exactly_on_all_three() {
     let cluster = Cluster::start().await;
     let customer = ids_homed_on("c", 1_000, 1)[0];
-    let provider = ids_homed_on("a", 2_000, 1)[0];
+    let provider = providers_homed_on("a", 2_000, 1)[0];
     let (price, fee) = (10_000i64, 1_000i64);
     let admin = cluster.token(Role::Admin, 0);
     let customer_token = cluster.token(Role::Customer, customer);
     let provider_token = cluster.token(Role::Provider, provider);
     println!(
         "customer {customer} homed on c, provider {provider} homed on a, platform homed on {}",
-        home_of(0)
+        home_of(PLATFORM)
     );
 
     // A deposit sent to a is forwarded to c, the wallet's home.
@@ -223,12 +223,12 @@ async fn a_job_booked_on_a_held_on_b_paid_from_c_balances_exactly_on_all_three()
             "via {via}"
         );
         assert_eq!(
-            cluster.balance(via, provider).await,
+            cluster.balance(via, provider_wallet(provider)).await,
             (price - fee, 0),
             "via {via}"
         );
         assert_eq!(
-            cluster.balance(via, 0).await,
+            cluster.balance(via, PLATFORM).await,
             (fee, 0),
             "platform via {via}"
         );
@@ -520,6 +520,9 @@ async fn a_revoked_token_is_refused_on_every_node_and_after_a_restart() {
     nodes.insert("c".to_owned(), again);
     let (status, _) = rest(&nodes, "c").get(&path, &revoked).await;
     assert_eq!(status, 401, "c still refuses it after its restart");
+    for name in NAMES {
+        rest(&nodes, name).wait_links_up(&admin).await;
+    }
 
     // Every token of the customer issued so far.
     let (status, answer) = rest(&nodes, "a")
@@ -530,6 +533,7 @@ async fn a_revoked_token_is_refused_on_every_node_and_after_a_restart() {
         )
         .await;
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["nodes_missed"], json!([]), "every node took it");
     let other = token(&secret, Role::Provider, customer);
     for name in NAMES {
         let (status, _) = rest(&nodes, name).get(&path, &kept).await;

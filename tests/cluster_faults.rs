@@ -72,7 +72,7 @@ async fn lost_replies_and_failed_deliveries_apply_nothing_twice() {
     // Outbox deliveries fail for a while; the payment lands once afterwards.
     failpoints::arm(OUTBOX_DELIVER, "6*return(error)").expect("armed");
     let customer = ids_homed_on("a", 8_000, 1)[0];
-    let provider = ids_homed_on("c", 9_000, 1)[0];
+    let provider = providers_homed_on("c", 9_000, 1)[0];
     a.ok(
         Method::POST,
         &format!("/v1/wallets/{customer}/deposit"),
@@ -120,7 +120,8 @@ async fn lost_replies_and_failed_deliveries_apply_nothing_twice() {
     let mut paid = false;
     for _ in 0..WAIT_ROUNDS {
         // Not found until the first credit reaches c.
-        let (_, balance) = c.get(&format!("/v1/wallets/{provider}"), &admin).await;
+        let wallet = provider_wallet(provider);
+        let (_, balance) = c.get(&format!("/v1/wallets/{wallet}"), &admin).await;
         if balance["available"] == 1_800 && a.outbox(&admin).await == 0 {
             paid = true;
             break;

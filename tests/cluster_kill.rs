@@ -49,7 +49,7 @@ async fn killing_the_payees_home_mid_capture_loses_and_doubles_nothing() {
     // Payers homed on a and b; every payee homed on c.
     let mut customers = ids_homed_on("a", 10_000, JOBS / 2);
     customers.extend(ids_homed_on("b", 10_000, JOBS / 2));
-    let providers = ids_homed_on("c", 20_000, JOBS);
+    let providers = providers_homed_on("c", 20_000, JOBS);
     let (a, b) = (rest(&nodes, "a"), rest(&nodes, "b"));
     for customer in &customers {
         a.ok(
@@ -134,7 +134,10 @@ async fn killing_the_payees_home_mid_capture_loses_and_doubles_nothing() {
 
     // While c is down: its wallets are unavailable, the others are served.
     let (status, body) = a
-        .get(&format!("/v1/wallets/{}", providers[0]), &admin)
+        .get(
+            &format!("/v1/wallets/{}", provider_wallet(providers[0])),
+            &admin,
+        )
         .await;
     assert_eq!(
         (status, body["error"].clone()),
@@ -197,14 +200,21 @@ async fn killing_the_payees_home_mid_capture_loses_and_doubles_nothing() {
         let body = a
             .ok(
                 Method::GET,
-                &format!("/v1/wallets/{provider}"),
+                &format!("/v1/wallets/{}", provider_wallet(*provider)),
                 &admin,
                 None,
             )
             .await;
         assert_eq!(body["available"], *amount, "provider {provider}");
     }
-    let platform = a.ok(Method::GET, "/v1/wallets/0", &admin, None).await;
+    let platform = a
+        .ok(
+            Method::GET,
+            &format!("/v1/wallets/{PLATFORM}"),
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(platform["available"], fees);
 
     // Stop cleanly and audit the three databases.
@@ -224,7 +234,7 @@ async fn killing_the_payees_home_mid_capture_loses_and_doubles_nothing() {
         if name == "c" {
             for (provider, amount) in &earned {
                 let entries = store
-                    .history(WalletId(*provider), 0, 1_000)
+                    .history(WalletId(provider_wallet(*provider)), 0, 1_000)
                     .expect("history");
                 let keys: Vec<&str> = entries
                     .iter()

@@ -8,7 +8,7 @@ mod client;
 mod harness;
 
 use client::{Frame, WebSocket};
-use fixit_actors::ids::WalletId;
+use fixit_actors::ids::{ProviderId, WalletId};
 use fixit_edge::auth::{now_s, Principal, Role, TokenKey};
 use harness::{TestNode, STOP_GRACE};
 use serde_json::{json, Value};
@@ -179,12 +179,25 @@ async fn the_whole_flow_over_http_pays_the_provider_minus_the_fee() {
     assert_eq!(done["status"]["Completed"]["provider"], PROVIDER);
 
     assert_eq!(balance(&node, CUSTOMER).await, (40_000, 0));
+    let provider_wallet = WalletId::from(ProviderId(PROVIDER)).0;
     assert_eq!(
-        balance(&node, PROVIDER).await,
+        balance(&node, provider_wallet).await,
         (9_000, 0),
         "price minus the 10% fee"
     );
-    assert_eq!(balance(&node, 0).await, (1_000, 0), "the platform's fee");
+    assert_eq!(
+        balance(&node, WalletId::PLATFORM.0).await,
+        (1_000, 0),
+        "the platform's fee"
+    );
+    let same_subject = node
+        .http
+        .get(&format!("/v1/wallets/{PROVIDER}"), Some(&node.admin()))
+        .await;
+    assert_eq!(
+        same_subject.status, 404,
+        "the customer wallet of the provider's subject is another wallet, unused"
+    );
     let seen = must(
         &node
             .http
@@ -197,7 +210,7 @@ async fn the_whole_flow_over_http_pays_the_provider_minus_the_fee() {
         &node
             .http
             .get(
-                &format!("/v1/wallets/{PROVIDER}/history?from_seq=0&limit=10"),
+                &format!("/v1/wallets/{provider_wallet}/history?from_seq=0&limit=10"),
                 Some(&provider_token),
             )
             .await,

@@ -114,7 +114,8 @@ async fn a_job_is_booked_offered_accepted_completed_and_paid_through_the_http_sd
         matches!(push, Push::Job(JobEvent { job: seen, status: JobStatus::Completed { .. }, .. }) if *seen == job.id)
     })
     .await;
-    let paid = provider.balance(PROVIDER).await.expect("provider balance");
+    let wallet = fixit_actors::ids::WalletId::from(by).0;
+    let paid = provider.balance(wallet).await.expect("provider balance");
     assert_eq!(paid.available, 9_000, "price minus the 10% fee");
     let earnings: Earnings = provider
         .send(Request::Earnings { provider: PROVIDER })
@@ -126,7 +127,7 @@ async fn a_job_is_booked_offered_accepted_completed_and_paid_through_the_http_sd
         .send::<Earnings>(Request::Earnings { provider: PROVIDER })
         .await;
     assert!(matches!(theirs, Err(ApiError::Forbidden(_))), "{theirs:?}");
-    let history = provider.history(PROVIDER, 0, 10).await.expect("history");
+    let history = provider.history(wallet, 0, 10).await.expect("history");
     assert_eq!(history.len(), 1);
     assert_eq!(admin.job(job.id.0).await.expect("job").status, done.status);
     offers.close().await;

@@ -270,3 +270,79 @@ async fn admin_actions_are_appended_to_the_audit_log() {
     }
     node.server.stop(harness::STOP_GRACE).await;
 }
+
+/// Wallets belong to a role and a subject: customer 7 and provider 7 have two
+/// wallets and neither reaches the other's; a customer with subject 0 reaches its
+/// own wallet 0, not the platform's, which only an admin reaches; a subject past
+/// the bound is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_belongs_to_one_role_and_subject_and_the_platforms_to_admins() {
+    use fixit_actors::ids::{ProviderId, WalletId, PROVIDER_WALLETS, SUBJECT_MAX};
+    let node = TestNode::start(|_| {}).await;
+    let admin = node.admin();
+    let deposit = json!({ "key": "top-up", "amount": 500 });
+    let reply = node
+        .http
+        .post("/v1/wallets/7/deposit", Some(&admin), &deposit)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let provider_wallet = WalletId::from(ProviderId(7)).0;
+    assert_eq!(provider_wallet, PROVIDER_WALLETS + 7);
+
+    let customer = node.token(Role::Customer, 7);
+    let provider = node.token(Role::Provider, 7);
+    let status = |token: String, wallet: u64| {
+        let node = &node;
+        async move {
+            node.http
+                .get(&format!("/v1/wallets/{wallet}"), Some(&token))
+                .await
+                .status
+        }
+    };
+    assert_eq!(status(customer.clone(), 7).await, 200, "the customer's own");
+    assert_eq!(status(provider.clone(), 7).await, 403, "not the provider's");
+    assert_eq!(status(customer.clone(), provider_wallet).await, 403);
+    assert_eq!(
+        status(provider.clone(), provider_wallet).await,
+        404,
+        "the provider's own, unused: another wallet than the customer's"
+    );
+
+    let platform = WalletId::PLATFORM.0;
+    let zero = node.token(Role::Customer, 0);
+    assert_eq!(status(zero.clone(), platform).await, 403);
+    let withdraw = node
+        .http
+        .post(
+            &format!("/v1/wallets/{platform}/withdraw"),
+            Some(&zero),
+            &json!({ "key": "steal", "amount": 1 }),
+        )
+        .await;
+    assert_eq!(withdraw.status, 403, "{}", withdraw.text());
+    assert!(
+        !withdraw.text().contains(&platform.to_string()) || withdraw.kind() == "forbidden",
+        "{}",
+        withdraw.text()
+    );
+    assert_eq!(status(zero, 0).await, 404, "subject 0's own wallet, unused");
+    assert_eq!(
+        status(admin.clone(), platform).await,
+        404,
+        "admins reach it"
+    );
+
+    let too_big = node.token(Role::Customer, SUBJECT_MAX + 1);
+    assert_eq!(status(too_big, SUBJECT_MAX + 1).await, 401);
+    let online = node
+        .http
+        .post(
+            &format!("/v1/providers/{}/online", SUBJECT_MAX + 1),
+            Some(&admin),
+            &json!({ "skills": ["plumbing"] }),
+        )
+        .await;
+    assert_eq!(online.status, 400, "{}", online.text());
+    node.server.stop(harness::STOP_GRACE).await;
+}

@@ -26,7 +26,7 @@ const PROVIDER: u64 = 200;
 const PRICE: i64 = 10_000;
 /// Default fee: 1000 bps = 10%.
 const FEE: i64 = 1_000;
-const PLATFORM: u64 = 0;
+const PLATFORM: u64 = fixit_actors::ids::WalletId::PLATFORM.0;
 const BERLIN: (f64, f64) = (52.52, 13.40);
 
 fn kind<T: std::fmt::Debug>(result: Result<T, ApiError>) -> &'static str {
@@ -134,7 +134,10 @@ async fn a_job_is_booked_offered_pushed_done_and_paid_with_the_fee_over_quic() {
         }
     );
     assert_eq!(
-        admin.balance(PROVIDER).await.unwrap(),
+        admin
+            .balance(fixit_actors::ids::WalletId::from(fixit_actors::ids::ProviderId(PROVIDER)).0)
+            .await
+            .unwrap(),
         Balance {
             available: PRICE - FEE,
             held: 0

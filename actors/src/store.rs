@@ -129,6 +129,36 @@ pub struct Store {
 
 const FLOWS_KEY: &[u8] = b"flows";
 
+/// Marks a database whose wallets belong to a (role, subject) principal:
+/// provider wallets at `PROVIDER_WALLETS + id`, the platform's above them.
+const WALLET_IDS_KEY: &[u8] = b"wallet_ids";
+const WALLET_IDS: &[u8] = b"role-scoped";
+
+/// Refuses a database written before wallets were role-scoped (its provider and
+/// platform wallets are where a customer's would be now), and marks a new one.
+fn check_wallet_ids(meta: &sled::Tree, wallets: &sled::Tree, dir: &Path) -> CoreResult<()> {
+    match meta.get(WALLET_IDS_KEY).map_err(storage)? {
+        Some(marked) if marked.as_ref() == WALLET_IDS => Ok(()),
+        Some(other) => Err(CoreError::Internal(format!(
+            "data dir {}: wallet ids {:?} are not this version's",
+            dir.display(),
+            String::from_utf8_lossy(&other)
+        ))),
+        None if wallets.is_empty() => {
+            meta.insert(WALLET_IDS_KEY, WALLET_IDS).map_err(storage)?;
+            meta.flush().map_err(storage)?;
+            Ok(())
+        }
+        None => Err(CoreError::Internal(format!(
+            "data dir {} was written by a version where customers and providers with \
+             the same id shared a wallet and wallet 0 was the platform's; its balances \
+             cannot be assigned to their owners safely, so it is not migrated: start \
+             with an empty data dir (after paying out or exporting the old one)",
+            dir.display()
+        ))),
+    }
+}
+
 type TxResult<T> = Result<T, ConflictableTransactionError<CoreError>>;
 
 fn storage(error: impl std::fmt::Display) -> CoreError {
@@ -174,6 +204,7 @@ impl Store {
             .open()
             .map_err(storage)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
+        check_wallet_ids(&tree("meta")?, &tree("wallets")?, dir)?;
         Ok(Store {
             wallets: tree("wallets")?,
             ledger: tree("ledger")?,
@@ -684,4 +715,30 @@ fn tx_add_flow(meta: &TransactionalTree, op: &LedgerOp, sent: i64) -> TxResult<(
     add(&mut flows.sent, sent)?;
     meta.insert(FLOWS_KEY, tx_encode(&flows)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_of_shared_wallet_ids_is_refused_and_a_new_one_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        {
+            let db = sled::open(&old).unwrap();
+            db.open_tree("wallets").unwrap().insert(b"x", b"y").unwrap();
+            db.flush().unwrap();
+        }
+        let error = Store::open(&old, 1 << 20).err().expect("refused");
+        assert!(error.to_string().contains("shared a wallet"), "{error}");
+
+        let new = dir.path().join("new");
+        drop(Store::open(&new, 1 << 20).expect("a new data dir opens"));
+        let again = Store::open(&new, 1 << 20).expect("and opens again, marked");
+        assert_eq!(
+            again.meta.get(WALLET_IDS_KEY).unwrap().as_deref(),
+            Some(WALLET_IDS)
+        );
+    }
 }

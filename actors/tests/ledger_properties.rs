@@ -31,6 +31,15 @@ enum Step {
     Restart,
 }
 
+/// Wallet `n` of the model: 0 stands for the platform's.
+fn wallet_of(n: u64) -> WalletId {
+    if n == 0 {
+        WalletId::PLATFORM
+    } else {
+        WalletId(n)
+    }
+}
+
 fn op() -> impl Strategy<Value = LedgerOp> {
     let amount = prop_oneof![8 => 1i64..500, 1 => Just(0i64), 1 => Just(-3i64)];
     (amount, 0u64..=WALLETS, 0i64..60).prop_flat_map(|(amount, payee, fee)| {
@@ -39,7 +48,7 @@ fn op() -> impl Strategy<Value = LedgerOp> {
             1 => Just(LedgerOp::Withdraw { amount }),
             3 => Just(LedgerOp::Hold { amount }),
             1 => Just(LedgerOp::Release { amount }),
-            2 => Just(LedgerOp::Capture { amount, fee, payee: WalletId(payee) }),
+            2 => Just(LedgerOp::Capture { amount, fee, payee: wallet_of(payee) }),
         ]
     })
 }
@@ -160,13 +169,9 @@ async fn check_invariants(t: &TestNode, model: &Model) {
         audit.ledger_mismatches.is_empty(),
         "ledger does not add up: {audit:?}"
     );
-    for wallet in 0..=WALLETS {
-        let expected = model
-            .balances
-            .get(&WalletId(wallet))
-            .copied()
-            .unwrap_or_default();
-        let stored = t.node.context().store.balance(WalletId(wallet)).unwrap();
+    for wallet in (0..=WALLETS).map(wallet_of) {
+        let expected = model.balances.get(&wallet).copied().unwrap_or_default();
+        let stored = t.node.context().store.balance(wallet).unwrap();
         assert_eq!(stored, expected, "wallet {wallet}");
     }
     for (wallet, key) in model.applied.keys() {
@@ -182,7 +187,7 @@ async fn check_invariants(t: &TestNode, model: &Model) {
     // No key applied twice: the ledger has exactly one entry per applied operation
     // on its own wallet (plus the credits it made elsewhere).
     let entries: usize =
-        futures::future::join_all((0..=WALLETS).map(|w| t.node.history(WalletId(w), 0, 1_000)))
+        futures::future::join_all((0..=WALLETS).map(|w| t.node.history(wallet_of(w), 0, 1_000)))
             .await
             .into_iter()
             .map(|page| page.map(|p| p.len()).unwrap_or(0))

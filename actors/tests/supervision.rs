@@ -212,11 +212,14 @@ async fn notifier_and_verifier_crash_loops_never_stop_payments() {
         run_job(&t, customer, jobs, PRICE).await;
         jobs += 1;
     }
-    let paid: i64 = futures::future::join_all((1..=3).map(|id| t.node.balance(WalletId(id))))
-        .await
-        .into_iter()
-        .map(|balance| balance.map(|b| b.available).unwrap_or(0))
-        .sum();
+    let paid: i64 = futures::future::join_all((1..=3).map(|id| {
+        t.node
+            .balance(WalletId::from(fixit_actors::ids::ProviderId(id)))
+    }))
+    .await
+    .into_iter()
+    .map(|balance| balance.map(|b| b.available).unwrap_or(0))
+    .sum();
     assert_eq!(paid, jobs * (PRICE - FEE));
     assert_eq!(
         t.node.balance(WalletId::PLATFORM).await.unwrap().available,

@@ -23,6 +23,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+pub use fixit_protocol::ids::SUBJECT_MAX;
 pub use fixit_protocol::principal::{Principal, Role};
 
 pub use fixit_protocol::wire::TOKEN_BYTES_MAX;
@@ -384,6 +385,7 @@ impl TokenKey {
             Some(number) => number.as_u64(),
             None => None,
         }
+        .filter(|sub| *sub <= SUBJECT_MAX)
         .ok_or_else(|| refuse("no valid subject claim"))?;
         let principal = Principal { role, sub };
         let jti = claims.get("jti").and_then(Value::as_str);

@@ -32,6 +32,13 @@ pub enum Access {
         /// The role the owner must have, if any.
         role: Option<Role>,
     },
+    /// The owner of the wallet named by the field: a customer's or a provider's
+    /// own wallet ([`WalletId::of`](crate::ids::WalletId::of)); the platform's
+    /// wallet is an admin's only.
+    WalletOwner {
+        /// The wallet id field.
+        field: &'static str,
+    },
 }
 
 /// Longest token id (`jti`) a revocation names, in bytes.
@@ -92,6 +99,10 @@ pub enum FieldType {
     TokenId,
     /// A role name: `customer`, `provider` or `admin`.
     RoleName,
+    /// A customer's or provider's id: at most [`SUBJECT_MAX`](crate::ids::SUBJECT_MAX).
+    Subject,
+    /// A wallet id: at most the platform's ([`WalletId::PLATFORM`](crate::ids::WalletId::PLATFORM)).
+    Wallet,
 }
 
 impl FieldType {
@@ -100,9 +111,10 @@ impl FieldType {
     /// bytes are their base64 text.
     pub fn parse(self, text: &str) -> Option<Value> {
         match self {
-            FieldType::Unsigned | FieldType::Count { .. } => {
-                text.parse::<u64>().ok().map(Value::from)
-            }
+            FieldType::Unsigned
+            | FieldType::Count { .. }
+            | FieldType::Subject
+            | FieldType::Wallet => text.parse::<u64>().ok().map(Value::from),
             FieldType::Amount | FieldType::Price => text.parse::<i64>().ok().map(Value::from),
             FieldType::Latitude | FieldType::Longitude | FieldType::Radius => {
                 text.parse::<f64>().ok().map(Value::from)
@@ -122,14 +134,22 @@ impl FieldType {
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            FieldType::Unsigned | FieldType::Count { .. } | FieldType::Amount | FieldType::Price
+            FieldType::Unsigned
+                | FieldType::Count { .. }
+                | FieldType::Amount
+                | FieldType::Price
+                | FieldType::Subject
+                | FieldType::Wallet
         )
     }
 
     /// What [`FieldType::parse`] expects, for an error message.
     pub fn expected(self) -> &'static str {
         match self {
-            FieldType::Unsigned | FieldType::Count { .. } => "an unsigned integer",
+            FieldType::Unsigned
+            | FieldType::Count { .. }
+            | FieldType::Subject
+            | FieldType::Wallet => "an unsigned integer",
             FieldType::Amount | FieldType::Price => "an integer",
             FieldType::Latitude | FieldType::Longitude | FieldType::Radius => "a number",
             FieldType::Key
@@ -249,6 +269,13 @@ impl CommandSpec {
         match self.access {
             Access::AnyRole => Ok(()),
             Access::Admin => Err("needs the admin role".to_owned()),
+            Access::WalletOwner { field } => {
+                let mine = crate::ids::WalletId::of(principal).map(|wallet| wallet.0);
+                match id_of(field) {
+                    Some(id) if Some(id) == mine => Ok(()),
+                    _ => Err(format!("this {field} is not yours")),
+                }
+            }
             Access::Owner { field, role } => {
                 if let Some(role) = role.filter(|role| *role != principal.role) {
                     return Err(format!("needs the {role} role"));

@@ -336,12 +336,16 @@ pub struct NearbyAnswer {
 
 use FieldType::{
     Amount, Bytes, Count, Key, Latitude, Longitude, Price, Radius, RoleName, Skill, Skills,
-    TokenId, Unsigned,
+    Subject, TokenId, Unsigned,
 };
 
-const WALLET: Field = field("wallet", Unsigned, "Wallet id (the owner's subject).");
-const PROVIDER: Field = field("provider", Unsigned, "Provider id.");
-const CUSTOMER: Field = field("customer", Unsigned, "Customer id.");
+const WALLET: Field = field(
+    "wallet",
+    FieldType::Wallet,
+    "Wallet id: a customer's is its id, a provider's 2^62 + its id (4611686018427387904 + id).",
+);
+const PROVIDER: Field = field("provider", Subject, "Provider id.");
+const CUSTOMER: Field = field("customer", Subject, "Customer id.");
 const JOB: Field = field("job", Unsigned, "Job id.");
 const KEY: Field = field(
     "key",
@@ -353,10 +357,7 @@ const LAT: Field = field("lat", Latitude, "Latitude, degrees in [-90, 90].");
 const LON: Field = field("lon", Longitude, "Longitude, degrees in [-180, 180].");
 const SKILL: Field = field("skill", Skill, "Skill name (a-z, 0-9, '-', '_').");
 
-const OWN_WALLET: Access = Access::Owner {
-    field: "wallet",
-    role: None,
-};
+const OWN_WALLET: Access = Access::WalletOwner { field: "wallet" };
 const OWN_PROVIDER: Access = Access::Owner {
     field: "provider",
     role: Some(Role::Provider),
@@ -662,7 +663,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         path: "/v1/revocations/subject",
         fields: &[
             field("role", RoleName, "customer, provider or admin."),
-            field("sub", Unsigned, "The subject id."),
+            field("sub", Subject, "The subject id."),
         ],
         access: Access::Admin,
         placement: Placement::Everywhere,
@@ -722,6 +723,33 @@ impl Request {
                 _ => Map::new(),
             },
             _ => Map::new(),
+        }
+    }
+
+    /// The customer or provider id the request names, if any (a subject, at
+    /// most [`SUBJECT_MAX`](crate::ids::SUBJECT_MAX)).
+    pub fn subject_id(&self) -> Option<u64> {
+        match self {
+            Request::ProviderOnline { provider, .. }
+            | Request::ProviderOffline { provider }
+            | Request::Location { provider, .. }
+            | Request::ProviderStatus { provider }
+            | Request::Earnings { provider }
+            | Request::Accept { provider, .. }
+            | Request::Decline { provider, .. }
+            | Request::Start { provider, .. }
+            | Request::Complete { provider, .. } => Some(*provider),
+            Request::RequestJob { customer, .. } | Request::CancelJob { customer, .. } => {
+                Some(*customer)
+            }
+            Request::RevokeSubject { sub, .. } => Some(*sub),
+            Request::Balance { .. }
+            | Request::History { .. }
+            | Request::Deposit { .. }
+            | Request::Withdraw { .. }
+            | Request::JobStatus { .. }
+            | Request::Nearby(_)
+            | Request::RevokeToken { .. } => None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! Identifiers of the marketplace's entities and the skill names providers offer.
 //!
-//! Principals (customers and providers) share one numeric id space: the wallet of
-//! principal `n` is `WalletId(n)`. `WalletId(0)` is reserved for the platform.
+//! Wallets belong to a (role, subject) principal: customer `n` owns
+//! `WalletId(n)`, provider `n` owns `WalletId(PROVIDER_WALLETS + n)`, and the
+//! platform's fee wallet is [`WalletId::PLATFORM`], above both. Subjects are at
+//! most [`SUBJECT_MAX`], so the three never meet and no subject is special.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,7 +23,7 @@ macro_rules! numeric_id {
 }
 
 numeric_id!(
-    /// A wallet; principal `n` owns `WalletId(n)`, the platform owns `WalletId(0)`.
+    /// A wallet: a customer's, a provider's or the platform's (see the module).
     WalletId,
     "wallet"
 );
@@ -41,9 +43,50 @@ numeric_id!(
     "job"
 );
 
+/// Largest subject id of a customer or provider (2^62 − 1).
+pub const SUBJECT_MAX: u64 = (1 << 62) - 1;
+
+/// First provider wallet: provider `n` owns `WalletId(PROVIDER_WALLETS + n)`.
+pub const PROVIDER_WALLETS: u64 = 1 << 62;
+
+/// Who owns a wallet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalletOwner {
+    /// A customer.
+    Customer(CustomerId),
+    /// A provider.
+    Provider(ProviderId),
+    /// The platform (fees).
+    Platform,
+    /// No one: an id above the platform's.
+    Nobody,
+}
+
 impl WalletId {
     /// The platform's own wallet, which receives fees.
-    pub const PLATFORM: WalletId = WalletId(0);
+    pub const PLATFORM: WalletId = WalletId(1 << 63);
+
+    /// The wallet of `principal`, if it has one (an admin has none).
+    pub fn of(principal: &crate::principal::Principal) -> Option<WalletId> {
+        use crate::principal::Role;
+        match principal.role {
+            Role::Customer => Some(CustomerId(principal.sub).into()),
+            Role::Provider => Some(ProviderId(principal.sub).into()),
+            Role::Admin => None,
+        }
+    }
+
+    /// Who owns this wallet.
+    pub fn owner(self) -> WalletOwner {
+        match self.0 {
+            id if id <= SUBJECT_MAX => WalletOwner::Customer(CustomerId(id)),
+            id if id < WalletId::PLATFORM.0 => {
+                WalletOwner::Provider(ProviderId(id - PROVIDER_WALLETS))
+            }
+            id if id == WalletId::PLATFORM.0 => WalletOwner::Platform,
+            _ => WalletOwner::Nobody,
+        }
+    }
 }
 
 impl From<CustomerId> for WalletId {
@@ -53,8 +96,11 @@ impl From<CustomerId> for WalletId {
 }
 
 impl From<ProviderId> for WalletId {
+    /// Provider ids above [`SUBJECT_MAX`] are refused before they reach here; one
+    /// that got here anyway lands among the provider wallets, never on the
+    /// platform's or a customer's.
     fn from(id: ProviderId) -> Self {
-        WalletId(id.0)
+        WalletId(PROVIDER_WALLETS | (id.0 & SUBJECT_MAX))
     }
 }
 
@@ -122,9 +168,32 @@ mod tests {
     }
 
     #[test]
-    fn wallets_follow_principal_ids() {
+    fn wallets_belong_to_a_role_and_subject() {
+        use crate::principal::{Principal, Role};
         assert_eq!(WalletId::from(CustomerId(7)), WalletId(7));
-        assert_eq!(WalletId::from(ProviderId(9)), WalletId(9));
-        assert_eq!(WalletId::PLATFORM.to_string(), "wallet-0");
+        assert_eq!(
+            WalletId::from(ProviderId(7)),
+            WalletId(PROVIDER_WALLETS + 7)
+        );
+        assert_ne!(WalletId::from(CustomerId(7)), WalletId::from(ProviderId(7)));
+        for sub in [0, 1, SUBJECT_MAX] {
+            for role in [Role::Customer, Role::Provider] {
+                let wallet = WalletId::of(&Principal { role, sub }).unwrap();
+                assert_ne!(wallet, WalletId::PLATFORM, "{role} {sub}");
+                let owner = wallet.owner();
+                match role {
+                    Role::Customer => assert_eq!(owner, WalletOwner::Customer(CustomerId(sub))),
+                    _ => assert_eq!(owner, WalletOwner::Provider(ProviderId(sub))),
+                }
+            }
+        }
+        let admin = Principal {
+            role: Role::Admin,
+            sub: 0,
+        };
+        assert_eq!(WalletId::of(&admin), None);
+        assert_eq!(WalletId::PLATFORM.owner(), WalletOwner::Platform);
+        assert_eq!(WalletId(u64::MAX).owner(), WalletOwner::Nobody);
+        assert_ne!(WalletId::from(ProviderId(u64::MAX)), WalletId::PLATFORM);
     }
 }

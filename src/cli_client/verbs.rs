@@ -4,11 +4,13 @@
 //! to the token's own subject.
 
 use crate::api::Request;
+use crate::auth::Principal;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Subcommand};
 use fixit_protocol::command_spec::{Access, CommandSpec, Field, FieldType};
 use fixit_protocol::commands::{command_of_verb, COMMANDS};
+use fixit_protocol::ids::WalletId;
 use serde_json::{Map, Value};
 
 /// The verb that prints the token's pushes instead of sending a command.
@@ -43,7 +45,7 @@ impl Verb {
 
     /// The request this verb sends, with the owner's id defaulting to `me` (the
     /// token's subject); `None` for `watch`, which subscribes instead.
-    pub fn request(&self, me: u64) -> anyhow::Result<Option<Request>> {
+    pub fn request(&self, me: Principal) -> anyhow::Result<Option<Request>> {
         let Verb::Command { spec, args } = self else {
             return Ok(None);
         };
@@ -67,11 +69,21 @@ fn flag(field: &Field) -> String {
     name.replace('_', "-")
 }
 
-/// The field naming the command's owner, which defaults to the token's subject.
+/// The field naming the command's owner, which defaults to the token's own
+/// (its subject, or for a wallet its wallet).
 fn owner_field(spec: &CommandSpec) -> Option<&'static str> {
     match spec.access {
-        Access::Owner { field, .. } => Some(field),
+        Access::Owner { field, .. } | Access::WalletOwner { field } => Some(field),
         Access::AnyRole | Access::Admin => None,
+    }
+}
+
+/// The owner field's value for `me`: its wallet for a wallet (none for an
+/// admin, who must say which), else its subject.
+fn owner_default(spec: &CommandSpec, me: Principal) -> Option<u64> {
+    match spec.access {
+        Access::WalletOwner { .. } => WalletId::of(&me).map(|wallet| wallet.0),
+        _ => Some(me.sub),
     }
 }
 
@@ -79,7 +91,7 @@ fn value_of(
     spec: &CommandSpec,
     field: &Field,
     args: &ArgMatches,
-    me: u64,
+    me: Principal,
 ) -> anyhow::Result<Option<Value>> {
     let text = |name: &str| args.get_one::<String>(name).cloned();
     if field.ty == FieldType::Skills {
@@ -91,7 +103,7 @@ fn value_of(
     }
     let Some(given) = text(field.name) else {
         return Ok(if owner_field(spec) == Some(field.name) {
-            Some(Value::from(me))
+            owner_default(spec, me).map(Value::from)
         } else {
             field.default.map(Value::from)
         });

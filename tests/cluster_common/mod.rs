@@ -66,6 +66,24 @@ pub(crate) fn ids_homed_on(node: &str, start: u64, count: usize) -> Vec<u64> {
         .collect()
 }
 
+/// The wallet id of provider `id` (providers' wallets are their own, apart
+/// from customers' of the same id).
+pub(crate) fn provider_wallet(id: u64) -> u64 {
+    fixit_actors::ids::WalletId::from(fixit_actors::ids::ProviderId(id)).0
+}
+
+/// The first `count` provider ids from `start` whose wallet is homed on `node`.
+pub(crate) fn providers_homed_on(node: &str, start: u64, count: usize) -> Vec<u64> {
+    let nodes: Vec<String> = NAMES.iter().map(|name| name.to_string()).collect();
+    (start..)
+        .filter(|id| home_of_wallet(provider_wallet(*id), &nodes) == Some(node))
+        .take(count)
+        .collect()
+}
+
+/// The platform's wallet id.
+pub(crate) const PLATFORM: u64 = fixit_actors::ids::WalletId::PLATFORM.0;
+
 /// The node a wallet is homed on.
 pub(crate) fn home_of(id: u64) -> String {
     let nodes: Vec<String> = NAMES.iter().map(|name| name.to_string()).collect();

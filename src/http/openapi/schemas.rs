@@ -122,6 +122,12 @@ pub(super) fn field_schema(ty: FieldType) -> Value {
     let skill = json!({ "type": "string", "pattern": "^[a-z0-9_-]{1,32}$" });
     match ty {
         FieldType::Unsigned => uint64(),
+        FieldType::Subject => {
+            json!({ "type": "integer", "format": "uint64", "minimum": 0, "maximum": fixit_protocol::ids::SUBJECT_MAX })
+        }
+        FieldType::Wallet => {
+            json!({ "type": "integer", "format": "uint64", "minimum": 0, "maximum": fixit_protocol::ids::WalletId::PLATFORM.0, "description": "A customer's wallet is its id, a provider's 2^62 + its id, the platform's 2^63." })
+        }
         FieldType::Count { min, max } => {
             json!({ "type": "integer", "minimum": min, "maximum": max })
         }
