@@ -150,6 +150,12 @@ mod tests {
     #[test]
     fn whole_numbers_written_as_fractions_become_integers_and_fractions_stay() {
         assert_eq!(whole_number(json!(12.0)), json!(12));
+        let parsed: serde_json::Value = serde_json::from_str("4016378022212514.0").unwrap();
+        assert_eq!(
+            whole_number(parsed),
+            json!(4_016_378_022_212_514u64),
+            "parsed exactly (serde_json's float_roundtrip)"
+        );
         assert_eq!(whole_number(json!(-3.0)), json!(-3));
         assert_eq!(
             whole_number(json!(1e19)),
