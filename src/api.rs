@@ -367,8 +367,7 @@ impl Api {
                 unanswered: Vec::new(),
             }),
             Request::RevokeToken { jti } => {
-                let printable = jti.bytes().all(|byte| byte.is_ascii_graphic());
-                if jti.is_empty() || jti.len() > TOKEN_ID_BYTES_MAX || !printable {
+                if !fixit_protocol::ids::is_printable_ascii(&jti, TOKEN_ID_BYTES_MAX) {
                     return Err(CoreError::Invalid(format!(
                         "jti must be 1 to {TOKEN_ID_BYTES_MAX} printable ASCII bytes"
                     ))

@@ -50,9 +50,9 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or creates, owner-only) the log in `data_dir` and starts its writer.
+    /// Opens (or creates, owner-only) the log in `data_dir` — made, owner-only,
+    /// by the node's store — and starts its writer.
     pub fn open(data_dir: &Path) -> std::io::Result<AuditLog> {
-        fixit_protocol::files::create_private_dir(data_dir)?;
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]

@@ -227,8 +227,7 @@ pub fn validate_ledger_key(key: &str) -> CoreResult<()> {
 }
 
 fn check_key(key: &str, max: usize) -> CoreResult<()> {
-    let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if key.is_empty() || key.len() > max || !printable {
+    if !fixit_protocol::ids::is_printable_ascii(key, max) {
         return Err(CoreError::Invalid(format!(
             "idempotency key must be 1 to {max} printable ASCII bytes"
         )));

@@ -64,8 +64,8 @@ pub struct JwksError {
     reason: String,
 }
 
-/// An external identity provider: its public keys by `kid` and what its tokens
-/// must say.
+/// An issuer of tokens — an external identity provider, or the node itself —:
+/// its keys by `kid` and what its tokens must say.
 pub struct External {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
     issuer: String,
@@ -75,6 +75,18 @@ pub struct External {
 }
 
 impl External {
+    /// The node itself: its HS256 secret under [`BUILTIN_KID`].
+    fn own(secret: &[u8]) -> External {
+        let key = (DecodingKey::from_secret(secret), Algorithm::HS256);
+        External {
+            keys: HashMap::from([(BUILTIN_KID.to_owned(), key)]),
+            issuer: BUILTIN_ISSUER.to_owned(),
+            audience: BUILTIN_ISSUER.to_owned(),
+            role_claim: ROLE_CLAIM.to_owned(),
+            subject_claim: SUBJECT_CLAIM.to_owned(),
+        }
+    }
+
     /// Reads the JWKS file at `path`: every key needs a `kid` and an `alg`, and
     /// must be a public key (RSA, EC or OKP; a symmetric `oct` key is refused).
     pub fn load(
@@ -205,7 +217,8 @@ impl Denylist {
 /// optional external identity provider, and the shared denylist.
 #[derive(Clone)]
 pub struct TokenKey {
-    own: Arc<(EncodingKey, DecodingKey)>,
+    signing: Arc<EncodingKey>,
+    own: Arc<External>,
     external: Option<Arc<External>>,
     denied: Arc<Denylist>,
     leeway_s: u64,
@@ -233,10 +246,8 @@ impl TokenKey {
     /// A key from raw secret bytes.
     pub fn from_secret(secret: [u8; SECRET_BYTES]) -> TokenKey {
         TokenKey {
-            own: Arc::new((
-                EncodingKey::from_secret(&secret),
-                DecodingKey::from_secret(&secret),
-            )),
+            signing: Arc::new(EncodingKey::from_secret(&secret)),
+            own: Arc::new(External::own(&secret)),
             external: None,
             denied: Arc::default(),
             leeway_s: LEEWAY_S_DEFAULT,
@@ -302,7 +313,7 @@ impl TokenKey {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(BUILTIN_KID.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.own.0)
+        jsonwebtoken::encode(&header, &claims, &self.signing)
             .expect("HS256 signing with a 32-byte secret cannot fail")
     }
 
@@ -316,40 +327,28 @@ impl TokenKey {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| refuse("malformed token or unsupported algorithm"))?;
-        let external = self.external.as_deref();
-        let (key, alg, issuer, audience, role_claim, subject_claim) =
-            match (header.kid.as_deref(), external) {
-                (None | Some(BUILTIN_KID), _) => (
-                    &self.own.1,
-                    Algorithm::HS256,
-                    BUILTIN_ISSUER,
-                    BUILTIN_ISSUER,
-                    ROLE_CLAIM,
-                    SUBJECT_CLAIM,
-                ),
-                (Some(kid), Some(external)) => {
-                    let (key, alg) = external
-                        .keys
-                        .get(kid)
-                        .ok_or_else(|| refuse("unknown key id"))?;
-                    (
-                        key,
-                        *alg,
-                        external.issuer.as_str(),
-                        external.audience.as_str(),
-                        external.role_claim.as_str(),
-                        external.subject_claim.as_str(),
-                    )
-                }
-                (Some(_), None) => return Err(refuse("unknown key id")),
-            };
-        let mut validation = Validation::new(alg);
+        // No kid: the node's own (tokens of earlier builds named none).
+        let (issuer, kid) = match header.kid.as_deref() {
+            None => (&*self.own, BUILTIN_KID),
+            Some(BUILTIN_KID) => (&*self.own, BUILTIN_KID),
+            Some(kid) => (
+                self.external
+                    .as_deref()
+                    .ok_or_else(|| refuse("unknown key id"))?,
+                kid,
+            ),
+        };
+        let (key, alg) = issuer
+            .keys
+            .get(kid)
+            .ok_or_else(|| refuse("unknown key id"))?;
+        let mut validation = Validation::new(*alg);
         // Time is checked below against the caller's clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&issuer.issuer]);
+        validation.set_audience(&[&issuer.audience]);
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
             .map_err(|error| {
                 refuse(match error.kind() {
@@ -376,11 +375,11 @@ impl TokenKey {
             }
         }
         let role: Role = claims
-            .get(role_claim)
+            .get(&issuer.role_claim)
             .and_then(Value::as_str)
             .and_then(|role| role.parse().ok())
             .ok_or_else(|| refuse("no valid role claim"))?;
-        let sub = match claims.get(subject_claim) {
+        let sub = match claims.get(&issuer.subject_claim) {
             Some(Value::String(text)) => text.parse().ok(),
             Some(number) => number.as_u64(),
             None => None,

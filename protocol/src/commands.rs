@@ -852,6 +852,18 @@ mod tests {
     }
 
     #[test]
+    fn subject_id_names_exactly_the_subject_fields_of_the_table() {
+        for request in every_request() {
+            let spec = request.spec();
+            let declared = spec
+                .fields
+                .iter()
+                .any(|field| field.ty == FieldType::Subject);
+            assert_eq!(request.subject_id().is_some(), declared, "{}", spec.name);
+        }
+    }
+
+    #[test]
     fn only_reads_replaces_and_keyed_commands_are_repeatable() {
         let repeatable: Vec<&str> = every_request()
             .iter()

@@ -43,6 +43,12 @@ numeric_id!(
     "job"
 );
 
+/// Whether `text` is 1 to `max` printable ASCII bytes without spaces (keys and
+/// token ids).
+pub fn is_printable_ascii(text: &str, max: usize) -> bool {
+    (1..=max).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Largest subject id of a customer or provider (2^62 − 1).
 pub const SUBJECT_MAX: u64 = (1 << 62) - 1;
 

@@ -118,7 +118,7 @@ pub struct SubscribeReply {
 /// Whether a client-chosen request id is acceptable: 1 to
 /// [`REQUEST_ID_BYTES_MAX`] bytes of printable ASCII (so it is safe in logs).
 pub fn valid_request_id(id: &str) -> bool {
-    (1..=REQUEST_ID_BYTES_MAX).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+    crate::ids::is_printable_ascii(id, REQUEST_ID_BYTES_MAX)
 }
 
 #[cfg(test)]

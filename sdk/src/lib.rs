@@ -97,6 +97,21 @@ impl Connector {
         addr: SocketAddr,
         hello: &Hello,
     ) -> Result<Client, ClientError> {
+        let current = self.dial(addr, hello).await?;
+        Ok(Client {
+            link: Arc::new(Link {
+                connector: self.clone(),
+                addr,
+                hello: hello.clone(),
+                current: RwLock::new(current),
+                redialing: tokio::sync::Mutex::new(()),
+                redials: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// A new connection to `addr` that said `hello` and was welcomed.
+    async fn dial(&self, addr: SocketAddr, hello: &Hello) -> Result<Current, ClientError> {
         let connection = self.connect_without_hello(addr).await?;
         let welcome = say_hello(&connection, hello)
             .await
@@ -106,18 +121,9 @@ impl Connector {
                 }
                 refused => ClientError::Refused(refused),
             })?;
-        Ok(Client {
-            link: Arc::new(Link {
-                connector: self.clone(),
-                addr,
-                hello: hello.clone(),
-                current: RwLock::new(Current {
-                    connection,
-                    welcome: Arc::new(welcome),
-                }),
-                redialing: tokio::sync::Mutex::new(()),
-                redials: AtomicU64::new(0),
-            }),
+        Ok(Current {
+            connection,
+            welcome: Arc::new(welcome),
         })
     }
 
@@ -218,15 +224,14 @@ impl Link {
         if current.connection.stable_id() != stale.stable_id() {
             return Ok(current);
         }
-        let client = self
-            .connector
-            .connect_with_hello(self.addr, &self.hello)
-            .await
-            .map_err(|error| match error {
-                ClientError::Refused(refused) => refused,
-                other => unavailable(other),
-            })?;
-        let fresh = client.link.current();
+        let fresh =
+            self.connector
+                .dial(self.addr, &self.hello)
+                .await
+                .map_err(|error| match error {
+                    ClientError::Refused(refused) => refused,
+                    other => unavailable(other),
+                })?;
         *self
             .current
             .write()

@@ -80,7 +80,7 @@ fn from_headers(headers: &HeaderMap) -> Option<RequestId> {
 }
 
 fn valid(text: &str) -> bool {
-    (1..=REQUEST_ID_BYTES_MAX).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
+    fixit_protocol::ids::is_printable_ascii(text, REQUEST_ID_BYTES_MAX)
 }
 
 /// A fresh id: random when the OS offers randomness, else a process-wide counter.
