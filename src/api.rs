@@ -5,6 +5,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::{now_s, Denial, Principal, Role, TokenKey};
 use crate::limits::Admission;
 use crate::overload::Overload;
+use fixit_actors::areas::StoredArea;
 use fixit_actors::error::CoreError;
 use fixit_actors::ids::{CustomerId, JobId, ProviderId, WalletId};
 use fixit_actors::job::Job;
@@ -12,6 +13,7 @@ use fixit_actors::ledger::LedgerOp;
 use fixit_actors::Node;
 use fixit_cluster::route::nearby::nearby_here;
 use fixit_cluster::{ClusterRouter, LocalApi};
+use fixit_protocol::area::AreaChange;
 use fixit_protocol::codec;
 use fixit_protocol::command_spec::{Method, TOKEN_ID_BYTES_MAX};
 use fixit_protocol::commands::Revocation;
@@ -27,10 +29,6 @@ pub use fixit_protocol::api::{
     ApiError, ErrorBody, NearbyAnswer, NearbyQuery, Push, Request, Response, HISTORY_LIMIT_MAX,
     PROTOCOL_VERSION, UNAVAILABLE_RETRY_AFTER_MS,
 };
-
-fn forbid(what: &str) -> ApiError {
-    ApiError::Forbidden(what.to_owned())
-}
 
 /// Checks that `principal` may send `request` (before anything is done), by the
 /// command's access rule in the command table. Job visibility for `JobStatus` is
@@ -391,6 +389,31 @@ impl Api {
                 })
                 .await?
             }
+            Request::PutServiceArea(area) => {
+                let name = area.name.clone();
+                let existed = node.put_area(StoredArea::Service(area)).await?;
+                area_changed(name, existed)
+            }
+            Request::PutZone(zone) => {
+                let name = zone.name.clone();
+                let existed = node.put_area(StoredArea::Zone(zone)).await?;
+                area_changed(name, existed)
+            }
+            Request::RemoveArea { name } => {
+                let existed = node.remove_area(&name).await?;
+                area_changed(name, existed)
+            }
+            Request::Areas {} => Response::Areas(node.areas().list()),
+            Request::SetWorkArea { provider, area } => {
+                let existed = node.set_work_area(ProviderId(provider), area).await?;
+                area_changed(provider.to_string(), existed)
+            }
+            Request::Quote {
+                skill,
+                lat,
+                lon,
+                price,
+            } => Response::Quote(node.quote(&skill, lat, lon, price)?),
         };
         Ok(response)
     }
@@ -423,7 +446,24 @@ impl Api {
                     }
                 });
             }
-            Role::Admin => return Err(forbid("an admin has no push stream")),
+            Role::Admin => {
+                let mut events = self.node.zone_events();
+                tokio::spawn(async move {
+                    loop {
+                        match events.recv().await {
+                            Ok(event) => {
+                                if sender.send(Push::Zone(event)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                                tracing::info!(missed, "admin subscriber missed zone events");
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        }
+                    }
+                });
+            }
         }
         Ok(receiver)
     }
@@ -457,6 +497,14 @@ impl LocalApi for Api {
         }
         result
     }
+}
+
+fn area_changed(name: String, existed: bool) -> Response {
+    Response::AreaChanged(AreaChange {
+        name,
+        existed,
+        nodes_missed: Vec::new(),
+    })
 }
 
 /// Pushes buffered per subscriber before the slowest are dropped.

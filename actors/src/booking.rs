@@ -9,6 +9,7 @@ use crate::ids::{CustomerId, JobId, Skill};
 use crate::job::{Job, JobRequest, JobStatus};
 use crate::ledger::{self, LedgerOp};
 use crate::store::JobRequestRecord;
+use fixit_protocol::area::{apply_multiplier, ZoneCharge};
 
 /// A validated booking, ready to be carried out.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +22,8 @@ pub struct Booking {
     pub encoded: Vec<u8>,
     /// Idempotency key of the escrow hold on the customer's wallet.
     pub hold_key: String,
+    /// The zone that prices it, if any ([`priced`]).
+    pub zone: Option<ZoneCharge>,
 }
 
 /// What a booking's limits are (from the node's config).
@@ -64,7 +67,33 @@ pub fn validate(
         request,
         encoded,
         hold_key: format!("job-request-{key}"),
+        zone: None,
     })
+}
+
+/// The booking priced by the zone it is in (`charge`, from the node's areas): the
+/// price held becomes the price times the zone's multiplier, rounded up. The key
+/// still compares the customer's own request, so a retry matches whatever the
+/// zones did meanwhile. Refused if the priced amount is over the price limit.
+pub fn priced(
+    mut booking: Booking,
+    charge: Option<ZoneCharge>,
+    limits: &BookingLimits,
+) -> CoreResult<Booking> {
+    let Some(charge) = charge else {
+        return Ok(booking);
+    };
+    let price = apply_multiplier(booking.request.price, charge.multiplier_pct)
+        .filter(|price| *price <= limits.price_max)
+        .ok_or_else(|| {
+            CoreError::Invalid(format!(
+                "the price with zone {}'s multiplier of {}% is over {}",
+                charge.zone, charge.multiplier_pct, limits.price_max
+            ))
+        })?;
+    booking.request.price = price;
+    booking.zone = Some(charge);
+    Ok(booking)
 }
 
 /// What a key seen before means: the job it booked when the request is the same,
@@ -105,6 +134,7 @@ pub fn new_job(booking: &Booking, id: JobId, now_ms: u64, limits: &BookingLimits
         wake_at_ms: Some(now_ms + limits.first_wake_ms),
         verified: None,
         created_ms: now_ms,
+        zone: booking.zone.clone(),
     }
 }
 
@@ -175,5 +205,29 @@ mod tests {
         assert_eq!(job.wake_at_ms, Some(5_250));
         assert_eq!(job.hold_key, "job-request-k");
         assert_eq!((job.customer, job.created_ms), (CustomerId(7), 5_000));
+    }
+
+    #[test]
+    fn a_zone_multiplies_the_held_price_and_a_retry_still_matches() {
+        let base = booking("k", 1_000).unwrap();
+        let charge = ZoneCharge {
+            zone: "airport".into(),
+            multiplier_pct: 150,
+            base_price: 1_000,
+        };
+        let priced = priced(base.clone(), Some(charge.clone()), &LIMITS).unwrap();
+        assert_eq!(hold(&priced), LedgerOp::Hold { amount: 1_500 });
+        assert_eq!(
+            priced.encoded, base.encoded,
+            "the key compares the customer's request"
+        );
+        let job = new_job(&priced, JobId(3), 5_000, &LIMITS);
+        assert_eq!((job.request.price, job.fee), (1_500, 150));
+        assert_eq!(job.zone, Some(charge.clone()));
+        let dear = booking("k", LIMITS.price_max).unwrap();
+        assert!(matches!(
+            super::priced(dear, Some(charge), &LIMITS),
+            Err(CoreError::Invalid(_))
+        ));
     }
 }

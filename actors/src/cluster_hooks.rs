@@ -4,9 +4,12 @@
 //! implements it over the cluster links.
 
 use crate::error::CoreResult;
-use crate::ids::WalletId;
+use crate::geo::{Coord, Nearby};
+use crate::ids::{JobId, ProviderId, Skill, WalletId};
 use crate::ledger::LedgerOp;
+use crate::services::{JobEvent, ProviderPush};
 use crate::store::OpOutcome;
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -39,6 +42,71 @@ pub trait ClusterHooks: Send + Sync + 'static {
 
     /// A capture wrote transfers to the outbox: deliver them soon.
     fn transfers_queued(&self);
+
+    /// Dispatch candidates held by the other nodes whose regions reach the
+    /// search circle, each with the node holding it; a node that does not answer
+    /// within the link deadline is left out (its providers are not offered).
+    fn remote_candidates(&self, query: CandidateQuery) -> BoxFuture<Vec<(Nearby, String)>>;
+
+    /// A command for a provider held by node `node` (offers and assignments of
+    /// jobs held here).
+    fn provider_remote(
+        &self,
+        node: String,
+        provider: ProviderId,
+        call: ProviderCall,
+    ) -> BoxFuture<CoreResult<()>>;
+
+    /// A provider held here declines a job held by another node (it went offline).
+    fn decline_remote(&self, job: JobId, provider: ProviderId) -> BoxFuture<CoreResult<()>>;
+
+    /// Sends a customer's job event to node `node`, where the customer booked
+    /// from, without waiting: false when it was dropped (the node's queue full).
+    fn forward_job_event(&self, node: &str, event: JobEvent) -> bool;
+}
+
+/// A search for dispatch candidates on another node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CandidateQuery {
+    /// The job's position.
+    pub at: Coord,
+    /// The skill wanted.
+    pub skill: Skill,
+    /// Most candidates.
+    pub limit: u32,
+    /// Search radius, metres.
+    pub radius_m: f64,
+    /// Providers not to return (already tried).
+    pub exclude: Vec<ProviderId>,
+}
+
+/// What a job held on one node asks of a provider held on another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ProviderCall {
+    /// Hold an offer of `job` until `until_ms`.
+    Offer {
+        /// The job.
+        job: JobId,
+        /// Offer deadline, ms since the epoch.
+        until_ms: u64,
+    },
+    /// The offer of `job` ended unaccepted.
+    OfferEnded {
+        /// The job.
+        job: JobId,
+    },
+    /// The provider holds `job` (it accepted).
+    Assign {
+        /// The job.
+        job: JobId,
+    },
+    /// `job` ended.
+    JobEnded {
+        /// The job.
+        job: JobId,
+    },
+    /// A push for the provider's app.
+    Push(ProviderPush),
 }
 
 /// The node number encoded in a job id (0 for a node outside any cluster).

@@ -1,5 +1,6 @@
 //! Node configuration: every limit explicit, units in the names, checked at start.
 
+use fixit_protocol::area::{ServiceArea, Zone};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -570,6 +571,15 @@ pub struct FeesSection {
 pub struct GeoSection {
     /// Geohash precision of the index cells (6 is about 1.2 km by 0.6 km).
     pub cell_precision: usize,
+    /// Service areas put at every start (`[[geo.service_areas]]`: name, skills,
+    /// a GeoJSON `geometry`); an area of the same name put at run time is
+    /// replaced by this one at the next start. Optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_areas: Vec<ServiceArea>,
+    /// Zones put at every start (`[[geo.zones]]`: name, multiplier_pct, geometry).
+    /// Optional.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<Zone>,
 }
 
 /// Durable writes.
@@ -677,7 +687,11 @@ impl NodeConfig {
             fees: FeesSection {
                 platform_fee_bps: 1_000,
             },
-            geo: GeoSection { cell_precision: 6 },
+            geo: GeoSection {
+                cell_precision: 6,
+                service_areas: Vec::new(),
+                zones: Vec::new(),
+            },
             storage: StorageSection {
                 group_commit_batch_max: 4_096,
                 group_commit_queue_max: 65_536,
@@ -872,7 +886,38 @@ impl NodeConfig {
                 "must be 0 to 3600000",
             ));
         }
+        self.validate_areas(file)?;
         self.validate_client_access(file)
+    }
+
+    fn validate_areas(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for area in &self.geo.service_areas {
+            area.validate()
+                .map_err(|why| invalid("geo.service_areas", format!("{}: {why}", area.name)))?;
+            if !names.insert(area.name.as_str()) {
+                return Err(invalid("geo.service_areas", format!("{} twice", area.name)));
+            }
+        }
+        for zone in &self.geo.zones {
+            zone.validate()
+                .map_err(|why| invalid("geo.zones", format!("{}: {why}", zone.name)))?;
+            if !names.insert(zone.name.as_str()) {
+                return Err(invalid("geo.zones", format!("{} twice", zone.name)));
+            }
+        }
+        if names.len() > fixit_protocol::area::AREAS_MAX {
+            return Err(invalid(
+                "geo",
+                format!("at most {} areas", fixit_protocol::area::AREAS_MAX),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_client_access(&self, file: &Path) -> Result<(), ConfigError> {

@@ -1,6 +1,8 @@
 //! Everything the actors of one node share: config, clock, store, registries, geo index.
 
+use crate::areas::{Areas, WorkAreas};
 use crate::clock::SharedClock;
+use crate::cluster_hooks::CandidateQuery;
 use crate::cluster_hooks::{ClusterHooks, JOB_ID_NODE_SHIFT};
 use crate::config::NodeConfig;
 use crate::durability::Durability;
@@ -8,7 +10,8 @@ use crate::entity::{CallLimits, Registry};
 use crate::error::{CoreError, CoreResult};
 use crate::faults::Faults;
 use crate::geo::GeoIndex;
-use crate::ids::{JobId, WalletId};
+use crate::geo::Nearby;
+use crate::ids::{CustomerId, JobId, ProviderId, WalletId};
 use crate::job_actor::JobKind;
 use crate::ledger::LedgerOp;
 use crate::provider_actor::ProviderKind;
@@ -18,8 +21,9 @@ use crate::store::OpOutcome;
 use crate::store::Store;
 use crate::wallet_actor::WalletCommand;
 use crate::wallet_actor::WalletKind;
+use fixit_protocol::area::ZoneEvent;
 use parking_lot::{Mutex, RwLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -33,6 +37,16 @@ pub struct NodeStats {
     pub pushes_dropped: AtomicU64,
     /// Proofs of work checked.
     pub verifications: AtomicU64,
+    /// Bookings refused because no service area for their skill holds them.
+    pub bookings_outside_service_area: AtomicU64,
+    /// Offers made to providers held by another node (dispatch across a region edge).
+    pub offers_across_regions: AtomicU64,
+    /// Customer job events sent to the node the customer booked through.
+    pub pushes_forwarded: AtomicU64,
+    /// Customer job events not forwarded (link slow or down, queue full).
+    pub pushes_forward_dropped: AtomicU64,
+    /// Providers entering or leaving a zone.
+    pub zone_events: AtomicU64,
 }
 
 impl NodeStats {
@@ -51,7 +65,8 @@ impl NodeStats {
         self.restarts.lock().get(kind).copied().unwrap_or(0)
     }
 
-    pub(crate) fn count(counter: &AtomicU64) {
+    /// Adds one to `counter`.
+    pub fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -88,9 +103,85 @@ pub struct NodeContext {
     pub pushes: PushHub,
     /// The cluster this node belongs to, if any.
     pub cluster: Option<Arc<dyn ClusterHooks>>,
+    /// Service areas and zones, indexed (replaced whole on a change).
+    pub areas: RwLock<Arc<Areas>>,
+    /// Providers' work areas.
+    pub work_areas: RwLock<WorkAreas>,
+    /// Providers entering and leaving zones, for admin subscribers (a slow one
+    /// misses events rather than holding anyone up).
+    pub zone_events: tokio::sync::broadcast::Sender<ZoneEvent>,
+    /// Providers held by other nodes that searches here found, by the node
+    /// holding each (offers and assignments go there). In memory only.
+    pub provider_nodes: Mutex<HashMap<ProviderId, String>>,
+    /// Customers who reach this node through another, by that node: their job
+    /// events are forwarded there. In memory only.
+    pub customer_nodes: Mutex<HashMap<CustomerId, String>>,
+}
+
+/// Most entries in [`NodeContext::provider_nodes`] or
+/// [`NodeContext::customer_nodes`]; past it an arbitrary entry makes room.
+pub const REMOTE_ENTRIES_MAX: usize = 200_000;
+
+/// Puts `key → node` in `map`, making room past [`REMOTE_ENTRIES_MAX`].
+fn remember<K: std::hash::Hash + Eq + Copy>(map: &Mutex<HashMap<K, String>>, key: K, node: &str) {
+    let mut map = map.lock();
+    if map.get(&key).map(String::as_str) == Some(node) {
+        return;
+    }
+    if map.len() >= REMOTE_ENTRIES_MAX && !map.contains_key(&key) {
+        if let Some(evicted) = map.keys().next().copied() {
+            map.remove(&evicted);
+        }
+    }
+    map.insert(key, node.to_owned());
 }
 
 impl NodeContext {
+    /// The node holding `provider`, if a search found it on another node.
+    pub fn provider_node(&self, provider: ProviderId) -> Option<String> {
+        self.provider_nodes.lock().get(&provider).cloned()
+    }
+
+    /// Notes where a provider found by a search is held (`None`: here).
+    pub fn note_provider_node(&self, provider: ProviderId, node: Option<&str>) {
+        match node {
+            Some(node) => remember(&self.provider_nodes, provider, node),
+            None => {
+                self.provider_nodes.lock().remove(&provider);
+            }
+        }
+    }
+
+    /// The node a customer reaches this one through, if another.
+    pub fn customer_node(&self, customer: CustomerId) -> Option<String> {
+        self.customer_nodes.lock().get(&customer).cloned()
+    }
+
+    /// Notes the node a customer's request came through (`None`: this one).
+    pub fn note_customer_node(&self, customer: CustomerId, node: Option<&str>) {
+        match node {
+            Some(node) => remember(&self.customer_nodes, customer, node),
+            None => {
+                self.customer_nodes.lock().remove(&customer);
+            }
+        }
+    }
+
+    /// Dispatch candidates in this node's index: available providers of the
+    /// skill within the radius, not excluded, whose work area holds the point,
+    /// best first.
+    pub fn local_candidates(&self, query: &CandidateQuery) -> CoreResult<Vec<Nearby>> {
+        let work = self.work_areas.read();
+        let found = self.geo.read().nearby(
+            query.at,
+            &query.skill,
+            query.limit as usize,
+            query.radius_m,
+            &|provider| query.exclude.contains(&provider) || !work.allows(provider, query.at),
+        )?;
+        Ok(found)
+    }
+
     /// The home node of `wallet` when that is another node.
     pub fn remote_home(&self, wallet: WalletId) -> Option<String> {
         self.cluster.as_ref()?.remote_home(wallet)

@@ -5,10 +5,12 @@
 //! into [`Input`]s, steps the machine, and persists and carries out the [`Effect`]s
 //! (searches, calls to providers and wallets, pushes), feeding their answers back.
 
-use crate::context::NodeContext;
+use crate::cluster_hooks::{CandidateQuery, ProviderCall};
+use crate::context::{NodeContext, NodeStats};
 use crate::dispatch::{self, DispatchLimits, Effect, Input, Offer};
 use crate::entity::{EntityKind, Registry};
 use crate::error::{CoreError, CoreResult};
+use crate::geo::{rank, Nearby};
 use crate::ids::{CustomerId, JobId, ProviderId, WalletId};
 use crate::job::{Job, JobStatus};
 use crate::ledger::LedgerOp;
@@ -150,17 +152,29 @@ fn save(ctx: &NodeContext, job: &mut Job, next: Job) -> CoreResult<()> {
     let changed = next.status != job.status;
     *job = next;
     if changed {
-        ctx.services.notify_job(
-            &ctx.stats,
-            JobEvent {
-                job: job.id,
-                customer: job.customer,
-                status: job.status,
-                at_ms: ctx.clock.now_ms(),
-            },
-        );
+        let event = JobEvent {
+            job: job.id,
+            customer: job.customer,
+            status: job.status,
+            at_ms: ctx.clock.now_ms(),
+        };
+        forward_event(ctx, &event);
+        ctx.services.notify_job(&ctx.stats, event);
     }
     Ok(())
+}
+
+/// Sends a job event to the node the customer reaches this one through, if any.
+fn forward_event(ctx: &NodeContext, event: &JobEvent) {
+    let (Some(cluster), Some(node)) = (&ctx.cluster, ctx.customer_node(event.customer)) else {
+        return;
+    };
+    let counter = if cluster.forward_job_event(&node, event.clone()) {
+        &ctx.stats.pushes_forwarded
+    } else {
+        &ctx.stats.pushes_forward_dropped
+    };
+    NodeStats::count(counter);
 }
 
 /// Steps the dispatch machine from `input` and carries out its effects, feeding the
@@ -187,7 +201,7 @@ async fn carry_out(ctx: &NodeContext, job: &mut Job, effect: Effect) -> CoreResu
             save(ctx, job, next)?;
             return Ok(None);
         }
-        Effect::Search { round, exclude } => search(ctx, job, round, &exclude),
+        Effect::Search { round, exclude } => search(ctx, job, round, exclude).await,
         Effect::Offer(offer) => offer_to(ctx, job.id, offer).await,
         Effect::Assign { provider, at_ms } => assign(ctx, job.id, provider, at_ms).await,
         Effect::Capture {
@@ -245,30 +259,51 @@ async fn wallet_op(
     ctx.wallet_op(wallet, key, op).await.map(drop)
 }
 
+/// Calls a provider: through its actor here, or, for a provider a search found on
+/// another node, on that node (`remote` is the same command for the wire).
 async fn provider_call(
     ctx: &NodeContext,
     provider: ProviderId,
     command: impl FnOnce(RpcReplyPort<CoreResult<()>>) -> ProviderCommand,
+    remote: ProviderCall,
 ) -> CoreResult<()> {
+    if let (Some(cluster), Some(node)) = (&ctx.cluster, ctx.provider_node(provider)) {
+        return cluster.provider_remote(node, provider, remote).await;
+    }
     ctx.providers.call(provider, command).await
 }
 
-/// The nearest available candidates not in `exclude`.
-fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: &[ProviderId]) -> Input {
+/// The nearest available candidates not in `exclude`: this node's, and in a
+/// cluster those of every node whose regions reach the search circle, ranked
+/// together by [`rank`].
+async fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: Vec<ProviderId>) -> Input {
     let dispatch = &ctx.config.dispatch;
-    let found = ctx.geo.read().nearby(
-        job.request.location,
-        &job.request.skill,
-        dispatch.candidates_per_search as usize,
-        dispatch.search_radius_m,
-        &|provider| exclude.contains(&provider),
-    );
-    match found {
-        Ok(candidates) => Input::Found {
-            round,
-            providers: candidates.into_iter().map(|c| c.provider).collect(),
-        },
-        Err(error) => Input::SearchFailed(error.into()),
+    let query = CandidateQuery {
+        at: job.request.location,
+        skill: job.request.skill.clone(),
+        limit: dispatch.candidates_per_search,
+        radius_m: dispatch.search_radius_m,
+        exclude,
+    };
+    let local = match ctx.local_candidates(&query) {
+        Ok(found) => found,
+        Err(error) => return Input::SearchFailed(error),
+    };
+    let mut found: Vec<(Nearby, Option<String>)> =
+        local.into_iter().map(|near| (near, None)).collect();
+    if let Some(cluster) = &ctx.cluster {
+        let remote = cluster.remote_candidates(query).await;
+        found.extend(remote.into_iter().map(|(near, node)| (near, Some(node))));
+        found.sort_by(|a, b| rank(&a.0, &b.0));
+        found.dedup_by_key(|(near, _)| near.provider);
+        found.truncate(dispatch.candidates_per_search as usize);
+    }
+    for (near, node) in &found {
+        ctx.note_provider_node(near.provider, node.as_deref());
+    }
+    Input::Found {
+        round,
+        providers: found.into_iter().map(|(near, _)| near.provider).collect(),
     }
 }
 
@@ -276,14 +311,24 @@ fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: &[ProviderId]) -> I
 async fn offer_to(ctx: &NodeContext, job: JobId, offer: Offer) -> Input {
     let provider = offer.provider;
     let until_ms = offer.deadline_ms;
-    let taken = provider_call(ctx, provider, |reply| ProviderCommand::Offer {
-        job,
-        until_ms,
-        reply,
-    })
+    let taken = provider_call(
+        ctx,
+        provider,
+        |reply| ProviderCommand::Offer {
+            job,
+            until_ms,
+            reply,
+        },
+        ProviderCall::Offer { job, until_ms },
+    )
     .await;
     match taken {
-        Ok(()) => Input::OfferTaken(offer),
+        Ok(()) => {
+            if ctx.provider_node(provider).is_some() {
+                NodeStats::count(&ctx.stats.offers_across_regions);
+            }
+            Input::OfferTaken(offer)
+        }
         Err(error) => {
             tracing::debug!(%job, %provider, %error, "candidate cannot take the offer");
             Input::OfferRefused(offer)
@@ -300,14 +345,27 @@ fn announce_offer(ctx: &NodeContext, job: &Job, provider: ProviderId, deadline_m
         price: job.request.price,
         deadline_ms,
     };
-    ctx.services.push_provider(&ctx.stats, provider, push);
+    match (&ctx.cluster, ctx.provider_node(provider)) {
+        (Some(cluster), Some(node)) => {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let call = ProviderCall::Push(push);
+                if let Err(error) = cluster.provider_remote(node, provider, call).await {
+                    tracing::info!(%provider, %error, "offer push to another node lost; the provider's app reads its status");
+                }
+            });
+        }
+        _ => ctx.services.push_provider(&ctx.stats, provider, push),
+    }
 }
 
 async fn assign(ctx: &NodeContext, job: JobId, provider: ProviderId, at_ms: u64) -> Input {
-    match provider_call(ctx, provider, |reply| ProviderCommand::Assign {
-        job,
-        reply,
-    })
+    match provider_call(
+        ctx,
+        provider,
+        |reply| ProviderCommand::Assign { job, reply },
+        ProviderCall::Assign { job },
+    )
     .await
     {
         Ok(()) => Input::Assigned { provider, at_ms },
@@ -336,12 +394,16 @@ async fn release(
 /// Tells a provider its offer ended; a failure is logged, not fatal (its offer
 /// lapses on its own).
 async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
-    ctx.services
-        .push_provider(&ctx.stats, provider, ProviderPush::OfferEnded { job });
-    let result = provider_call(ctx, provider, |reply| ProviderCommand::OfferEnded {
-        job,
-        reply,
-    })
+    if ctx.provider_node(provider).is_none() {
+        ctx.services
+            .push_provider(&ctx.stats, provider, ProviderPush::OfferEnded { job });
+    }
+    let result = provider_call(
+        ctx,
+        provider,
+        |reply| ProviderCommand::OfferEnded { job, reply },
+        ProviderCall::OfferEnded { job },
+    )
     .await;
     if let Err(error) = result {
         tracing::warn!(%job, %error, "provider not told that the job ended");
@@ -350,10 +412,12 @@ async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
 
 /// Tells a provider the job it held ended; a failure is logged, not fatal.
 async fn end_job(ctx: &NodeContext, job: JobId, provider: ProviderId) {
-    let result = provider_call(ctx, provider, |reply| ProviderCommand::JobEnded {
-        job,
-        reply,
-    })
+    let result = provider_call(
+        ctx,
+        provider,
+        |reply| ProviderCommand::JobEnded { job, reply },
+        ProviderCall::JobEnded { job },
+    )
     .await;
     if let Err(error) = result {
         tracing::warn!(%job, %error, "provider not told that the job ended");

@@ -7,6 +7,7 @@
 //! through [`store`], and reply once [`durability`] says the change is on disk.
 //! [`node::Node`] assembles them under the [`root`] supervisor.
 
+pub mod areas;
 pub mod booking;
 pub mod clock;
 pub mod cluster_hooks;

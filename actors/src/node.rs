@@ -1,9 +1,10 @@
 //! A running node: storage, supervision tree and tickers, with one async method per
 //! marketplace command. Input is validated here; entities never see bad input.
 
+use crate::areas::{Areas, StoredArea, WorkAreas, AREA_PREFIX, WORK_PREFIX};
 use crate::booking::{self, BookingLimits};
 use crate::clock::SharedClock;
-use crate::cluster_hooks::ClusterHooks;
+use crate::cluster_hooks::{CandidateQuery, ClusterHooks, ProviderCall};
 use crate::config::NodeConfig;
 use crate::context::{NodeContext, NodeStats};
 use crate::durability::{Durability, GroupCommit};
@@ -23,6 +24,7 @@ use crate::services::{JobEvent, ProviderPush, PushHub, ServiceSlots};
 use crate::session_actor::{SessionCommand, SessionView};
 use crate::store::{Audit, OpOutcome, Store, Transfer};
 use crate::wallet_actor::WalletCommand;
+use fixit_protocol::area::{AreaList, Quote, WorkArea, AREAS_MAX};
 use fixit_protocol::commands::Earnings;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorId, ActorRef, ActorStatus};
@@ -64,6 +66,9 @@ pub const EARNINGS_ENTRIES_MAX: u64 = 20_000;
 /// Ledger entries read per page for an earnings answer.
 const EARNINGS_PAGE_ENTRIES: usize = 1_000;
 
+/// Zone events buffered for a slow admin subscriber before it misses some.
+const ZONE_EVENTS_BUFFERED: usize = 1_024;
+
 /// Most providers one nearby search returns.
 pub const NEARBY_LIMIT_MAX: usize = fixit_protocol::commands::NEARBY_LIMIT_MAX as usize;
 
@@ -73,6 +78,8 @@ pub struct Node {
     root: ActorRef<RootMessage>,
     writer: JoinHandle<()>,
     tickers: Vec<JoinHandle<()>>,
+    /// One area change at a time (each rebuilds the index from the last).
+    area_changes: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -91,6 +98,7 @@ impl Node {
     ) -> CoreResult<Node> {
         let store = Store::open(&config.node.data_dir, config.storage.cache_bytes)?;
         let geo = rebuild_geo_index(&store, config.geo.cell_precision)?;
+        let (areas, work_areas) = load_areas(&store, &config)?;
         let (durability, writer) = Durability::start(
             store.clone(),
             GroupCommit {
@@ -122,6 +130,11 @@ impl Node {
             pushes: PushHub::default(),
             cluster,
             config,
+            areas: RwLock::new(Arc::new(areas)),
+            work_areas: RwLock::new(work_areas),
+            zone_events: tokio::sync::broadcast::channel(ZONE_EVENTS_BUFFERED).0,
+            provider_nodes: Default::default(),
+            customer_nodes: Default::default(),
         });
         let (root, _) = Actor::spawn(None, Root, ctx.clone())
             .await
@@ -135,6 +148,7 @@ impl Node {
             root,
             writer,
             tickers,
+            area_changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -437,6 +451,13 @@ impl Node {
         if let Some(job) = booking::replay(&booking, key, seen)? {
             return self.job(job).await;
         }
+        let areas = self.areas();
+        let at = booking.request.location;
+        if !areas.serves(booking.request.skill.as_str(), at) {
+            NodeStats::count(&self.ctx.stats.bookings_outside_service_area);
+            return Err(outside_service_area());
+        }
+        let booking = booking::priced(booking, areas.charge(at, price), &limits)?;
         self.wallet_op(customer.into(), &booking.hold_key, booking::hold(&booking))
             .await?;
         let job = booking::new_job(
@@ -492,11 +513,183 @@ impl Node {
                 "limit {limit} is outside 1..={NEARBY_LIMIT_MAX}"
             )));
         }
+        if !self.areas().serves(skill.as_str(), at) {
+            return Err(outside_service_area());
+        }
+        let work = self.ctx.work_areas.read();
         Ok(self
             .ctx
             .geo
             .read()
-            .nearby(at, &skill, limit, radius_m, &|_| false)?)
+            .nearby(at, &skill, limit, radius_m, &|provider| {
+                !work.allows(provider, at)
+            })?)
+    }
+
+    // ---- calls from other nodes ----
+
+    /// Dispatch candidates here for a job held by another node.
+    pub fn candidates(&self, query: &CandidateQuery) -> CoreResult<Vec<Nearby>> {
+        let limit_ok = (1..=NEARBY_LIMIT_MAX as u32).contains(&query.limit);
+        if !(limit_ok && query.radius_m.is_finite() && query.radius_m > 0.0) {
+            return Err(CoreError::Invalid("candidate query out of bounds".into()));
+        }
+        self.ctx.local_candidates(query)
+    }
+
+    /// A command of a job held by another node for a provider held here.
+    pub async fn provider_remote(
+        &self,
+        provider: ProviderId,
+        call: ProviderCall,
+    ) -> CoreResult<()> {
+        match call {
+            ProviderCall::Offer { job, until_ms } => {
+                self.provider_call(provider, |reply| ProviderCommand::Offer {
+                    job,
+                    until_ms,
+                    reply,
+                })
+                .await
+            }
+            ProviderCall::OfferEnded { job } => {
+                self.ctx.services.push_provider(
+                    &self.ctx.stats,
+                    provider,
+                    ProviderPush::OfferEnded { job },
+                );
+                self.provider_call(provider, |reply| ProviderCommand::OfferEnded { job, reply })
+                    .await
+            }
+            ProviderCall::Assign { job } => {
+                self.provider_call(provider, |reply| ProviderCommand::Assign { job, reply })
+                    .await
+            }
+            ProviderCall::JobEnded { job } => {
+                self.provider_call(provider, |reply| ProviderCommand::JobEnded { job, reply })
+                    .await
+            }
+            ProviderCall::Push(push) => {
+                self.ctx
+                    .services
+                    .push_provider(&self.ctx.stats, provider, push);
+                Ok(())
+            }
+        }
+    }
+
+    /// Job events of jobs held by another node, for customers connected here.
+    pub fn deliver_job_events(&self, events: Vec<JobEvent>) {
+        for event in events {
+            self.ctx.services.notify_job(&self.ctx.stats, event);
+        }
+    }
+
+    // ---- areas ----
+
+    /// The service areas and zones in force.
+    pub fn areas(&self) -> Arc<Areas> {
+        self.ctx.areas.read().clone()
+    }
+
+    /// Puts (replaces by name) a service area or zone, durably; whether one of
+    /// that name existed.
+    pub async fn put_area(&self, area: StoredArea) -> CoreResult<bool> {
+        area.validate().map_err(CoreError::Invalid)?;
+        let _one_at_a_time = self.area_changes.lock().await;
+        let mut list = self.areas().list();
+        let existed = list.service_areas.iter().any(|a| a.name == area.name())
+            || list.zones.iter().any(|z| z.name == area.name());
+        if !existed && list.service_areas.len() + list.zones.len() >= AREAS_MAX {
+            return Err(CoreError::Invalid(format!(
+                "a node holds at most {AREAS_MAX} areas"
+            )));
+        }
+        list.service_areas.retain(|a| a.name != area.name());
+        list.zones.retain(|z| z.name != area.name());
+        let record = encode(&area)?;
+        self.put_setting(area.key(), Some(record)).await?;
+        match area {
+            StoredArea::Service(area) => list.service_areas.push(area),
+            StoredArea::Zone(zone) => list.zones.push(zone),
+        }
+        *self.ctx.areas.write() = Arc::new(Areas::new(list));
+        Ok(existed)
+    }
+
+    /// Removes a service area or zone by name, durably; whether it existed.
+    pub async fn remove_area(&self, name: &str) -> CoreResult<bool> {
+        fixit_protocol::area::validate_name(name)
+            .map_err(|error| CoreError::Invalid(error.to_string()))?;
+        let _one_at_a_time = self.area_changes.lock().await;
+        let mut list = self.areas().list();
+        let before = list.service_areas.len() + list.zones.len();
+        list.service_areas.retain(|a| a.name != name);
+        list.zones.retain(|z| z.name != name);
+        if before == list.service_areas.len() + list.zones.len() {
+            return Ok(false);
+        }
+        self.put_setting(format!("{AREA_PREFIX}{name}"), None)
+            .await?;
+        *self.ctx.areas.write() = Arc::new(Areas::new(list));
+        Ok(true)
+    }
+
+    /// Sets a provider's work area (`Anywhere` clears it), durably; whether one
+    /// was set.
+    pub async fn set_work_area(&self, provider: ProviderId, area: WorkArea) -> CoreResult<bool> {
+        area.validate().map_err(CoreError::Invalid)?;
+        let key = format!("{WORK_PREFIX}{:020}", provider.0);
+        let record = match area {
+            WorkArea::Anywhere => None,
+            _ => Some(encode(&(provider, area.clone()))?),
+        };
+        self.put_setting(key, record).await?;
+        Ok(self.ctx.work_areas.write().set(provider, area))
+    }
+
+    /// A provider's work area.
+    pub fn work_area(&self, provider: ProviderId) -> WorkArea {
+        self.ctx.work_areas.read().get(provider)
+    }
+
+    /// Every provider's work area (for the dashboard), at most `limit`.
+    pub fn work_areas(&self, limit: usize) -> Vec<(ProviderId, WorkArea)> {
+        self.ctx
+            .work_areas
+            .read()
+            .all()
+            .into_iter()
+            .take(limit)
+            .collect()
+    }
+
+    /// What a booking of `skill` at a point for `price` would hold, and whether it
+    /// is served there.
+    pub fn quote(&self, skill: &str, lat: f64, lon: f64, price: i64) -> CoreResult<Quote> {
+        let limits = self.booking_limits();
+        let booking = booking::validate(CustomerId(0), "quote", skill, (lat, lon), price, &limits)?;
+        let areas = self.areas();
+        let at = booking.request.location;
+        let in_service_area = areas.serves(booking.request.skill.as_str(), at);
+        let booking = booking::priced(booking, areas.charge(at, price), &limits)?;
+        Ok(Quote {
+            in_service_area,
+            price: booking.request.price,
+            zone: booking.zone,
+        })
+    }
+
+    /// Zone events from now on (admin subscribers).
+    pub fn zone_events(&self) -> tokio::sync::broadcast::Receiver<fixit_protocol::area::ZoneEvent> {
+        self.ctx.zone_events.subscribe()
+    }
+
+    async fn put_setting(&self, key: String, record: Option<Vec<u8>>) -> CoreResult<bool> {
+        let store = self.ctx.store.clone();
+        tokio::task::spawn_blocking(move || store.put_setting(key.as_bytes(), record.as_deref()))
+            .await
+            .map_err(|error| CoreError::Internal(error.to_string()))?
     }
 
     /// A job's record.
@@ -580,6 +773,44 @@ impl Node {
     }
 }
 
+/// The stored areas with the config's put over them (and stored), and the stored
+/// work areas.
+fn load_areas(store: &Store, config: &NodeConfig) -> CoreResult<(Areas, WorkAreas)> {
+    let decode = |bytes: &[u8]| {
+        crate::codec::decode(bytes)
+            .map_err(|error| CoreError::Internal(format!("stored area: {error}")))
+    };
+    let configured = config
+        .geo
+        .service_areas
+        .iter()
+        .cloned()
+        .map(StoredArea::Service)
+        .chain(config.geo.zones.iter().cloned().map(StoredArea::Zone));
+    for area in configured {
+        let record = encode(&area)?;
+        store.put_setting(area.key().as_bytes(), Some(&record))?;
+    }
+    let mut list = AreaList::default();
+    for bytes in store.settings(AREA_PREFIX.as_bytes())? {
+        match decode(&bytes)? {
+            StoredArea::Service(area) => list.service_areas.push(area),
+            StoredArea::Zone(zone) => list.zones.push(zone),
+        }
+    }
+    let mut work = WorkAreas::default();
+    for bytes in store.settings(WORK_PREFIX.as_bytes())? {
+        let (provider, area): (ProviderId, WorkArea) = crate::codec::decode(&bytes)
+            .map_err(|error| CoreError::Internal(format!("stored work area: {error}")))?;
+        work.set(provider, area);
+    }
+    Ok((Areas::new(list), work))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> CoreResult<Vec<u8>> {
+    crate::codec::encode(value).map_err(|error| CoreError::Internal(error.to_string()))
+}
+
 fn rebuild_geo_index(store: &Store, precision: usize) -> CoreResult<GeoIndex> {
     let mut geo = GeoIndex::new(precision)?;
     for provider in store.all_by_id::<Provider>(&store.providers)? {
@@ -588,6 +819,10 @@ fn rebuild_geo_index(store: &Store, precision: usize) -> CoreResult<GeoIndex> {
         }
     }
     Ok(geo)
+}
+
+fn outside_service_area() -> CoreError {
+    CoreError::OutsideServiceArea("this skill is not offered at this position".into())
 }
 
 async fn wake_due_jobs(ctx: &NodeContext) -> CoreResult<usize> {

@@ -12,13 +12,14 @@
 //! update (about a second later) replaces. Reads of the stored record (the
 //! dashboard's provider list) lag by the same bound.
 
-use crate::context::NodeContext;
+use crate::context::{NodeContext, NodeStats};
 use crate::entity::{EntityKind, Registry};
 use crate::error::{CoreError, CoreResult};
 use crate::geo::Coord;
 use crate::ids::{JobId, ProviderId, Skill};
 use crate::job_actor::JobCommand;
 use crate::provider::{MoveWrite, PositionWrites, Provider};
+use fixit_protocol::area::ZoneEvent;
 use ractor::RpcReplyPort;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -148,6 +149,7 @@ fn locate(
         .record
         .as_ref()
         .ok_or_else(|| CoreError::NotFound(id.to_string()))?;
+    let from = current.location;
     let mut next = current.clone();
     next.move_to(at);
     let interval_ms = ctx.config.storage.provider_position_write_interval_ms;
@@ -165,7 +167,31 @@ fn locate(
     }
     index(ctx, &next);
     state.record = Some(next.clone());
+    zone_moves(ctx, id, from, at, now_ms);
     Ok(next)
+}
+
+/// Tells admin subscribers which zones the provider entered and left by moving
+/// from `from` to `to`.
+fn zone_moves(ctx: &NodeContext, id: ProviderId, from: Option<Coord>, to: Coord, now_ms: u64) {
+    let areas = ctx.areas.read().clone();
+    if !areas.has_zones() {
+        return;
+    }
+    let before = from.map(|at| areas.zones_at(at)).unwrap_or_default();
+    let after = areas.zones_at(to);
+    let entered = after.difference(&before).map(|zone| (zone, true));
+    let left = before.difference(&after).map(|zone| (zone, false));
+    for (zone, entered) in entered.chain(left) {
+        NodeStats::count(&ctx.stats.zone_events);
+        // No subscriber is not an error: the event is counted either way.
+        let _ = ctx.zone_events.send(ZoneEvent {
+            provider: id,
+            zone: zone.clone(),
+            entered,
+            at_ms: now_ms,
+        });
+    }
 }
 
 /// Writes the record if a move is still only in memory.
@@ -298,10 +324,17 @@ impl EntityKind for ProviderKind {
 fn decline_in_background(ctx: &Arc<NodeContext>, job: JobId, provider: ProviderId) {
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let declined = ctx
-            .jobs
-            .call(job, |reply| JobCommand::Decline { provider, reply })
-            .await;
+        let elsewhere = ctx.cluster.as_ref().filter(|cluster| {
+            crate::cluster_hooks::node_number_of_job(job.0) != cluster.node_number()
+        });
+        let declined = match elsewhere {
+            Some(cluster) => cluster.decline_remote(job, provider).await,
+            None => ctx
+                .jobs
+                .call(job, |reply| JobCommand::Decline { provider, reply })
+                .await
+                .map(drop),
+        };
         if let Err(error) = declined {
             tracing::info!(%job, %provider, %error, "decline on going offline not delivered; the offer deadline will cascade");
         }

@@ -125,37 +125,66 @@ pub struct Store {
     pub(crate) offer_deadlines: sled::Tree,
     outbox: sled::Tree,
     revocations: sled::Tree,
+    /// Cluster-wide settings by key: service areas and zones (`area/<name>`),
+    /// providers' work areas (`work/<provider>`).
+    settings: sled::Tree,
 }
 
 const FLOWS_KEY: &[u8] = b"flows";
 
 /// Marks a database whose wallets belong to a (role, subject) principal:
 /// provider wallets at `PROVIDER_WALLETS + id`, the platform's above them.
-const WALLET_IDS_KEY: &[u8] = b"wallet_ids";
-const WALLET_IDS: &[u8] = b"role-scoped";
+const WALLET_IDS: Marker = Marker {
+    key: b"wallet_ids",
+    value: b"role-scoped",
+    what: "wallet ids",
+    older: "customers and providers with the same id shared a wallet and wallet 0 was \
+            the platform's; its balances cannot be assigned to their owners safely, so it \
+            is not migrated: start with an empty data dir (after paying out or exporting \
+            the old one)",
+};
 
-/// Refuses a database written before wallets were role-scoped (its provider and
-/// platform wallets are where a customer's would be now), and marks a new one.
-fn check_wallet_ids(meta: &sled::Tree, wallets: &sled::Tree, dir: &Path) -> CoreResult<()> {
-    match meta.get(WALLET_IDS_KEY).map_err(storage)? {
-        Some(marked) if marked.as_ref() == WALLET_IDS => Ok(()),
-        Some(other) => Err(CoreError::Internal(format!(
-            "data dir {}: wallet ids {:?} are not this version's",
-            dir.display(),
-            String::from_utf8_lossy(&other)
-        ))),
-        None if wallets.is_empty() => {
-            meta.insert(WALLET_IDS_KEY, WALLET_IDS).map_err(storage)?;
-            meta.flush().map_err(storage)?;
-            Ok(())
+/// Marks a database whose job records carry their zone charge.
+const JOB_RECORDS: Marker = Marker {
+    key: b"job_records",
+    value: b"zone-charge",
+    what: "job records",
+    older: "job records had no zone charge; they do not decode in this version: let its \
+            jobs settle, then start with an empty data dir",
+};
+
+/// A format mark in the `meta` tree: what a database's records are.
+struct Marker {
+    key: &'static [u8],
+    value: &'static [u8],
+    what: &'static str,
+    /// What the older format was, and what to do.
+    older: &'static str,
+}
+
+impl Marker {
+    /// Refuses a database of an older format (its `records` tree holds something
+    /// and it has no mark) or another mark, and marks a new one.
+    fn check(&self, meta: &sled::Tree, records: &sled::Tree, dir: &Path) -> CoreResult<()> {
+        match meta.get(self.key).map_err(storage)? {
+            Some(marked) if marked.as_ref() == self.value => Ok(()),
+            Some(other) => Err(CoreError::Internal(format!(
+                "data dir {}: {} {:?} are not this version's",
+                dir.display(),
+                self.what,
+                String::from_utf8_lossy(&other)
+            ))),
+            None if records.is_empty() => {
+                meta.insert(self.key, self.value).map_err(storage)?;
+                meta.flush().map_err(storage)?;
+                Ok(())
+            }
+            None => Err(CoreError::Internal(format!(
+                "data dir {} was written by a version where {}",
+                dir.display(),
+                self.older
+            ))),
         }
-        None => Err(CoreError::Internal(format!(
-            "data dir {} was written by a version where customers and providers with \
-             the same id shared a wallet and wallet 0 was the platform's; its balances \
-             cannot be assigned to their owners safely, so it is not migrated: start \
-             with an empty data dir (after paying out or exporting the old one)",
-            dir.display()
-        ))),
     }
 }
 
@@ -204,7 +233,8 @@ impl Store {
             .open()
             .map_err(storage)?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
-        check_wallet_ids(&tree("meta")?, &tree("wallets")?, dir)?;
+        WALLET_IDS.check(&tree("meta")?, &tree("wallets")?, dir)?;
+        JOB_RECORDS.check(&tree("meta")?, &tree("jobs")?, dir)?;
         Ok(Store {
             wallets: tree("wallets")?,
             ledger: tree("ledger")?,
@@ -217,6 +247,7 @@ impl Store {
             offer_deadlines: tree("offer_deadlines")?,
             outbox: tree("outbox")?,
             revocations: tree("revocations")?,
+            settings: tree("settings")?,
             db,
         })
     }
@@ -233,6 +264,27 @@ impl Store {
         self.revocations.insert(key, record).map_err(storage)?;
         self.revocations.flush().map_err(storage)?;
         Ok(())
+    }
+
+    /// Stores (`Some`) or removes (`None`) the setting under `key`, durable before
+    /// returning; whether there was one. Blocking: call from a blocking thread.
+    pub fn put_setting(&self, key: &[u8], record: Option<&[u8]>) -> CoreResult<bool> {
+        let before = match record {
+            Some(record) => self.settings.insert(key, record),
+            None => self.settings.remove(key),
+        }
+        .map_err(storage)?;
+        self.settings.flush().map_err(storage)?;
+        Ok(before.is_some())
+    }
+
+    /// The settings whose key starts with `prefix`, as stored.
+    pub fn settings(&self, prefix: &[u8]) -> CoreResult<Vec<Vec<u8>>> {
+        self.settings
+            .scan_prefix(prefix)
+            .values()
+            .map(|value| value.map(|bytes| bytes.to_vec()).map_err(storage))
+            .collect()
     }
 
     /// Every stored token revocation, as stored.
@@ -736,9 +788,25 @@ mod tests {
         let new = dir.path().join("new");
         drop(Store::open(&new, 1 << 20).expect("a new data dir opens"));
         let again = Store::open(&new, 1 << 20).expect("and opens again, marked");
-        assert_eq!(
-            again.meta.get(WALLET_IDS_KEY).unwrap().as_deref(),
-            Some(WALLET_IDS)
-        );
+        for marker in [WALLET_IDS, JOB_RECORDS] {
+            assert_eq!(
+                again.meta.get(marker.key).unwrap().as_deref(),
+                Some(marker.value)
+            );
+        }
+    }
+
+    #[test]
+    fn a_data_dir_of_jobs_without_zone_charges_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(WALLET_IDS.key, WALLET_IDS.value).unwrap();
+            db.open_tree("jobs").unwrap().insert(b"x", b"y").unwrap();
+            db.flush().unwrap();
+        }
+        let error = Store::open(dir.path(), 1 << 20).err().expect("refused");
+        assert!(error.to_string().contains("zone charge"), "{error}");
     }
 }

@@ -45,6 +45,7 @@ fn new_job() -> Job {
         wake_at_ms: Some(T0_MS),
         verified: None,
         created_ms: T0_MS,
+        zone: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod links;
 pub mod nearby;
 pub mod outbox;
 pub mod peer_api;
+pub mod pushes;
 pub mod router;
 
 use fixit_actors::Node;

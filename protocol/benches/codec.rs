@@ -99,6 +99,7 @@ fn job_reply() -> ReplyFrame {
         wake_at_ms: Some(1_795_400_000_000),
         verified: None,
         created_ms: 1_795_399_985_000,
+        zone: None,
     };
     reply(Response::Job(job))
 }

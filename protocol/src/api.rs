@@ -20,6 +20,8 @@ pub enum Push {
     Job(JobEvent),
     /// An offer or its end, for a provider.
     Provider(ProviderPush),
+    /// A provider entered or left a zone, for admins.
+    Zone(crate::area::ZoneEvent),
 }
 
 /// Why a request was not served. Every variant says whose fault it is and whether
@@ -78,6 +80,7 @@ impl ApiError {
             ApiError::Core(CoreError::InsufficientFunds { .. }) => 402,
             ApiError::Forbidden(_) | ApiError::Core(CoreError::Forbidden(_)) => 403,
             ApiError::Core(CoreError::NotFound(_)) => 404,
+            ApiError::Core(CoreError::OutsideServiceArea(_)) => 422,
             ApiError::Core(CoreError::Conflict(_) | CoreError::IdempotencyConflict { .. }) => 409,
             ApiError::UnsupportedVersion(_) => 426,
             ApiError::Moved { .. } => 421,

@@ -103,6 +103,14 @@ pub enum FieldType {
     Subject,
     /// A wallet id: at most the platform's ([`WalletId::PLATFORM`](crate::ids::WalletId::PLATFORM)).
     Wallet,
+    /// An area's name: 1 to 64 of `a-z 0-9 - _`.
+    AreaName,
+    /// Skill names, possibly none (a service area for every skill).
+    SkillFilter,
+    /// A GeoJSON Polygon or MultiPolygon ([`Geometry`](crate::area::Geometry)); JSON text on the CLI.
+    Geometry,
+    /// A provider's [`WorkArea`](crate::area::WorkArea); JSON text on the CLI.
+    WorkArea,
 }
 
 impl FieldType {
@@ -124,9 +132,14 @@ impl FieldType {
             | FieldType::Bytes
             | FieldType::TokenId
             | FieldType::RoleName => Some(Value::from(text)),
-            FieldType::Skills => Some(Value::from(
-                text.split(',').map(str::to_owned).collect::<Vec<_>>(),
+            FieldType::AreaName => Some(Value::from(text)),
+            FieldType::Skills | FieldType::SkillFilter => Some(Value::from(
+                text.split(',')
+                    .filter(|skill| !skill.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
             )),
+            FieldType::Geometry | FieldType::WorkArea => serde_json::from_str(text).ok(),
         }
     }
 
@@ -157,7 +170,13 @@ impl FieldType {
             | FieldType::Bytes
             | FieldType::Skills
             | FieldType::TokenId
-            | FieldType::RoleName => "text",
+            | FieldType::RoleName
+            | FieldType::AreaName
+            | FieldType::SkillFilter => "text",
+            FieldType::Geometry => "a GeoJSON Polygon or MultiPolygon as JSON",
+            FieldType::WorkArea => {
+                "JSON: \"anywhere\", {\"circle\": {\"lat\": .., \"lon\": .., \"radius_m\": ..}} or {\"polygon\": GeoJSON}"
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! (and its answer, if new) here, its arm in the node's dispatch, and its
 //! behaviour in the node.
 
+use crate::area::{AreaChange, AreaList, Quote, ServiceArea, WorkArea, Zone};
 use crate::command_spec::{field, Access, CommandSpec, Field, FieldType, Method, Placement};
 use crate::geo::Nearby;
 use crate::job::Job;
@@ -193,6 +194,35 @@ pub enum Request {
         /// The subject id.
         sub: u64,
     },
+    /// Puts a service area, replacing one of the same name, on every node (admin).
+    PutServiceArea(ServiceArea),
+    /// Puts a zone, replacing one of the same name, on every node (admin).
+    PutZone(Zone),
+    /// Removes a service area or zone by name on every node (admin).
+    RemoveArea {
+        /// The area's name.
+        name: String,
+    },
+    /// The service areas and zones in force (any role).
+    Areas {},
+    /// A provider's work area, on every node (dispatch offers no job outside it).
+    SetWorkArea {
+        /// Provider id.
+        provider: u64,
+        /// Where the provider works.
+        area: WorkArea,
+    },
+    /// What a booking would hold at a point, and whether it is served there.
+    Quote {
+        /// Skill needed.
+        skill: String,
+        /// Latitude, degrees.
+        lat: f64,
+        /// Longitude, degrees.
+        lon: f64,
+        /// Price asked, minor units (before any zone multiplier).
+        price: i64,
+    },
 }
 
 /// A nearby search: the client's request, the HTTP body and one node's leg of a
@@ -235,6 +265,12 @@ impl Request {
             Request::Nearby(_) => "nearby",
             Request::RevokeToken { .. } => "revoke_token",
             Request::RevokeSubject { .. } => "revoke_subject",
+            Request::PutServiceArea(_) => "put_service_area",
+            Request::PutZone(_) => "put_zone",
+            Request::RemoveArea { .. } => "remove_area",
+            Request::Areas {} => "areas",
+            Request::SetWorkArea { .. } => "set_work_area",
+            Request::Quote { .. } => "quote",
         }
     }
 }
@@ -256,6 +292,12 @@ answers! {
     Earnings(Earnings),
     /// A revocation applied.
     Revoked(Revocation),
+    /// An area or work area changed.
+    AreaChanged(AreaChange),
+    /// The service areas and zones.
+    Areas(AreaList),
+    /// A quote.
+    Quote(Quote),
 }
 
 /// A revocation's answer: it is in force on this node and every other node but
@@ -335,9 +377,20 @@ pub struct NearbyAnswer {
 }
 
 use FieldType::{
-    Amount, Bytes, Count, Key, Latitude, Longitude, Price, Radius, RoleName, Skill, Skills,
-    Subject, TokenId, Unsigned,
+    Amount, AreaName, Bytes, Count, Key, Latitude, Longitude, Price, Radius, RoleName, Skill,
+    SkillFilter, Skills, Subject, TokenId, Unsigned,
 };
+
+const AREA_NAME: Field = field(
+    "name",
+    AreaName,
+    "The area's name (a-z, 0-9, '-', '_'): putting it again replaces the area.",
+);
+const GEOMETRY: Field = field(
+    "geometry",
+    FieldType::Geometry,
+    "A GeoJSON Polygon or MultiPolygon ([longitude, latitude] positions; holes after the outer ring).",
+);
 
 const WALLET: Field = field(
     "wallet",
@@ -669,6 +722,108 @@ pub const COMMANDS: &[CommandSpec] = &[
         placement: Placement::Everywhere,
         answer: "Revoked",
     },
+    CommandSpec {
+        variant: "PutServiceArea",
+        name: "put_service_area",
+        cli: "put-service-area",
+        summary: "Puts a service area (bookings of its skills must fall inside one) on every node",
+        who: "an admin",
+        method: Method::Put,
+        path: "/v1/areas/service",
+        fields: &[
+            AREA_NAME,
+            field("skills", SkillFilter, "Skills it is for (none: every skill without areas of its own)."),
+            GEOMETRY,
+        ],
+        access: Access::Admin,
+        placement: Placement::Everywhere,
+        answer: "AreaChanged",
+    },
+    CommandSpec {
+        variant: "PutZone",
+        name: "put_zone",
+        cli: "put-zone",
+        summary: "Puts a zone (entries and exits are events; bookings inside cost its multiplier) on every node",
+        who: "an admin",
+        method: Method::Put,
+        path: "/v1/areas/zone",
+        fields: &[
+            AREA_NAME,
+            field(
+                "multiplier_pct",
+                Count { min: 100, max: 1_000 },
+                "Price multiplier in percent (100: none).",
+            ),
+            GEOMETRY,
+        ],
+        access: Access::Admin,
+        placement: Placement::Everywhere,
+        answer: "AreaChanged",
+    },
+    CommandSpec {
+        variant: "RemoveArea",
+        name: "remove_area",
+        cli: "remove-area",
+        summary: "Removes a service area or zone by name on every node",
+        who: "an admin",
+        method: Method::Post,
+        path: "/v1/areas/remove",
+        fields: &[AREA_NAME],
+        access: Access::Admin,
+        placement: Placement::Everywhere,
+        answer: "AreaChanged",
+    },
+    CommandSpec {
+        variant: "Areas",
+        name: "areas",
+        cli: "areas",
+        summary: "The service areas and zones in force",
+        who: "any role",
+        method: Method::Get,
+        path: "/v1/areas",
+        fields: &[],
+        access: Access::AnyRole,
+        placement: Placement::Here,
+        answer: "Areas",
+    },
+    CommandSpec {
+        variant: "SetWorkArea",
+        name: "set_work_area",
+        cli: "work-area",
+        summary: "Where the provider works (no job outside it is offered), on every node",
+        who: THE_PROVIDER,
+        method: Method::Put,
+        path: "/v1/providers/{provider}/work-area",
+        fields: &[
+            PROVIDER,
+            field(
+                "area",
+                FieldType::WorkArea,
+                "\"anywhere\", {\"circle\": {\"lat\", \"lon\", \"radius_m\"}} or {\"polygon\": GeoJSON}.",
+            ),
+        ],
+        access: OWN_PROVIDER,
+        placement: Placement::Everywhere,
+        answer: "AreaChanged",
+    },
+    CommandSpec {
+        variant: "Quote",
+        name: "quote",
+        cli: "quote",
+        summary: "What a booking would hold at a point (with a zone's multiplier) and whether the skill is offered there",
+        who: "any role",
+        method: Method::Get,
+        path: "/v1/quote",
+        fields: &[
+            SKILL,
+            LAT,
+            LON,
+            field("price", Price, "Price asked, minor units (before any zone multiplier)."),
+        ],
+        access: Access::AnyRole,
+        placement: Placement::Here,
+        answer: "Quote",
+    },
 ];
 
 /// The response of variant `variant` (a [`CommandSpec::answer`]) carrying
@@ -743,13 +898,19 @@ impl Request {
                 Some(*customer)
             }
             Request::RevokeSubject { sub, .. } => Some(*sub),
+            Request::SetWorkArea { provider, .. } => Some(*provider),
             Request::Balance { .. }
             | Request::History { .. }
             | Request::Deposit { .. }
             | Request::Withdraw { .. }
             | Request::JobStatus { .. }
             | Request::Nearby(_)
-            | Request::RevokeToken { .. } => None,
+            | Request::RevokeToken { .. }
+            | Request::PutServiceArea(_)
+            | Request::PutZone(_)
+            | Request::RemoveArea { .. }
+            | Request::Areas {}
+            | Request::Quote { .. } => None,
         }
     }
 
@@ -848,7 +1009,37 @@ mod tests {
                 radius_m: 1.0,
                 limit: 1,
             }),
+            Request::PutServiceArea(ServiceArea {
+                name: text(),
+                skills: vec![],
+                geometry: square(),
+            }),
+            Request::PutZone(Zone {
+                name: text(),
+                multiplier_pct: 150,
+                geometry: square(),
+            }),
+            Request::RemoveArea { name: text() },
+            Request::Areas {},
+            Request::SetWorkArea {
+                provider: 1,
+                area: WorkArea::Circle {
+                    lat: 1.0,
+                    lon: 2.0,
+                    radius_m: 3.0,
+                },
+            },
+            Request::Quote {
+                skill: text(),
+                lat: 0.0,
+                lon: 0.0,
+                price: 1,
+            },
         ]
+    }
+
+    fn square() -> crate::area::Geometry {
+        crate::area::Geometry::Polygon(vec![vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]])
     }
 
     #[test]

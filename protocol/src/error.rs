@@ -50,6 +50,10 @@ pub enum CoreError {
     /// (New variants go last: a variant's position is its number on the wire.)
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The skill is not offered at the booking's position (no service area for it
+    /// holds the point); the message names no area. Nothing changed.
+    #[error("outside the service area: {0}")]
+    OutsideServiceArea(String),
 }
 
 impl CoreError {
@@ -70,6 +74,7 @@ impl CoreError {
             CoreError::Unavailable(_) => "unavailable",
             CoreError::Internal(_) => "internal",
             CoreError::Forbidden(_) => "forbidden",
+            CoreError::OutsideServiceArea(_) => "outside_service_area",
         }
     }
 }

@@ -110,6 +110,9 @@ pub struct Job {
     pub verified: Option<bool>,
     /// Created, ms since the epoch.
     pub created_ms: u64,
+    /// The zone whose multiplier priced the job (`request.price` is the price
+    /// held, after it), if any.
+    pub zone: Option<crate::area::ZoneCharge>,
 }
 
 /// Why `provider` may not act on `job` now, naming no one else: `forbidden` when
@@ -310,6 +313,7 @@ mod tests {
             wake_at_ms: None,
             verified: None,
             created_ms: 0,
+            zone: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! (through `fixit-sdk`) without pulling them in.
 
 pub mod api;
+pub mod area;
 pub mod codec;
 pub mod command_spec;
 pub mod commands;

@@ -34,6 +34,9 @@ pub fn api_error_from_body(body: &ErrorBody) -> ApiError {
         "busy" => CoreError::Busy { retry_after_ms }.into(),
         "unavailable" => CoreError::Unavailable(detail("temporarily unavailable: ")).into(),
         "internal" => CoreError::Internal(detail("internal error: ")).into(),
+        "outside_service_area" => {
+            CoreError::OutsideServiceArea(detail("outside the service area: ")).into()
+        }
         other => CoreError::Internal(format!("unknown error kind {other:?}: {message}")).into(),
     }
 }

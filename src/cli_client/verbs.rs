@@ -63,7 +63,7 @@ impl Verb {
 /// repeated (`--skill a --skill b`).
 fn flag(field: &Field) -> String {
     let name = match field.ty {
-        FieldType::Skills => field.name.trim_end_matches('s'),
+        FieldType::Skills | FieldType::SkillFilter => field.name.trim_end_matches('s'),
         _ => field.name,
     };
     name.replace('_', "-")
@@ -94,7 +94,7 @@ fn value_of(
     me: Principal,
 ) -> anyhow::Result<Option<Value>> {
     let text = |name: &str| args.get_one::<String>(name).cloned();
-    if field.ty == FieldType::Skills {
+    if matches!(field.ty, FieldType::Skills | FieldType::SkillFilter) {
         let skills: Vec<String> = args
             .get_many::<String>(field.name)
             .map(|values| values.cloned().collect())
@@ -139,6 +139,7 @@ fn argument(spec: &CommandSpec, field: &Field) -> Arg {
         .allow_hyphen_values(true);
     match field.ty {
         FieldType::Skills => arg.action(ArgAction::Append).required(true),
+        FieldType::SkillFilter => arg.action(ArgAction::Append),
         _ => arg
             .action(ArgAction::Set)
             .required(!defaults_to_me && field.default.is_none()),

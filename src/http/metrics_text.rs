@@ -201,6 +201,35 @@ fn render_node(text: &mut String, node: &Node, websockets_open: usize) {
         "Pushes dropped (no listener or full).",
         dropped,
     );
+    for (name, help, counter) in [
+        (
+            "fixit_bookings_outside_service_area_total",
+            "Bookings refused: no service area for their skill holds them.",
+            &stats.bookings_outside_service_area,
+        ),
+        (
+            "fixit_offers_across_regions_total",
+            "Offers made to providers held by another node.",
+            &stats.offers_across_regions,
+        ),
+        (
+            "fixit_pushes_forwarded_total",
+            "Customer job events sent to the node the customer is connected to.",
+            &stats.pushes_forwarded,
+        ),
+        (
+            "fixit_pushes_forward_dropped_total",
+            "Customer job events not forwarded (the peer's queue full).",
+            &stats.pushes_forward_dropped,
+        ),
+        (
+            "fixit_zone_events_total",
+            "Providers entering or leaving a zone.",
+            &stats.zone_events,
+        ),
+    ] {
+        single(text, name, "counter", help, counter.load(Ordering::Relaxed));
+    }
     let open = websockets_open as u64;
     single(
         text,

@@ -3,11 +3,17 @@
 
 #![allow(dead_code)]
 
+use fixit_actors::clock::SystemClock;
 use fixit_cluster::home_of_wallet;
 use fixit_edge::auth::{Principal, Role, TokenKey};
+use fixit_edge::local_cluster::local_cluster;
+use fixit_edge::server::RunningNode;
+use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Nodes of the test cluster.
@@ -227,4 +233,96 @@ impl Rest {
 /// The provider a job is offered to, if it is in the Offered state.
 pub(crate) fn offered_to(status: &Value) -> Option<u64> {
     status["Offered"]["provider"].as_u64()
+}
+
+/// Three nodes started in this process from `local_cluster` configs over
+/// [`regions`], linked and up.
+pub(crate) struct Cluster {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) secret: PathBuf,
+    pub(crate) nodes: BTreeMap<String, RunningNode>,
+}
+
+impl Cluster {
+    pub(crate) async fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let configs = local_cluster(dir.path(), &regions()).expect("cluster configs");
+        let secret = configs[0].auth.secret_file.clone();
+        let mut nodes = BTreeMap::new();
+        for config in configs {
+            let name = config.node.id.clone();
+            let node = RunningNode::start(config, Arc::new(SystemClock))
+                .await
+                .expect("node starts");
+            nodes.insert(name, node);
+        }
+        let cluster = Cluster {
+            _dir: dir,
+            secret,
+            nodes,
+        };
+        let admin = cluster.token(Role::Admin, 0);
+        for name in NAMES {
+            cluster.rest(name).wait_links_up(&admin).await;
+        }
+        cluster
+    }
+
+    pub(crate) fn rest(&self, name: &str) -> Rest {
+        Rest::new(self.nodes[name].http_addr())
+    }
+
+    pub(crate) fn token(&self, role: Role, sub: u64) -> String {
+        token(&self.secret, role, sub)
+    }
+
+    pub(crate) async fn balance(&self, via: &str, wallet: u64) -> (i64, i64) {
+        let admin = self.token(Role::Admin, 0);
+        let body = self
+            .rest(via)
+            .ok(Method::GET, &format!("/v1/wallets/{wallet}"), &admin, None)
+            .await;
+        (
+            body["available"].as_i64().expect("available"),
+            body["held"].as_i64().expect("held"),
+        )
+    }
+
+    /// Polls every node's outbox until all are empty (30 s at most).
+    pub(crate) async fn drain_outboxes(&self) {
+        let admin = self.token(Role::Admin, 0);
+        for _ in 0..WAIT_ROUNDS {
+            let mut backlog = 0;
+            for name in NAMES {
+                backlog += self.rest(name).outbox(&admin).await;
+            }
+            if backlog == 0 {
+                return;
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+        panic!("outboxes did not drain within 30 s");
+    }
+
+    /// Every node's audit holds, and money is conserved across the cluster.
+    pub(crate) fn assert_conserved(&self) {
+        let (mut total, mut outside, mut sent, mut received) = (0i128, 0i128, 0i64, 0i64);
+        for (name, node) in &self.nodes {
+            let audit = node.node().audit().expect("audit");
+            assert!(audit.holds(), "node {name}: {audit:?}");
+            total += audit.total_balance + audit.outbox_amount;
+            outside += i128::from(audit.flows.deposited) - i128::from(audit.flows.withdrawn);
+            sent += audit.flows.sent;
+            received += audit.flows.received;
+            assert_eq!(audit.outbox_transfers, 0, "node {name} outbox");
+        }
+        assert_eq!(total, outside, "conservation across the cluster");
+        assert_eq!(sent, received, "every transfer sent was received once");
+    }
+
+    pub(crate) async fn stop(self) {
+        for (_, node) in self.nodes {
+            node.shutdown().await.expect("node stops");
+        }
+    }
 }

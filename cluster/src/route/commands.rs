@@ -2,9 +2,11 @@
 //! one link envelope (encoded by `fixit_protocol::codec`) and is answered with one
 //! [`PeerResult`].
 
+use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall};
 use fixit_actors::geo::Nearby;
-use fixit_actors::ids::WalletId;
+use fixit_actors::ids::{JobId, ProviderId, WalletId};
 use fixit_actors::ledger::LedgerOp;
+use fixit_actors::services::JobEvent;
 use fixit_actors::store::{OpOutcome, Transfer};
 use fixit_protocol::api::{ApiError, NearbyQuery, Request, Response};
 use fixit_protocol::principal::Principal;
@@ -35,6 +37,24 @@ pub enum PeerCommand {
     Transfer(Transfer),
     /// A nearby search in this node's index only (one leg of a scatter–gather).
     Nearby(NearbyQuery),
+    /// Dispatch candidates held here for a job held by the sender.
+    Candidates(CandidateQuery),
+    /// A command of a job held by the sender for a provider held here.
+    Provider {
+        /// The provider.
+        provider: ProviderId,
+        /// The command.
+        call: ProviderCall,
+    },
+    /// A provider held by the sender declines a job held here (it went offline).
+    Decline {
+        /// The job.
+        job: JobId,
+        /// The provider.
+        provider: ProviderId,
+    },
+    /// Job events of jobs held by the sender, for customers connected here.
+    JobEvents(Vec<JobEvent>),
 }
 
 /// A successful answer to a [`PeerCommand`].
@@ -46,6 +66,8 @@ pub enum PeerAnswer {
     Op(OpOutcome),
     /// Providers found here.
     Nearby(Vec<Nearby>),
+    /// Done.
+    Done,
 }
 
 /// What a node answers another.

@@ -7,7 +7,9 @@ use super::commands::{PeerAnswer, PeerCommand};
 use super::nearby::nearby_here;
 use super::router::{ClusterRouter, Traffic};
 use super::LocalApi;
+use fixit_actors::cluster_hooks::CandidateQuery;
 use fixit_actors::geo::rank;
+use fixit_actors::geo::Nearby;
 use fixit_actors::ids::{ProviderId, WalletId};
 use fixit_actors::provider::ProviderStatus;
 use fixit_actors::Node;
@@ -16,6 +18,11 @@ use fixit_protocol::command_spec::Placement;
 use fixit_protocol::error::CoreError;
 use fixit_protocol::principal::{Principal, Role};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a dispatch waits for another node's candidates: a slow neighbour
+/// costs a search this much, then its providers are skipped this round.
+pub const DISPATCH_LEG_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 impl ClusterRouter {
     /// Serves `request` where it belongs: forwarded to the node that owns it, or
@@ -27,6 +34,11 @@ impl ClusterRouter {
         request: Request,
         request_id: &str,
     ) -> Result<Response, ApiError> {
+        if principal.role == Role::Customer {
+            // Connected here: the customer's job events are delivered here.
+            let customer = fixit_actors::ids::CustomerId(principal.sub);
+            local.node().context().note_customer_node(customer, None);
+        }
         if let Request::Nearby(query) = &request {
             return self.nearby_across(local.node(), query, request_id).await;
         }
@@ -81,6 +93,10 @@ impl ClusterRouter {
                 revocation.nodes_missed = missed;
                 Response::Revoked(revocation)
             }
+            Response::AreaChanged(mut change) => {
+                change.nodes_missed = missed;
+                Response::AreaChanged(change)
+            }
             other => other,
         })
     }
@@ -103,6 +119,59 @@ impl ClusterRouter {
                 "node {node} answered a forwarded request with {other:?}"
             )))),
         }
+    }
+
+    /// Dispatch candidates of the other nodes whose regions reach the circle,
+    /// each with its node; a node not answering within [`DISPATCH_LEG_TIMEOUT`]
+    /// is left out (counted as a failed call).
+    pub(crate) async fn candidates_across(
+        self: &Arc<Self>,
+        query: CandidateQuery,
+    ) -> Vec<(Nearby, String)> {
+        let Ok(owners) = self
+            .regions()
+            .owners_near(query.at.lat(), query.at.lon(), query.radius_m)
+        else {
+            return Vec::new();
+        };
+        let others: Vec<String> = owners
+            .into_iter()
+            .filter(|owner| *owner != self.name())
+            .map(str::to_owned)
+            .collect();
+        if others.is_empty() {
+            return Vec::new();
+        }
+        Traffic::count(&self.traffic.candidate_fanouts);
+        let command = PeerCommand::Candidates(query);
+        let mut asks = tokio::task::JoinSet::new();
+        for peer in others {
+            let router = self.clone();
+            let command = command.clone();
+            asks.spawn(async move {
+                let request_id = format!("{}-candidates", router.name());
+                let call = router.call(&peer, &command, None, &request_id);
+                let answer = tokio::time::timeout(DISPATCH_LEG_TIMEOUT, call).await;
+                (peer, answer)
+            });
+        }
+        let mut found = Vec::new();
+        while let Some(joined) = asks.join_next().await {
+            match joined {
+                Ok((peer, Ok(Ok(PeerAnswer::Nearby(near))))) => {
+                    found.extend(near.into_iter().map(|near| (near, peer.clone())))
+                }
+                Ok((peer, Err(_))) => {
+                    Traffic::count(&self.traffic.calls_failed);
+                    tracing::info!(%peer, "dispatch candidates: no answer in time");
+                }
+                Ok((peer, answer)) => {
+                    tracing::info!(%peer, ?answer, "dispatch candidates: no candidates")
+                }
+                Err(error) => tracing::warn!(%error, "candidate leg panicked"),
+            }
+        }
+        found
     }
 
     /// A nearby search across the cluster: this node's index plus every other node

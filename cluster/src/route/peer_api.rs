@@ -8,9 +8,10 @@ use super::LocalApi;
 use crate::{CallHandler, Envelope, LinkError};
 use fixit_actors::codec;
 use fixit_actors::error::CoreError;
-use fixit_actors::ids::WalletId;
+use fixit_actors::ids::{CustomerId, WalletId};
 use fixit_actors::ledger::LedgerOp;
 use fixit_protocol::api::ApiError;
+use fixit_protocol::principal::Role;
 use std::sync::Arc;
 
 /// Serves commands from other nodes through this node's API.
@@ -66,14 +67,37 @@ impl<A: LocalApi> PeerHandler<A> {
                 Ok(PeerAnswer::Op(outcome))
             }
             PeerCommand::Nearby(query) => Ok(PeerAnswer::Nearby(nearby_here(node, &query)?)),
+            PeerCommand::Candidates(query) => Ok(PeerAnswer::Nearby(node.candidates(&query)?)),
+            PeerCommand::Provider { provider, call } => {
+                node.provider_remote(provider, call).await?;
+                Ok(PeerAnswer::Done)
+            }
+            PeerCommand::Decline { job, provider } => {
+                node.decline(provider, job).await?;
+                Ok(PeerAnswer::Done)
+            }
+            PeerCommand::JobEvents(events) => {
+                node.deliver_job_events(events);
+                Ok(PeerAnswer::Done)
+            }
         }
     }
 }
 
 impl<A: LocalApi> CallHandler for PeerHandler<A> {
-    async fn handle(&self, _from: &str, envelope: Envelope) -> Result<Vec<u8>, LinkError> {
+    async fn handle(&self, from: &str, envelope: Envelope) -> Result<Vec<u8>, LinkError> {
         let command: PeerCommand = codec::decode(&envelope.command)
             .map_err(|error| LinkError::BadFrame(format!("command: {error}")))?;
+        if let PeerCommand::Client { principal, .. } = &command {
+            if principal.role == Role::Customer {
+                // The customer is connected there: their job events go there.
+                let customer = CustomerId(principal.sub);
+                self.api
+                    .node()
+                    .context()
+                    .note_customer_node(customer, Some(from));
+            }
+        }
         let result = self.serve(command, &envelope.request_id).await;
         codec::encode(&result).map_err(|error| LinkError::Refused(error.to_string()))
     }

@@ -9,11 +9,14 @@ use crate::placement::{home_of_wallet, node_number};
 use crate::{Envelope, LinkError, Peers, Regions, Target};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::cluster_hooks::{node_number_of_job, BoxFuture, ClusterHooks};
+use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall};
 use fixit_actors::codec;
 use fixit_actors::config::ClusterSection;
 use fixit_actors::error::{CoreError, CoreResult};
-use fixit_actors::ids::WalletId;
+use fixit_actors::geo::Nearby;
+use fixit_actors::ids::{JobId, ProviderId, WalletId};
 use fixit_actors::ledger::LedgerOp;
+use fixit_actors::services::JobEvent;
 use fixit_actors::store::OpOutcome;
 use fixit_protocol::api::ApiError;
 use serde::Serialize;
@@ -41,6 +44,10 @@ pub struct Traffic {
     pub nearby_fanouts: AtomicU64,
     /// Calls to peers that failed (down, busy, deadline).
     pub calls_failed: AtomicU64,
+    /// Customer job events a peer did not take (down, busy, deadline).
+    pub job_events_lost: AtomicU64,
+    /// Dispatch candidate searches that asked other nodes.
+    pub candidate_fanouts: AtomicU64,
 }
 
 /// A snapshot of [`Traffic`].
@@ -62,6 +69,10 @@ pub struct TrafficView {
     pub nearby_fanouts: u64,
     /// See [`Traffic::calls_failed`].
     pub calls_failed: u64,
+    /// See [`Traffic::job_events_lost`].
+    pub job_events_lost: u64,
+    /// See [`Traffic::candidate_fanouts`].
+    pub candidate_fanouts: u64,
 }
 
 impl Traffic {
@@ -77,6 +88,8 @@ impl Traffic {
             transfers_received: read(&self.transfers_received),
             nearby_fanouts: read(&self.nearby_fanouts),
             calls_failed: read(&self.calls_failed),
+            job_events_lost: read(&self.job_events_lost),
+            candidate_fanouts: read(&self.candidate_fanouts),
         }
     }
 
@@ -121,6 +134,8 @@ pub struct ClusterRouter {
     pub(crate) outbox_waker: Notify,
     /// Cross-node traffic counters.
     pub traffic: Traffic,
+    /// Job events on their way to the nodes customers are connected to.
+    pub(crate) job_events: super::pushes::EventQueues,
 }
 
 impl ClusterRouter {
@@ -167,6 +182,7 @@ impl ClusterRouter {
             peers: OnceLock::new(),
             outbox_waker: Notify::new(),
             traffic: Traffic::default(),
+            job_events: Default::default(),
         })
     }
 
@@ -286,7 +302,12 @@ fn target_of(command: &PeerCommand) -> Target {
     match command {
         PeerCommand::WalletOp { wallet, .. } => Target::Wallet(wallet.0),
         PeerCommand::Transfer(transfer) => Target::Wallet(transfer.to_wallet.0),
-        PeerCommand::Client { .. } | PeerCommand::Nearby(_) => Target::Node,
+        PeerCommand::Client { .. }
+        | PeerCommand::Nearby(_)
+        | PeerCommand::Candidates(_)
+        | PeerCommand::Provider { .. }
+        | PeerCommand::Decline { .. }
+        | PeerCommand::JobEvents(_) => Target::Node,
     }
 }
 
@@ -332,5 +353,52 @@ impl ClusterHooks for Hooks {
 
     fn transfers_queued(&self) {
         self.0.outbox_waker.notify_one();
+    }
+
+    fn remote_candidates(&self, query: CandidateQuery) -> BoxFuture<Vec<(Nearby, String)>> {
+        let router = self.0.clone();
+        Box::pin(async move { router.candidates_across(query).await })
+    }
+
+    fn provider_remote(
+        &self,
+        node: String,
+        provider: ProviderId,
+        call: ProviderCall,
+    ) -> BoxFuture<CoreResult<()>> {
+        let router = self.0.clone();
+        Box::pin(async move {
+            let request_id = format!("{}-p{}", router.name, provider.0);
+            let command = PeerCommand::Provider { provider, call };
+            done(&node, router.call(&node, &command, None, &request_id).await)
+        })
+    }
+
+    fn decline_remote(&self, job: JobId, provider: ProviderId) -> BoxFuture<CoreResult<()>> {
+        let router = self.0.clone();
+        Box::pin(async move {
+            let Some(node) = router.remote_holder_of_job(job.0) else {
+                return Err(CoreError::NotFound(job.to_string()));
+            };
+            let request_id = format!("{}-d{}", router.name, job.0);
+            let command = PeerCommand::Decline { job, provider };
+            done(&node, router.call(&node, &command, None, &request_id).await)
+        })
+    }
+
+    fn forward_job_event(&self, node: &str, event: JobEvent) -> bool {
+        self.0.job_events.send(&self.0, node, event)
+    }
+}
+
+/// A peer's `Done` as `Ok`, its error as the core error it carries.
+fn done(node: &str, result: PeerResult) -> CoreResult<()> {
+    match result {
+        Ok(PeerAnswer::Done) => Ok(()),
+        Ok(other) => Err(CoreError::Internal(format!(
+            "node {node} answered a provider call with {other:?}"
+        ))),
+        Err(ApiError::Core(error)) => Err(error),
+        Err(other) => Err(CoreError::Internal(format!("node {node}: {other}"))),
     }
 }

@@ -8,6 +8,7 @@ use fixit_actors::job::Job;
 use fixit_actors::provider::{Provider, ProviderStatus};
 use fixit_actors::Node;
 use fixit_cluster::{ClusterStatus, TrafficView};
+use fixit_protocol::area::{AreaList, WorkArea};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -27,6 +28,16 @@ pub(crate) struct Snapshot {
     counters: Counters,
     /// `None` on a single node.
     cluster: Option<ClusterPanel>,
+    /// Service areas and zones (GeoJSON geometries), drawn on the map.
+    areas: AreaList,
+    /// Providers' work areas (at most [`DASHBOARD_PROVIDERS_MAX`]).
+    work_areas: Vec<WorkAreaView>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkAreaView {
+    provider: u64,
+    area: WorkArea,
 }
 
 /// This node in its cluster.
@@ -78,6 +89,11 @@ struct Counters {
     pushes_sent: u64,
     pushes_dropped: u64,
     websockets_open: usize,
+    bookings_outside_service_area: u64,
+    offers_across_regions: u64,
+    pushes_forwarded: u64,
+    pushes_forward_dropped: u64,
+    zone_events: u64,
 }
 
 /// Reads a snapshot (blocking: scans storage).
@@ -105,6 +121,15 @@ pub(crate) fn take(
         cluster: cluster
             .map(|status| cluster_panel(node, status))
             .transpose()?,
+        areas: node.areas().list(),
+        work_areas: node
+            .work_areas(DASHBOARD_PROVIDERS_MAX)
+            .into_iter()
+            .map(|(provider, area)| WorkAreaView {
+                provider: provider.0,
+                area,
+            })
+            .collect(),
     })
 }
 
@@ -140,6 +165,11 @@ fn counters(node: &Node, websockets_open: usize) -> CoreResult<Counters> {
         pushes_sent: stats.pushes_sent.load(Ordering::Relaxed),
         pushes_dropped: stats.pushes_dropped.load(Ordering::Relaxed),
         websockets_open,
+        bookings_outside_service_area: stats.bookings_outside_service_area.load(Ordering::Relaxed),
+        offers_across_regions: stats.offers_across_regions.load(Ordering::Relaxed),
+        pushes_forwarded: stats.pushes_forwarded.load(Ordering::Relaxed),
+        pushes_forward_dropped: stats.pushes_forward_dropped.load(Ordering::Relaxed),
+        zone_events: stats.zone_events.load(Ordering::Relaxed),
     })
 }
 

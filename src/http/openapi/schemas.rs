@@ -158,6 +158,25 @@ pub(super) fn field_schema(ty: FieldType) -> Value {
         FieldType::Bytes => {
             json!({ "type": "string", "contentEncoding": "base64", "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$", "description": "Standard padded base64." })
         }
+        FieldType::AreaName => {
+            json!({ "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" })
+        }
+        FieldType::SkillFilter => {
+            json!({ "type": "array", "minItems": 0, "maxItems": 16, "items": skill })
+        }
+        FieldType::Geometry => fixit_protocol::area::geometry_schema().to_value(),
+        FieldType::WorkArea => {
+            let geometry = fixit_protocol::area::geometry_schema().to_value();
+            json!({ "oneOf": [
+                { "type": "string", "const": "anywhere" },
+                object(json!({ "circle": object(json!({
+                    "lat": { "type": "number", "minimum": -90, "maximum": 90 },
+                    "lon": { "type": "number", "minimum": -180, "maximum": 180 },
+                    "radius_m": { "type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000 }
+                })) })),
+                object(json!({ "polygon": geometry }))
+            ] })
+        }
     }
 }
 
