@@ -77,6 +77,8 @@ impl DemoArgs {
 pub(crate) struct Counters {
     jobs_requested: AtomicU64,
     booking_refused: AtomicU64,
+    /// Bookings refused because the spot is outside the service area.
+    outside_area: AtomicU64,
     offers_received: AtomicU64,
     accepted: AtomicU64,
     declined: AtomicU64,
@@ -128,6 +130,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let settled = report::settle(&cluster).await;
     print_summary(&cluster, &counters, started.elapsed());
     let report = report::build(&cluster, &counters, &args, settled).await?;
+    println!("{}", report.borders_line());
     println!("{}", serde_json::to_string_pretty(&report.invariants)?);
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -193,9 +196,10 @@ fn print_summary(cluster: &DemoCluster, counters: &Counters, elapsed: Duration) 
             )
         });
     println!(
-        "[{:>4} s] booked {:>5}  offers {:>5}  accepted {:>5}  completed {:>5}  cancelled {:>4}  refused {:>3}  errors {:>3}  live actors {:>5}  forwarded {:>6}  cross-node payments {:>5}  moves {:>4}",
+        "[{:>4} s] booked {:>5}  outside area {:>3}  offers {:>5}  accepted {:>5}  completed {:>5}  cancelled {:>4}  refused {:>3}  errors {:>3}  live actors {:>5}  forwarded {:>6}  cross-node payments {:>5}  moves {:>4}",
         elapsed.as_secs(),
         get(&counters.jobs_requested),
+        get(&counters.outside_area),
         get(&counters.offers_received),
         get(&counters.accepted),
         get(&counters.completed),

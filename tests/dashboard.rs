@@ -356,3 +356,199 @@ async fn the_cluster_panel_lists_every_node_with_its_link_and_the_traffic() {
         node.shutdown().await.expect("node stops");
     }
 }
+
+/// Metres in one degree of latitude (the page's city-scale conversion).
+const METRES_PER_DEGREE: f64 = 111_320.0;
+
+/// The `city` service area: its outer ring (closed) and one hole (left open).
+const CITY_OUTER: [[f64; 2]; 5] = [
+    [13.36, 52.48],
+    [13.46, 52.48],
+    [13.46, 52.56],
+    [13.36, 52.56],
+    [13.36, 52.48],
+];
+const CITY_HOLE: [[f64; 2]; 4] = [
+    [13.395, 52.495],
+    [13.415, 52.495],
+    [13.415, 52.505],
+    [13.395, 52.505],
+];
+
+/// The `airport` zone, well south-east of every provider but one.
+const AIRPORT: [[f64; 2]; 4] = [
+    [13.48, 52.355],
+    [13.53, 52.355],
+    [13.53, 52.385],
+    [13.48, 52.385],
+];
+
+const WORK_RADIUS_M: f64 = 1_500.0;
+
+/// One entry of the page's area legend, found by its `data-area` name.
+struct AreaEntry {
+    /// The entry's start tag (its attributes).
+    tag: String,
+    /// Its text, tags left out.
+    text: String,
+}
+
+impl AreaEntry {
+    fn find(dom: &str, name: &str) -> AreaEntry {
+        let marker = format!("data-area=\"{name}\"");
+        let at = dom
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no area {name} drawn in the page:\n{dom}"));
+        let start = dom[..at].rfind('<').expect("the entry's tag");
+        let tag_end = at + dom[at..].find('>').expect("the end of the entry's tag");
+        let end = tag_end + dom[tag_end..].find("</li>").expect("the end of the entry");
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in dom[tag_end + 1..end].chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        AreaEntry {
+            tag: dom[start..=tag_end].to_owned(),
+            text,
+        }
+    }
+
+    fn attribute(&self, attribute: &str) -> String {
+        attribute_of(&self.tag, attribute)
+    }
+
+    /// The box the area covers on the map, CSS pixels: x0, y0, x1, y1.
+    fn drawn_box(&self) -> [f64; 4] {
+        let numbers: Vec<f64> = self
+            .attribute("data-box")
+            .split(' ')
+            .map(|n| n.parse().expect("a pixel coordinate"))
+            .collect();
+        numbers.try_into().expect("four coordinates")
+    }
+}
+
+fn ring(positions: &[[f64; 2]]) -> serde_json::Value {
+    json!(positions)
+}
+
+/// A service area with a hole, a zone and a provider's circular work area, put
+/// through the HTTP API, are drawn on the map (each listed in the map's legend
+/// with the box it covers, inside the map), with the zone's multiplier and the
+/// circle's radius at the map's scale; the new counters are shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_draws_service_areas_zones_and_work_areas() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("chromium not installed: apt-get install chromium; skipping");
+        return;
+    }
+    let node = TestNode::start(|config| config.server.dashboard_open = true).await;
+    let admin = node.admin();
+    let city = json!({ "name": "city", "skills": [], "geometry": {
+        "type": "Polygon", "coordinates": [ring(&CITY_OUTER), ring(&CITY_HOLE)] } });
+    let airport = json!({ "name": "airport", "multiplier_pct": 150, "geometry": {
+        "type": "Polygon", "coordinates": [ring(&AIRPORT)] } });
+    for (path, area, name) in [
+        ("/v1/areas/service", &city, "city"),
+        ("/v1/areas/zone", &airport, "airport"),
+    ] {
+        let reply = node.http.call("PUT", path, Some(&admin), area).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(
+            reply.json(),
+            json!({ "name": name, "existed": false, "nodes_missed": [] })
+        );
+    }
+    // One provider in the city with a work area around it; one entering the zone.
+    provider_at(&node, 2_001, 52.52, 13.405).await;
+    provider_at(&node, 2_002, 52.37, 13.505).await;
+    let work_area = json!({ "area": { "circle": {
+        "lat": 52.52, "lon": 13.405, "radius_m": WORK_RADIUS_M } } });
+    let token = node.token(Role::Provider, 2_001);
+    let reply = node
+        .http
+        .call(
+            "PUT",
+            "/v1/providers/2001/work-area",
+            Some(&token),
+            &work_area,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // A booking in the city's hole is outside the service area.
+    let customer = node.token(Role::Customer, CUSTOMER);
+    let job = json!({ "customer": CUSTOMER, "key": "in-the-hole", "skill": "plumbing",
+        "lat": 52.5, "lon": 13.405, "price": 5_000 });
+    let reply = node.http.post("/v1/jobs", Some(&customer), &job).await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+    assert_eq!(reply.kind(), "outside_service_area");
+
+    let dom = render(&node).await;
+    let polls: u32 = attribute_of(&dom, "data-polls").parse().expect("polls");
+    assert!(polls >= 1, "the page polled");
+    assert_eq!(attribute_of(&dom, "data-service-areas"), "1");
+    assert_eq!(attribute_of(&dom, "data-zones"), "1");
+    assert_eq!(attribute_of(&dom, "data-work-areas"), "1");
+    let size: Vec<f64> = attribute_of(&dom, "data-size")
+        .split(' ')
+        .map(|n| n.parse().expect("a map size"))
+        .collect();
+    let (width, height) = (size[0], size[1]);
+
+    let city = AreaEntry::find(&dom, "city");
+    assert_eq!(city.attribute("data-kind"), "service", "{}", city.tag);
+    assert_eq!(city.attribute("data-rings"), "2", "the hole is drawn");
+    assert!(city.text.contains("city"), "{}", city.text);
+    let zone = AreaEntry::find(&dom, "airport");
+    assert_eq!(zone.attribute("data-kind"), "zone", "{}", zone.tag);
+    assert!(zone.text.contains("airport ×1.5"), "{}", zone.text);
+    let work = AreaEntry::find(&dom, "provider-2001");
+    assert_eq!(work.attribute("data-kind"), "work", "{}", work.tag);
+    assert_eq!(work.attribute("data-shape"), "circle", "{}", work.tag);
+    assert_eq!(work.attribute("data-provider"), "2001", "{}", work.tag);
+
+    // Every area fits in the map (its bounds take in the zone, far from the city).
+    for entry in [&city, &zone, &work] {
+        let [x0, y0, x1, y1] = entry.drawn_box();
+        assert!(
+            x0 >= 0.0 && y0 >= 0.0 && x1 <= width && y1 <= height && x0 < x1 && y0 < y1,
+            "{} is drawn inside the {width}×{height} map",
+            entry.tag
+        );
+    }
+    // The circle is round at the map's scale: 1,500 m against the city's 0.08° of
+    // latitude, and as wide as it is high.
+    let [_, city_top, _, city_bottom] = city.drawn_box();
+    let [wx0, wy0, wx1, wy1] = work.drawn_box();
+    let expected = 2.0 * WORK_RADIUS_M / METRES_PER_DEGREE / 0.08;
+    let ratio = (wy1 - wy0) / (city_bottom - city_top);
+    assert!(
+        (ratio / expected - 1.0).abs() < 0.03,
+        "the work area's height is {ratio} of the city's, not {expected}"
+    );
+    let roundness = (wx1 - wx0) / (wy1 - wy0);
+    assert!(
+        (roundness - 1.0).abs() < 0.03,
+        "the work area is {roundness} times as wide as high"
+    );
+    // The zone lies south-east of the city on the map.
+    let [zx0, zy0, _, _] = zone.drawn_box();
+    let [_, _, cx1, cy1] = city.drawn_box();
+    assert!(zx0 > cx1 && zy0 > cy1, "{} / {}", zone.tag, city.tag);
+
+    assert_eq!(text_of(&dom, "bookings-outside-service-area"), "1");
+    assert_eq!(text_of(&dom, "zone-events"), "1", "2002 entered the zone");
+    for counter in [
+        "offers-across-regions",
+        "pushes-forwarded",
+        "pushes-forward-dropped",
+    ] {
+        assert_eq!(text_of(&dom, counter), "0", "{counter}");
+    }
+    node.server.stop(STOP_GRACE).await;
+}

@@ -24,6 +24,15 @@ pub const GEOMETRY_POSITIONS_MAX: usize = 4_096;
 /// Most rings (outer rings and holes) one geometry holds.
 pub const GEOMETRY_RINGS_MAX: usize = 256;
 
+/// Most positions in one ring.
+pub const RING_POSITIONS_MAX: usize = 1_024;
+
+/// Most rings (the outer one and its holes) of one polygon.
+pub const POLYGON_RINGS_MAX: usize = 16;
+
+/// Most polygons of one multipolygon.
+pub const POLYGONS_MAX: usize = 16;
+
 /// Longest area name, in bytes.
 pub const AREA_NAME_BYTES_MAX: usize = 64;
 
@@ -112,11 +121,10 @@ pub fn geometry_schema() -> schemars::Schema {
         "minItems": 2,
         "maxItems": 2
     });
-    let ring =
-        serde_json::json!({"type": "array", "items": position, "minItems": 3, "maxItems": 64});
-    let polygon = serde_json::json!({"type": "array", "items": ring, "minItems": 1, "maxItems": 8});
+    let ring = serde_json::json!({"type": "array", "items": position, "minItems": 3, "maxItems": RING_POSITIONS_MAX});
+    let polygon = serde_json::json!({"type": "array", "items": ring, "minItems": 1, "maxItems": POLYGON_RINGS_MAX});
     let value = serde_json::json!({
-        "description": "A GeoJSON Polygon or MultiPolygon: positions [longitude, latitude] in degrees; the outer ring first, then holes; rings closed or open; a point on an edge is inside.",
+        "description": "A GeoJSON Polygon or MultiPolygon: positions [longitude, latitude] in degrees; the outer ring first, then holes; rings closed or open; a point on an edge is inside. At most 4096 positions in all.",
         "oneOf": [
             {
                 "type": "object",
@@ -131,7 +139,7 @@ pub fn geometry_schema() -> schemars::Schema {
                 "type": "object",
                 "properties": {
                     "type": {"const": "MultiPolygon"},
-                    "coordinates": {"type": "array", "items": polygon, "minItems": 1, "maxItems": 8}
+                    "coordinates": {"type": "array", "items": polygon, "minItems": 1, "maxItems": POLYGONS_MAX}
                 },
                 "required": ["type", "coordinates"],
                 "additionalProperties": false
@@ -154,9 +162,9 @@ pub enum AreaError {
     /// A geometry holds no polygon.
     #[error("a geometry needs at least one polygon")]
     Empty,
-    /// Too many positions or rings.
+    /// Too many positions, rings or polygons.
     #[error(
-        "a geometry holds at most {GEOMETRY_POSITIONS_MAX} positions in {GEOMETRY_RINGS_MAX} rings"
+        "a geometry holds at most {GEOMETRY_POSITIONS_MAX} positions in {GEOMETRY_RINGS_MAX} rings, {POLYGONS_MAX} polygons of {POLYGON_RINGS_MAX} rings of {RING_POSITIONS_MAX} positions"
     )]
     TooLarge,
     /// The name is empty, too long or not `a-z 0-9 - _`.
@@ -185,6 +193,14 @@ impl Geometry {
         let polygons = self.polygons();
         if polygons.is_empty() || polygons.iter().any(|rings| rings.is_empty()) {
             return Err(AreaError::Empty);
+        }
+        let over = polygons.len() > POLYGONS_MAX
+            || polygons.iter().any(|rings| {
+                rings.len() > POLYGON_RINGS_MAX
+                    || rings.iter().any(|ring| ring.len() > RING_POSITIONS_MAX)
+            });
+        if over {
+            return Err(AreaError::TooLarge);
         }
         let rings: Vec<&Ring> = polygons.iter().flat_map(|rings| rings.iter()).collect();
         let positions: usize = rings.iter().map(|ring| ring.len()).sum();

@@ -5,6 +5,43 @@ pub(crate) use fixit_edge::city::{clamp_to_city, Rng};
 
 pub(crate) use fixit_edge::city::regions;
 
+use fixit_edge::city::{CITY, CITY_HALF_DEG};
+use fixit_protocol::area::{Geometry, ServiceArea, Zone};
+
+/// A rectangle `half` degrees (lat, lon) around `centre`, as a closed GeoJSON ring.
+fn rectangle(centre: (f64, f64), half: (f64, f64)) -> Vec<[f64; 2]> {
+    let (lat, lon) = centre;
+    vec![
+        [lon - half.1, lat - half.0],
+        [lon + half.1, lat - half.0],
+        [lon + half.1, lat + half.0],
+        [lon - half.1, lat + half.0],
+        [lon - half.1, lat - half.0],
+    ]
+}
+
+/// Where every skill is offered: most of the city (bookings near its edge fall
+/// outside and are refused), with a park in the middle cut out.
+pub(crate) fn service_area() -> ServiceArea {
+    ServiceArea {
+        name: "berlin".into(),
+        skills: Vec::new(),
+        geometry: Geometry::Polygon(vec![
+            rectangle(CITY, (CITY_HALF_DEG.0 * 0.96, CITY_HALF_DEG.1 * 0.96)),
+            rectangle((CITY.0 - 0.004, CITY.1 - 0.02), (0.004, 0.006)),
+        ]),
+    }
+}
+
+/// A surge zone around the main station: bookings inside cost 1.5 times.
+pub(crate) fn station_zone() -> Zone {
+    Zone {
+        name: "hauptbahnhof".into(),
+        multiplier_pct: 150,
+        geometry: Geometry::Polygon(vec![rectangle((52.525, 13.369), (0.004, 0.006))]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

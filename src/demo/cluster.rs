@@ -44,6 +44,8 @@ impl DemoCluster {
             config.dispatch.offer_timeout_ms = 3_000;
             config.passivation.entity_idle_ms = 30_000;
             config.server.dashboard_open = true;
+            config.geo.service_areas = vec![city::service_area()];
+            config.geo.zones = vec![city::station_zone()];
             if index == 0 {
                 config.server.http_listen = args.http_listen;
                 config.server.quic_listen = args.quic_listen;

@@ -123,6 +123,7 @@ async fn book_one(
         }
         Ok(_) => bump(&counters.errors),
         Err(error) if error.retry_after_ms().is_some() => bump(&counters.booking_refused),
+        Err(error) if error.kind() == "outside_service_area" => bump(&counters.outside_area),
         Err(_) => bump(&counters.errors),
     }
 }

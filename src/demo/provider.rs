@@ -11,6 +11,7 @@ use fixit_actors::job::JobStatus;
 use fixit_actors::services::ProviderPush;
 use fixit_edge::api::{ApiError, Request, Response};
 use fixit_edge::auth::{Principal, Role};
+use fixit_protocol::area::WorkArea;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,12 @@ const LOCATION_EVERY: Duration = Duration::from_secs(1);
 
 /// Largest step between two positions, in degrees (~50 m).
 const STEP_DEG: (f64, f64) = (0.001, 0.0015);
+
+/// One provider in this many works only within [`WORK_RADIUS_M`] of its start.
+const WORK_AREA_ONE_IN: u64 = 5;
+
+/// Radius of those providers' work areas, in metres.
+const WORK_RADIUS_M: f64 = 2_500.0;
 
 /// The simulated provider.
 pub(crate) struct Provider {
@@ -74,6 +81,20 @@ impl Provider {
     pub(crate) async fn run(mut self, end: Instant) {
         let skill = self.rng.skill();
         let mut at = self.rng.spot();
+        if self.id.0 % WORK_AREA_ONE_IN == 0 {
+            // Works only within a few kilometres of where the shift starts.
+            let area = Request::SetWorkArea {
+                provider: self.id.0,
+                area: WorkArea::Circle {
+                    lat: at.0,
+                    lon: at.1,
+                    radius_m: WORK_RADIUS_M,
+                },
+            };
+            if self.send(self.cluster.owner_of(at), area).await.is_err() {
+                bump(&self.counters.errors);
+            }
+        }
         let Some(mut online) = self.go_online(self.cluster.owner_of(at), skill, at).await else {
             bump(&self.counters.errors);
             return;

@@ -51,12 +51,33 @@ pub(crate) struct Report {
     payments_ok: u64,
     /// Outbox transfers delivered between nodes (Σ `transfers_delivered`).
     cross_node_payments: u64,
+    /// Offers made to a provider held by another node than the job's.
+    offers_across_regions: u64,
+    /// Bookings refused because no service area holds them.
+    bookings_outside_service_area: u64,
+    /// Customers' job events sent to the node they booked through.
+    pushes_forwarded: u64,
+    /// Providers entering or leaving a zone.
+    zone_events: u64,
     errors: u64,
     actor_restarts: BTreeMap<&'static str, u64>,
     /// Time the cluster took to go quiet after the run, in ms.
     settle_ms: u64,
     nodes: Vec<NodeReport>,
     pub(crate) invariants: BTreeMap<String, bool>,
+}
+
+impl Report {
+    /// One line on geofences and dispatch across region edges.
+    pub(crate) fn borders_line(&self) -> String {
+        format!(
+            "geofences: {} bookings refused outside the service area, {} offers across region edges, {} job events forwarded to the customer's node, {} zone entries and exits",
+            self.bookings_outside_service_area,
+            self.offers_across_regions,
+            self.pushes_forwarded,
+            self.zone_events
+        )
+    }
 }
 
 /// One node's part.
@@ -142,6 +163,17 @@ pub(crate) async fn build(
         payments.exact == payments.completed,
     );
     invariants.insert("jobs_completed".into(), count("completed") > 0);
+    invariants.insert(
+        "offers_inside_work_areas".into(),
+        offers_inside_work_areas(cluster)?,
+    );
+    let stat = |read: fn(&fixit_actors::context::NodeStats) -> &AtomicU64| -> u64 {
+        cluster
+            .nodes()
+            .iter()
+            .map(|running| get(read(running.node().stats())))
+            .sum()
+    };
     invariants.insert("cross_node_payments_made".into(), cross_node_payments > 0);
     Ok(Report {
         duration_s: args.duration_s,
@@ -159,12 +191,36 @@ pub(crate) async fn build(
         provider_moves: get(&counters.provider_moves),
         payments_ok: payments.exact,
         cross_node_payments,
+        offers_across_regions: stat(|stats| &stats.offers_across_regions),
+        bookings_outside_service_area: stat(|stats| &stats.bookings_outside_service_area),
+        pushes_forwarded: stat(|stats| &stats.pushes_forwarded),
+        zone_events: stat(|stats| &stats.zone_events),
         errors: get(&counters.errors),
         actor_restarts,
         settle_ms: settled.as_millis() as u64,
         nodes,
         invariants,
     })
+}
+
+/// Whether every provider offered a job (tried or holding it) whose work area is
+/// set had the job inside it, on every node.
+fn offers_inside_work_areas(cluster: &DemoCluster) -> anyhow::Result<bool> {
+    for running in cluster.nodes() {
+        let node = running.node();
+        for job in node.recent_jobs(usize::MAX)? {
+            let offered = job.tried.iter().copied().chain(job.status.provider());
+            for provider in offered {
+                let area = node.work_area(provider);
+                let inside = fixit_actors::areas::WorkShape::new(&area)
+                    .is_none_or(|shape| shape.contains(job.request.location));
+                if !inside {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// What the ledgers alone show: per node (its audit) and across the cluster.

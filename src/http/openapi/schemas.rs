@@ -219,7 +219,13 @@ fn dashboard() -> Value {
         "counters": object(json!({
             "jobs_by_status": counts, "live": counts, "restarts": counts,
             "pushes_sent": uint64(), "pushes_dropped": uint64(), "websockets_open": uint64(),
+            "bookings_outside_service_area": uint64(), "offers_across_regions": uint64(),
+            "pushes_forwarded": uint64(), "pushes_forward_dropped": uint64(), "zone_events": uint64(),
         })),
+        "areas": { "$ref": "#/components/schemas/AreaList" },
+        "work_areas": { "type": "array", "items": object(json!({
+            "provider": uint64(), "area": { "$ref": "#/components/schemas/WorkArea" },
+        })) },
         "cluster": nullable(object(json!({
             "node": { "type": "string" },
             "peers": { "type": "array", "items": peer_view() },
@@ -234,7 +240,8 @@ fn traffic() -> Value {
     object(json!({
         "forwarded_out": uint64(), "forwarded_in": uint64(), "wallet_calls_out": uint64(),
         "wallet_calls_in": uint64(), "transfers_delivered": uint64(), "transfers_received": uint64(),
-        "nearby_fanouts": uint64(), "calls_failed": uint64(),
+        "nearby_fanouts": uint64(), "calls_failed": uint64(), "job_events_lost": uint64(),
+        "candidate_fanouts": uint64(),
     }))
 }
 
