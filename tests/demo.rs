@@ -37,6 +37,13 @@ fn demo_completes_jobs_across_three_nodes_and_reports_invariants() {
         "{report}"
     );
     assert_eq!(report["errors"], 0, "{report}");
+    // The seeded city books some spots outside the service area, and through
+    // node a for jobs held by b and c, whose events come back to a.
+    assert!(
+        report["bookings_outside_service_area"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(report["pushes_forwarded"].as_u64().unwrap() > 0, "{report}");
     let nodes = report["nodes"].as_array().unwrap();
     let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["a", "b", "c"], "{report}");
@@ -55,6 +62,7 @@ fn demo_completes_jobs_across_three_nodes_and_reports_invariants() {
         "cluster_conservation",
         "outboxes_empty_after_settling",
         "payments_exact_per_completed_job",
+        "offers_inside_work_areas",
     ] {
         assert!(
             invariants.contains_key(name),

@@ -137,6 +137,26 @@ async fn a_job_at_a_region_edge_is_offered_across_it_paid_and_cascades_when_that
         .await;
     assert_eq!(status, 200, "{changed}");
     assert_eq!(changed["nodes_missed"], json!([]), "{changed}");
+    let (lat, lon) = from_edge(-200.0);
+    let found = a
+        .ok(
+            Method::POST,
+            "/v1/nearby",
+            &admin,
+            Some(json!({ "skill": "plumbing", "lat": lat, "lon": lon, "radius_m": 5_000.0, "limit": 10 })),
+        )
+        .await;
+    let listed: Vec<u64> = found["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter_map(|p| p["provider"].as_u64())
+        .collect();
+    assert_eq!(
+        listed,
+        [near, far],
+        "nearest first across the edge; the fenced one left out"
+    );
 
     // The customer is connected to c; the job is held by a (its position's owner).
     let transport = HttpTransport::new(None).expect("HTTP transport");
@@ -312,6 +332,39 @@ async fn service_areas_and_zones_put_at_run_time_hold_on_every_node() {
     });
     let (status, changed) = cluster.rest("b").put("/v1/areas/zone", &admin, zone).await;
     assert_eq!(status, 200, "{changed}");
+    // A provider held by a moving into the zone: admins subscribed there hear it.
+    let transport = HttpTransport::new(None).expect("HTTP transport");
+    let mut zone_events = transport
+        .client(cluster.nodes["a"].http_addr(), &admin)
+        .subscribe()
+        .await
+        .expect("admin events on a");
+    let provider = 8_100;
+    let provider_token = cluster.token(Role::Provider, provider);
+    let a = cluster.rest("a");
+    a.provider_at(provider, &provider_token, "plumbing", inside)
+        .await;
+    let here = json!({ "lat": airport.0, "lon": airport.1 });
+    a.ok(
+        Method::PUT,
+        &format!("/v1/providers/{provider}/location"),
+        &provider_token,
+        Some(here),
+    )
+    .await;
+    let event = tokio::time::timeout(Duration::from_secs(30), zone_events.next())
+        .await
+        .expect("a zone event within 30 s")
+        .expect("the admin stream is open");
+    match event {
+        Push::Zone(event) => {
+            assert_eq!(
+                (event.provider.0, event.zone.as_str(), event.entered),
+                (provider, "airport", true)
+            )
+        }
+        other => panic!("expected a zone event, got {other:?}"),
+    }
     let customer_token = cluster.token(Role::Customer, customer);
     let quote = cluster
         .rest("c")
@@ -362,6 +415,16 @@ async fn service_areas_and_zones_put_at_run_time_hold_on_every_node() {
         )
         .await;
         assert_eq!(status, 422, "{via}: {body}");
+        let search = json!({ "skill": "plumbing", "lat": inside.0, "lon": inside.1, "radius_m": 1_000.0, "limit": 5 });
+        let (status, body) = cluster
+            .rest(via)
+            .post("/v1/nearby", &customer_token, search)
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("outside_service_area")),
+            "{via}: {body}"
+        );
         let (status, body) = book(
             &cluster,
             via,

@@ -263,6 +263,56 @@ impl Areas {
     }
 }
 
+/// `count` service areas for every skill tiling the box `centre ± half` (degrees
+/// lat, lon) in a grid of rows × columns with rows the largest divisor of `count`
+/// not above its square root, each cell a polygon of `4 × edge_steps` positions
+/// (its edges subdivided): every point of the box is in at least one. For
+/// benchmarks and load runs with many areas.
+pub fn grid_areas(
+    centre: (f64, f64),
+    half: (f64, f64),
+    count: usize,
+    edge_steps: usize,
+) -> Vec<ServiceArea> {
+    let count = count.max(1);
+    let rows = (1..=count)
+        .take_while(|rows| rows * rows <= count)
+        .filter(|rows| count % rows == 0)
+        .last()
+        .unwrap_or(1);
+    let columns = count / rows;
+    let steps = edge_steps.max(1);
+    let (height, width) = (2.0 * half.0 / rows as f64, 2.0 * half.1 / columns as f64);
+    let (south, west) = (centre.0 - half.0, centre.1 - half.1);
+    let mut areas = Vec::with_capacity(count);
+    for row in 0..rows {
+        for column in 0..columns {
+            let (s, w) = (south + row as f64 * height, west + column as f64 * width);
+            let corners = [
+                (w, s),
+                (w + width, s),
+                (w + width, s + height),
+                (w, s + height),
+            ];
+            let mut ring = Vec::with_capacity(4 * steps + 1);
+            for side in 0..4 {
+                let (from, to) = (corners[side], corners[(side + 1) % 4]);
+                for step in 0..steps {
+                    let t = step as f64 / steps as f64;
+                    ring.push([from.0 + (to.0 - from.0) * t, from.1 + (to.1 - from.1) * t]);
+                }
+            }
+            ring.push(ring[0]);
+            areas.push(ServiceArea {
+                name: format!("grid-{row}-{column}"),
+                skills: Vec::new(),
+                geometry: Geometry::Polygon(vec![ring]),
+            });
+        }
+    }
+    areas
+}
+
 /// A work area compiled for checks.
 #[derive(Clone, Debug)]
 pub enum WorkShape {
@@ -335,6 +385,23 @@ impl WorkAreas {
             .map(|(provider, (area, _))| (*provider, area.clone()))
             .collect()
     }
+}
+
+/// Dispatch candidates in `geo`: the `query.limit` best available providers of
+/// the skill within the radius, not excluded, whose work area holds the job's
+/// position, ranked by [`crate::geo::rank`].
+pub fn candidates(
+    geo: &crate::geo::GeoIndex,
+    work: &WorkAreas,
+    query: &crate::cluster_hooks::CandidateQuery,
+) -> Result<Vec<crate::geo::Nearby>, crate::geo::GeoError> {
+    geo.nearby(
+        query.at,
+        &query.skill,
+        query.limit as usize,
+        query.radius_m,
+        &|provider| query.exclude.contains(&provider) || !work.allows(provider, query.at),
+    )
 }
 
 #[cfg(test)]

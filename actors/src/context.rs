@@ -172,14 +172,7 @@ impl NodeContext {
     /// best first.
     pub fn local_candidates(&self, query: &CandidateQuery) -> CoreResult<Vec<Nearby>> {
         let work = self.work_areas.read();
-        let found = self.geo.read().nearby(
-            query.at,
-            &query.skill,
-            query.limit as usize,
-            query.radius_m,
-            &|provider| query.exclude.contains(&provider) || !work.allows(provider, query.at),
-        )?;
-        Ok(found)
+        Ok(crate::areas::candidates(&self.geo.read(), &work, query)?)
     }
 
     /// The home node of `wallet` when that is another node.

@@ -142,6 +142,11 @@ pub struct LoadArgs {
     /// No progress bar and no phase lines (the summary is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Service areas put before the run (admin commands): a grid of this many
+    /// areas of 32 positions each tiling the city, so every booking is checked
+    /// against them and still served (0: none, the node's own areas only).
+    #[arg(long, default_value_t = 0)]
+    pub areas: u32,
 }
 
 impl LoadArgs {
@@ -166,6 +171,11 @@ impl LoadArgs {
         anyhow::ensure!(
             self.think_ms <= THINK_MS_MAX,
             "--think-ms must be at most {THINK_MS_MAX}"
+        );
+        anyhow::ensure!(
+            self.areas as usize <= fixit_protocol::area::AREAS_MAX,
+            "--areas must be at most {}",
+            fixit_protocol::area::AREAS_MAX
         );
         Ok(())
     }
@@ -355,6 +365,10 @@ async fn set_up(
     pushes_end: Instant,
 ) -> anyhow::Result<Population> {
     let admins = customer::connect_admins(sim).await?;
+    if args.areas > 0 {
+        progress.phase("service areas", u64::from(args.areas));
+        put_areas(&admins, args.areas as usize, progress).await?;
+    }
     progress.phase("providers", args.providers);
     let providers: Vec<OnlineProvider> = futures::stream::iter(0..args.providers)
         .map(|index| {
@@ -385,6 +399,29 @@ async fn set_up(
         admins,
         funded,
     })
+}
+
+/// Puts `count` service areas tiling the city (through the first admin; each is
+/// put on every node of a cluster).
+async fn put_areas(
+    admins: &[client::UserClient],
+    count: usize,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    use fixit_sdk::Commands;
+    let admin = admins
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no admin connected"))?;
+    let areas = fixit_actors::areas::grid_areas(city::CITY, city::CITY_HALF_DEG, count, 8);
+    for area in areas {
+        let name = area.name.clone();
+        admin
+            .call(fixit_protocol::api::Request::PutServiceArea(area))
+            .await
+            .map_err(|error| anyhow::anyhow!("putting service area {name}: {error}"))?;
+        progress.step();
+    }
+    Ok(())
 }
 
 /// Runs warm-up, the measured window and the drain; returns the timeline and how
@@ -506,6 +543,7 @@ fn settings(
         balances_per_s: args.balances_per_s,
         think_ms: args.think_ms,
         source_addresses: args.source_addresses,
+        areas: args.areas,
         spawned_node_limits: spawned.map(|config| {
             serde_json::json!({
                 "connections_max": config.server.connections_max,

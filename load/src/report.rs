@@ -22,6 +22,8 @@ pub(crate) struct Settings {
     pub(crate) balances_per_s: f64,
     pub(crate) think_ms: u64,
     pub(crate) source_addresses: u8,
+    /// Service areas put before the run (`--areas`).
+    pub(crate) areas: u32,
     /// For a spawned node: the limits raised for the run.
     pub(crate) spawned_node_limits: Option<serde_json::Value>,
 }

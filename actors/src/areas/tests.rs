@@ -245,3 +245,79 @@ fn a_work_circle_is_measured_on_the_sphere() {
     assert!(work.set(provider, WorkArea::Anywhere), "cleared");
     assert!(work.allows(provider, Coord::new(0.0, 0.0).unwrap()));
 }
+
+/// A work area for the dispatch property: none, a circle or a star polygon.
+fn work_area() -> impl Strategy<Value = Option<WorkArea>> {
+    prop_oneof![
+        Just(None),
+        ((-0.05f64..0.05, -0.05f64..0.05), 100.0f64..6_000.0).prop_map(|((dy, dx), radius_m)| {
+            Some(WorkArea::Circle {
+                lat: CORNER[1] + dy,
+                lon: CORNER[0] + dx,
+                radius_m,
+            })
+        }),
+        polygon().prop_map(|rings| Some(WorkArea::Polygon(Geometry::Polygon(rings)))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Dispatch never offers a job outside a provider's work area, and offers
+    /// exactly the best eligible providers a brute-force scan finds.
+    #[test]
+    fn candidates_are_the_best_providers_whose_work_area_holds_the_job(
+        providers in prop::collection::vec(((-0.05f64..0.05, -0.05f64..0.05), work_area()), 1..40),
+        jobs in prop::collection::vec((-0.05f64..0.05, -0.05f64..0.05), 1..6),
+        limit in 1u32..10,
+        radius_m in 1_000.0f64..8_000.0,
+        excluded in prop::collection::vec(0u64..40, 0..5),
+    ) {
+        let skill = crate::ids::Skill::new("plumbing").unwrap();
+        let mut geo = crate::geo::GeoIndex::new(6).unwrap();
+        let mut work = WorkAreas::default();
+        let mut placed = Vec::new();
+        for (i, ((dy, dx), area)) in providers.into_iter().enumerate() {
+            let id = ProviderId(i as u64);
+            let at = Coord::new(CORNER[1] + dy, CORNER[0] + dx).unwrap();
+            geo.upsert(id, at, std::slice::from_ref(&skill));
+            if let Some(area) = area {
+                work.set(id, area);
+            }
+            placed.push((id, at));
+        }
+        let exclude: Vec<ProviderId> = excluded.into_iter().map(ProviderId).collect();
+        for (dy, dx) in jobs {
+            let at = Coord::new(CORNER[1] + dy, CORNER[0] + dx).unwrap();
+            let query = crate::cluster_hooks::CandidateQuery {
+                at,
+                skill: skill.clone(),
+                limit,
+                radius_m,
+                exclude: exclude.clone(),
+            };
+            let found: Vec<ProviderId> = candidates(&geo, &work, &query)
+                .unwrap()
+                .into_iter()
+                .map(|near| near.provider)
+                .collect();
+            for provider in &found {
+                prop_assert!(work.allows(*provider, at), "{provider} offered outside its work area");
+            }
+            let mut eligible: Vec<crate::geo::Nearby> = placed
+                .iter()
+                .filter(|(id, _)| !exclude.contains(id) && work.allows(*id, at))
+                .map(|(id, p)| crate::geo::Nearby { provider: *id, distance_m: haversine_m(at, *p) })
+                .filter(|near| near.distance_m <= radius_m)
+                .collect();
+            eligible.sort_by(crate::geo::rank);
+            let expected: Vec<ProviderId> = eligible
+                .into_iter()
+                .take(limit as usize)
+                .map(|near| near.provider)
+                .collect();
+            prop_assert_eq!(found, expected);
+        }
+    }
+}
