@@ -479,3 +479,92 @@ async fn service_areas_and_zones_put_at_run_time_hold_on_every_node() {
     assert_eq!(status, 200, "no service area left: served anywhere: {body}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_during_area_changes_catches_up_after_its_restart() {
+    let mut cluster = Cluster::start().await;
+    let admin = cluster.token(Role::Admin, 0);
+    let centre = from_edge(-2_000.0);
+    let area = |name: &str, half_m: f64| {
+        json!({
+            "name": name,
+            "skills": [],
+            "geometry": { "type": "Polygon", "coordinates": [square(centre.0, centre.1, half_m)] },
+        })
+    };
+    let (status, _) = cluster
+        .rest("a")
+        .put("/v1/areas/service", &admin, area("old", 500.0))
+        .await;
+    assert_eq!(status, 200);
+    cluster.stop_node("c").await;
+    // While c is down: "old" removed, "city" put, a work area set.
+    let (status, removed) = cluster
+        .rest("a")
+        .post("/v1/areas/remove", &admin, json!({ "name": "old" }))
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["nodes_missed"], json!(["c"]), "{removed}");
+    let (status, put) = cluster
+        .rest("b")
+        .put("/v1/areas/service", &admin, area("city", 1_000.0))
+        .await;
+    assert_eq!(
+        (status, put["nodes_missed"].clone()),
+        (200, json!(["c"])),
+        "{put}"
+    );
+    let provider = 8_200;
+    let work =
+        json!({ "area": { "circle": { "lat": centre.0, "lon": centre.1, "radius_m": 700.0 } } });
+    let (status, _) = cluster
+        .rest("a")
+        .put(&format!("/v1/providers/{provider}/work-area"), &admin, work)
+        .await;
+    assert_eq!(status, 200);
+
+    cluster.restart_node("c").await;
+    let c = cluster.rest("c");
+    let restarted = Instant::now();
+    let mut seen = Value::Null;
+    for _ in 0..WAIT_ROUNDS {
+        seen = c.ok(Method::GET, "/v1/areas", &admin, None).await;
+        let names: Vec<&str> = seen["service_areas"]
+            .as_array()
+            .expect("service areas")
+            .iter()
+            .filter_map(|area| area["name"].as_str())
+            .collect();
+        if names == ["city"] {
+            break;
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+    }
+    println!(
+        "c caught up {:?} after its restart: {seen}",
+        restarted.elapsed()
+    );
+    assert_eq!(seen["service_areas"][0]["name"], "city", "{seen}");
+    assert_eq!(
+        seen["service_areas"].as_array().map(Vec::len),
+        Some(1),
+        "old stays removed: {seen}"
+    );
+    let snapshot = c.ok(Method::GET, "/v1/dashboard", &admin, None).await;
+    let work_areas = snapshot["work_areas"].as_array().expect("work areas");
+    assert!(
+        work_areas.iter().any(|w| w["provider"] == provider),
+        "the work area reached c: {snapshot}"
+    );
+    // And the digests agree everywhere: a change now reaches all three at once.
+    let (status, put) = cluster
+        .rest("c")
+        .put("/v1/areas/service", &admin, area("city", 1_200.0))
+        .await;
+    assert_eq!(
+        (status, put["nodes_missed"].clone()),
+        (200, json!([])),
+        "{put}"
+    );
+    cluster.stop().await;
+}

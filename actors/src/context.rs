@@ -116,6 +116,8 @@ pub struct NodeContext {
     /// Customers who reach this node through another, by that node: their job
     /// events are forwarded there. In memory only.
     pub customer_nodes: Mutex<HashMap<CustomerId, String>>,
+    /// The version of every cluster-wide setting held (anti-entropy digests).
+    pub settings: Mutex<crate::settings::Versions>,
 }
 
 /// Most entries in [`NodeContext::provider_nodes`] or

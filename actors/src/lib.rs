@@ -28,6 +28,7 @@ pub mod provider_actor;
 pub mod root;
 pub mod services;
 pub mod session_actor;
+pub mod settings;
 pub mod store;
 pub mod wallet_actor;
 

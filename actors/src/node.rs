@@ -22,6 +22,7 @@ use crate::provider_actor::ProviderCommand;
 use crate::root::{BranchName, Root, RootMessage};
 use crate::services::{JobEvent, ProviderPush, PushHub, ServiceSlots};
 use crate::session_actor::{SessionCommand, SessionView};
+use crate::settings::{Setting, Version, Versions};
 use crate::store::{Audit, OpOutcome, Store, Transfer};
 use crate::wallet_actor::WalletCommand;
 use fixit_protocol::area::{AreaList, Quote, WorkArea, AREAS_MAX};
@@ -98,7 +99,7 @@ impl Node {
     ) -> CoreResult<Node> {
         let store = Store::open(&config.node.data_dir, config.storage.cache_bytes)?;
         let geo = rebuild_geo_index(&store, config.geo.cell_precision)?;
-        let (areas, work_areas) = load_areas(&store, &config)?;
+        let (areas, work_areas, settings) = load_settings(&store, &config, clock.now_ms())?;
         let (durability, writer) = Durability::start(
             store.clone(),
             GroupCommit {
@@ -135,6 +136,7 @@ impl Node {
             zone_events: tokio::sync::broadcast::channel(ZONE_EVENTS_BUFFERED).0,
             provider_nodes: Default::default(),
             customer_nodes: Default::default(),
+            settings: parking_lot::Mutex::new(settings),
         });
         let (root, _) = Actor::spawn(None, Root, ctx.clone())
             .await
@@ -596,8 +598,7 @@ impl Node {
     /// that name existed.
     pub async fn put_area(&self, area: StoredArea) -> CoreResult<bool> {
         area.validate().map_err(CoreError::Invalid)?;
-        let _one_at_a_time = self.area_changes.lock().await;
-        let mut list = self.areas().list();
+        let list = self.areas().list();
         let existed = list.service_areas.iter().any(|a| a.name == area.name())
             || list.zones.iter().any(|z| z.name == area.name());
         if !existed && list.service_areas.len() + list.zones.len() >= AREAS_MAX {
@@ -605,15 +606,7 @@ impl Node {
                 "a node holds at most {AREAS_MAX} areas"
             )));
         }
-        list.service_areas.retain(|a| a.name != area.name());
-        list.zones.retain(|z| z.name != area.name());
-        let record = encode(&area)?;
-        self.put_setting(area.key(), Some(record)).await?;
-        match area {
-            StoredArea::Service(area) => list.service_areas.push(area),
-            StoredArea::Zone(zone) => list.zones.push(zone),
-        }
-        *self.ctx.areas.write() = Arc::new(Areas::new(list));
+        self.write_setting(area.key(), Some(encode(&area)?)).await?;
         Ok(existed)
     }
 
@@ -621,31 +614,134 @@ impl Node {
     pub async fn remove_area(&self, name: &str) -> CoreResult<bool> {
         fixit_protocol::area::validate_name(name)
             .map_err(|error| CoreError::Invalid(error.to_string()))?;
-        let _one_at_a_time = self.area_changes.lock().await;
-        let mut list = self.areas().list();
-        let before = list.service_areas.len() + list.zones.len();
-        list.service_areas.retain(|a| a.name != name);
-        list.zones.retain(|z| z.name != name);
-        if before == list.service_areas.len() + list.zones.len() {
-            return Ok(false);
+        let list = self.areas().list();
+        let existed = list.service_areas.iter().any(|a| a.name == name)
+            || list.zones.iter().any(|z| z.name == name);
+        if existed {
+            self.write_setting(format!("{AREA_PREFIX}{name}"), None)
+                .await?;
         }
-        self.put_setting(format!("{AREA_PREFIX}{name}"), None)
-            .await?;
-        *self.ctx.areas.write() = Arc::new(Areas::new(list));
-        Ok(true)
+        Ok(existed)
     }
 
     /// Sets a provider's work area (`Anywhere` clears it), durably; whether one
     /// was set.
     pub async fn set_work_area(&self, provider: ProviderId, area: WorkArea) -> CoreResult<bool> {
         area.validate().map_err(CoreError::Invalid)?;
-        let key = format!("{WORK_PREFIX}{:020}", provider.0);
+        let existed = self.work_area(provider) != WorkArea::Anywhere;
         let record = match area {
             WorkArea::Anywhere => None,
-            _ => Some(encode(&(provider, area.clone()))?),
+            _ => Some(encode(&(provider, area))?),
         };
-        self.put_setting(key, record).await?;
-        Ok(self.ctx.work_areas.write().set(provider, area))
+        self.write_setting(work_key(provider), record).await?;
+        Ok(existed)
+    }
+
+    /// Writes a setting changed here: newer than any version of it seen so far.
+    async fn write_setting(&self, key: String, value: Option<Vec<u8>>) -> CoreResult<()> {
+        let _one_at_a_time = self.area_changes.lock().await;
+        let version = {
+            let held = self.ctx.settings.lock();
+            let after = held.get(&key).map_or(0, |version| version.at_ms + 1);
+            Version {
+                at_ms: self.ctx.clock.now_ms().max(after),
+                origin: self.ctx.config.node.id.clone(),
+            }
+        };
+        let setting = Setting {
+            key,
+            version,
+            value,
+        };
+        self.apply_settings(vec![setting]).await.map(drop)
+    }
+
+    /// Merges settings from another node: each applies if it is newer than the
+    /// version held (last writer wins). How many applied.
+    pub async fn merge_settings(&self, incoming: Vec<Setting>) -> CoreResult<usize> {
+        let _one_at_a_time = self.area_changes.lock().await;
+        let newer: Vec<Setting> = {
+            let held = self.ctx.settings.lock();
+            incoming
+                .into_iter()
+                .filter(|setting| held.is_newer(&setting.key, &setting.version))
+                .collect()
+        };
+        self.apply_settings(newer).await
+    }
+
+    /// Stores `settings` (one flush), then puts them in force; settings that do
+    /// not decode are skipped (logged). Called with `area_changes` held.
+    async fn apply_settings(&self, settings: Vec<Setting>) -> CoreResult<usize> {
+        let mut changes = Vec::new();
+        for setting in settings {
+            match SettingChange::of(&setting) {
+                Ok(change) => changes.push((setting, change)),
+                Err(error) => {
+                    tracing::warn!(key = %setting.key, %error, "setting skipped");
+                }
+            }
+        }
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let records = changes
+            .iter()
+            .map(|(setting, _)| Ok((setting.key.clone(), encode(setting)?)))
+            .collect::<CoreResult<Vec<_>>>()?;
+        let store = self.ctx.store.clone();
+        tokio::task::spawn_blocking(move || store.put_settings(&records))
+            .await
+            .map_err(|error| CoreError::Internal(error.to_string()))??;
+        let applied = changes.len();
+        let mut list = None;
+        for (setting, change) in changes {
+            self.ctx.settings.lock().set(&setting.key, setting.version);
+            change.apply(&self.ctx, &mut list);
+        }
+        if let Some(list) = list {
+            *self.ctx.areas.write() = Arc::new(Areas::new(list));
+        }
+        Ok(applied)
+    }
+
+    /// The digest of every settings bucket (anti-entropy).
+    pub fn settings_digests(&self) -> Vec<u64> {
+        self.ctx.settings.lock().digests().to_vec()
+    }
+
+    /// The versions of the settings in `buckets`, at most `limit`.
+    pub fn setting_versions(&self, buckets: &[usize], limit: usize) -> Vec<(String, Version)> {
+        self.ctx.settings.lock().in_buckets(buckets, limit)
+    }
+
+    /// Our versions compared with a peer's: the keys to fetch, the keys to push.
+    pub fn reconcile_settings(
+        &self,
+        buckets: &[usize],
+        theirs: &[(String, Version)],
+    ) -> (Vec<String>, Vec<String>) {
+        crate::settings::reconcile(&self.ctx.settings.lock(), buckets, theirs)
+    }
+
+    /// The stored settings of `keys` (missing ones left out), until `bytes_max`
+    /// of values (at least one).
+    pub fn settings_of(&self, keys: &[String], bytes_max: usize) -> CoreResult<Vec<Setting>> {
+        let mut found = Vec::new();
+        let mut bytes = 0;
+        for key in keys {
+            let Some(record) = self.ctx.store.setting(key.as_bytes())? else {
+                continue;
+            };
+            let setting: Setting = crate::codec::decode(&record)
+                .map_err(|error| CoreError::Internal(format!("stored setting: {error}")))?;
+            bytes += record.len();
+            found.push(setting);
+            if bytes >= bytes_max {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// A provider's work area.
@@ -683,13 +779,6 @@ impl Node {
     /// Zone events from now on (admin subscribers).
     pub fn zone_events(&self) -> tokio::sync::broadcast::Receiver<fixit_protocol::area::ZoneEvent> {
         self.ctx.zone_events.subscribe()
-    }
-
-    async fn put_setting(&self, key: String, record: Option<Vec<u8>>) -> CoreResult<bool> {
-        let store = self.ctx.store.clone();
-        tokio::task::spawn_blocking(move || store.put_setting(key.as_bytes(), record.as_deref()))
-            .await
-            .map_err(|error| CoreError::Internal(error.to_string()))?
     }
 
     /// A job's record.
@@ -773,13 +862,14 @@ impl Node {
     }
 }
 
-/// The stored areas with the config's put over them (and stored), and the stored
-/// work areas.
-fn load_areas(store: &Store, config: &NodeConfig) -> CoreResult<(Areas, WorkAreas)> {
-    let decode = |bytes: &[u8]| {
-        crate::codec::decode(bytes)
-            .map_err(|error| CoreError::Internal(format!("stored area: {error}")))
-    };
+/// The stored settings: areas, work areas and their versions. A configured area
+/// whose content is not what is stored (new, changed, or removed at run time) is
+/// written first, as a change made now by this node.
+fn load_settings(
+    store: &Store,
+    config: &NodeConfig,
+    now_ms: u64,
+) -> CoreResult<(Areas, WorkAreas, Versions)> {
     let configured = config
         .geo
         .service_areas
@@ -787,24 +877,134 @@ fn load_areas(store: &Store, config: &NodeConfig) -> CoreResult<(Areas, WorkArea
         .cloned()
         .map(StoredArea::Service)
         .chain(config.geo.zones.iter().cloned().map(StoredArea::Zone));
+    let mut writes = Vec::new();
     for area in configured {
-        let record = encode(&area)?;
-        store.put_setting(area.key().as_bytes(), Some(&record))?;
+        let content = encode(&area)?;
+        let stored = match store.setting(area.key().as_bytes())? {
+            Some(record) => Some(decode_setting(&record)?),
+            None => None,
+        };
+        if stored.as_ref().and_then(|s| s.value.as_ref()) == Some(&content) {
+            continue;
+        }
+        let after = stored.map_or(0, |s| s.version.at_ms + 1);
+        let setting = Setting {
+            key: area.key(),
+            version: Version {
+                at_ms: now_ms.max(after),
+                origin: config.node.id.clone(),
+            },
+            value: Some(content),
+        };
+        writes.push((setting.key.clone(), encode(&setting)?));
     }
-    let mut list = AreaList::default();
-    for bytes in store.settings(AREA_PREFIX.as_bytes())? {
-        match decode(&bytes)? {
-            StoredArea::Service(area) => list.service_areas.push(area),
-            StoredArea::Zone(zone) => list.zones.push(zone),
+    store.put_settings(&writes)?;
+    let mut versions = Versions::default();
+    let mut list = None;
+    let mut work = WorkAreas::default();
+    let mut ctx_parts = (&mut list, &mut work);
+    for record in store.settings(b"")? {
+        let setting = decode_setting(&record)?;
+        versions.set(&setting.key, setting.version.clone());
+        match SettingChange::of(&setting) {
+            Ok(change) => change.apply_to(&mut ctx_parts),
+            Err(error) => tracing::warn!(key = %setting.key, %error, "stored setting skipped"),
         }
     }
-    let mut work = WorkAreas::default();
-    for bytes in store.settings(WORK_PREFIX.as_bytes())? {
-        let (provider, area): (ProviderId, WorkArea) = crate::codec::decode(&bytes)
-            .map_err(|error| CoreError::Internal(format!("stored work area: {error}")))?;
-        work.set(provider, area);
+    let list = list.unwrap_or_default();
+    Ok((Areas::new(list), work, versions))
+}
+
+fn decode_setting(record: &[u8]) -> CoreResult<Setting> {
+    crate::codec::decode(record)
+        .map_err(|error| CoreError::Internal(format!("stored setting: {error}")))
+}
+
+/// The settings key of a provider's work area.
+fn work_key(provider: ProviderId) -> String {
+    format!("{WORK_PREFIX}{:020}", provider.0)
+}
+
+/// What one setting changes.
+enum SettingChange {
+    /// A service area or zone put.
+    PutArea(StoredArea),
+    /// A service area or zone removed (by name).
+    RemoveArea(String),
+    /// A provider's work area (`Anywhere`: cleared).
+    Work(ProviderId, WorkArea),
+}
+
+impl SettingChange {
+    /// Reads a setting; refuses an unknown key or a value that does not decode.
+    fn of(setting: &Setting) -> CoreResult<SettingChange> {
+        let bad = |why: String| CoreError::Invalid(format!("setting {}: {why}", setting.key));
+        if let Some(name) = setting.key.strip_prefix(AREA_PREFIX) {
+            return match &setting.value {
+                None => Ok(SettingChange::RemoveArea(name.to_owned())),
+                Some(bytes) => {
+                    let area: StoredArea =
+                        crate::codec::decode(bytes).map_err(|e| bad(e.to_string()))?;
+                    area.validate().map_err(bad)?;
+                    if area.name() != name {
+                        return Err(bad("the name is not the key's".into()));
+                    }
+                    Ok(SettingChange::PutArea(area))
+                }
+            };
+        }
+        if let Some(id) = setting.key.strip_prefix(WORK_PREFIX) {
+            let provider = ProviderId(id.parse().map_err(|_| bad("no provider id".into()))?);
+            return match &setting.value {
+                None => Ok(SettingChange::Work(provider, WorkArea::Anywhere)),
+                Some(bytes) => {
+                    let (owner, area): (ProviderId, WorkArea) =
+                        crate::codec::decode(bytes).map_err(|e| bad(e.to_string()))?;
+                    area.validate().map_err(bad)?;
+                    if owner != provider {
+                        return Err(bad("the provider is not the key's".into()));
+                    }
+                    Ok(SettingChange::Work(provider, area))
+                }
+            };
+        }
+        Err(bad("unknown key".into()))
     }
-    Ok((Areas::new(list), work))
+
+    /// Puts the change in force: work areas at once; areas into `list` (taken
+    /// from the node's areas on first use), which the caller indexes.
+    fn apply(self, ctx: &NodeContext, list: &mut Option<AreaList>) {
+        if let SettingChange::Work(provider, area) = self {
+            ctx.work_areas.write().set(provider, area);
+            return;
+        }
+        let list = list.get_or_insert_with(|| ctx.areas.read().list());
+        self.into_list(list);
+    }
+
+    /// [`SettingChange::apply`] on parts being loaded.
+    fn apply_to(self, (list, work): &mut (&mut Option<AreaList>, &mut WorkAreas)) {
+        if let SettingChange::Work(provider, area) = self {
+            work.set(provider, area);
+            return;
+        }
+        self.into_list(list.get_or_insert_with(AreaList::default));
+    }
+
+    fn into_list(self, list: &mut AreaList) {
+        let name = match &self {
+            SettingChange::PutArea(area) => area.name().to_owned(),
+            SettingChange::RemoveArea(name) => name.clone(),
+            SettingChange::Work(..) => return,
+        };
+        list.service_areas.retain(|a| a.name != name);
+        list.zones.retain(|z| z.name != name);
+        match self {
+            SettingChange::PutArea(StoredArea::Service(area)) => list.service_areas.push(area),
+            SettingChange::PutArea(StoredArea::Zone(zone)) => list.zones.push(zone),
+            SettingChange::RemoveArea(_) | SettingChange::Work(..) => {}
+        }
+    }
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> CoreResult<Vec<u8>> {

@@ -266,16 +266,28 @@ impl Store {
         Ok(())
     }
 
-    /// Stores (`Some`) or removes (`None`) the setting under `key`, durable before
-    /// returning; whether there was one. Blocking: call from a blocking thread.
-    pub fn put_setting(&self, key: &[u8], record: Option<&[u8]>) -> CoreResult<bool> {
-        let before = match record {
-            Some(record) => self.settings.insert(key, record),
-            None => self.settings.remove(key),
+    /// Stores settings (key, encoded record), durable before returning.
+    /// Blocking: call from a blocking thread.
+    pub fn put_settings(&self, records: &[(String, Vec<u8>)]) -> CoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
         }
-        .map_err(storage)?;
+        let mut batch = sled::Batch::default();
+        for (key, record) in records {
+            batch.insert(key.as_bytes(), record.as_slice());
+        }
+        self.settings.apply_batch(batch).map_err(storage)?;
         self.settings.flush().map_err(storage)?;
-        Ok(before.is_some())
+        Ok(())
+    }
+
+    /// The setting stored under `key`, as stored.
+    pub fn setting(&self, key: &[u8]) -> CoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .settings
+            .get(key)
+            .map_err(storage)?
+            .map(|bytes| bytes.to_vec()))
     }
 
     /// The settings whose key starts with `prefix`, as stored.

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod peer_api;
 pub mod pushes;
 pub mod router;
+pub mod settings_sync;
 
 use fixit_actors::Node;
 use fixit_protocol::api::{ApiError, Request, Response};

@@ -241,6 +241,7 @@ pub(crate) struct Cluster {
     pub(crate) _dir: tempfile::TempDir,
     pub(crate) secret: PathBuf,
     pub(crate) nodes: BTreeMap<String, RunningNode>,
+    pub(crate) configs: Vec<fixit_actors::config::NodeConfig>,
 }
 
 impl Cluster {
@@ -249,7 +250,7 @@ impl Cluster {
         let configs = local_cluster(dir.path(), &regions()).expect("cluster configs");
         let secret = configs[0].auth.secret_file.clone();
         let mut nodes = BTreeMap::new();
-        for config in configs {
+        for config in configs.clone() {
             let name = config.node.id.clone();
             let node = RunningNode::start(config, Arc::new(SystemClock))
                 .await
@@ -260,12 +261,33 @@ impl Cluster {
             _dir: dir,
             secret,
             nodes,
+            configs,
         };
         let admin = cluster.token(Role::Admin, 0);
         for name in NAMES {
             cluster.rest(name).wait_links_up(&admin).await;
         }
         cluster
+    }
+
+    /// Stops node `name` (its data dir stays).
+    pub(crate) async fn stop_node(&mut self, name: &str) {
+        let node = self.nodes.remove(name).expect("a running node");
+        node.shutdown().await.expect("the node stops");
+    }
+
+    /// Starts node `name` again from its config and data dir.
+    pub(crate) async fn restart_node(&mut self, name: &str) {
+        let config = self
+            .configs
+            .iter()
+            .find(|config| config.node.id == name)
+            .expect("the node's config")
+            .clone();
+        let node = RunningNode::start(config, Arc::new(SystemClock))
+            .await
+            .expect("the node restarts");
+        self.nodes.insert(name.to_owned(), node);
     }
 
     pub(crate) fn rest(&self, name: &str) -> Rest {

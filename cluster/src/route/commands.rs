@@ -7,6 +7,7 @@ use fixit_actors::geo::Nearby;
 use fixit_actors::ids::{JobId, ProviderId, WalletId};
 use fixit_actors::ledger::LedgerOp;
 use fixit_actors::services::JobEvent;
+use fixit_actors::settings::{Setting, Version};
 use fixit_actors::store::{OpOutcome, Transfer};
 use fixit_protocol::api::{ApiError, NearbyQuery, Request, Response};
 use fixit_protocol::principal::Principal;
@@ -55,6 +56,12 @@ pub enum PeerCommand {
     },
     /// Job events of jobs held by the sender, for customers connected here.
     JobEvents(Vec<JobEvent>),
+    /// The sender's settings digests (anti-entropy).
+    SettingsDigests(Vec<u64>),
+    /// Settings the sender wants, by key.
+    SettingsFetch(Vec<String>),
+    /// Settings the sender holds newer than this node.
+    SettingsPush(Vec<Setting>),
 }
 
 /// A successful answer to a [`PeerCommand`].
@@ -68,6 +75,15 @@ pub enum PeerAnswer {
     Nearby(Vec<Nearby>),
     /// Done.
     Done,
+    /// This node's setting versions in the buckets whose digests differ.
+    SettingVersions {
+        /// The buckets compared.
+        buckets: Vec<usize>,
+        /// The versions held in them (possibly cut short).
+        versions: Vec<(String, Version)>,
+    },
+    /// Settings asked for.
+    Settings(Vec<Setting>),
 }
 
 /// What a node answers another.

@@ -58,6 +58,8 @@ pub struct ClusterLinks {
     router: Arc<ClusterRouter>,
     stop_delivery: watch::Sender<bool>,
     delivery: JoinHandle<()>,
+    /// The settings anti-entropy task (stopped with the delivery).
+    settings: JoinHandle<()>,
 }
 
 impl ClusterLinks {
@@ -111,7 +113,16 @@ impl ClusterLinks {
             clock,
         );
         let (stop_delivery, stopped) = watch::channel(false);
-        let delivery = tokio::spawn(outbox::deliver(api.node().clone(), router.clone(), stopped));
+        let delivery = tokio::spawn(outbox::deliver(
+            api.node().clone(),
+            router.clone(),
+            stopped.clone(),
+        ));
+        let settings = tokio::spawn(super::settings_sync::run(
+            api.node().clone(),
+            router.clone(),
+            stopped,
+        ));
         Ok(ClusterLinks {
             endpoint,
             membership,
@@ -119,6 +130,7 @@ impl ClusterLinks {
             router,
             stop_delivery,
             delivery,
+            settings,
         })
     }
 
@@ -148,12 +160,14 @@ impl ClusterLinks {
             peers,
             stop_delivery,
             delivery,
+            settings,
             ..
         } = self;
         peers.close_stopping();
         membership.leave().await;
         stop_delivery.send_replace(true);
         let _ = delivery.await;
+        let _ = settings.await;
         drop(peers);
         endpoint.stop().await;
     }

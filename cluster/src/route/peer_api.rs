@@ -80,6 +80,16 @@ impl<A: LocalApi> PeerHandler<A> {
                 node.deliver_job_events(events);
                 Ok(PeerAnswer::Done)
             }
+            PeerCommand::SettingsDigests(theirs) => {
+                Ok(super::settings_sync::answer_digests(node, &theirs))
+            }
+            PeerCommand::SettingsFetch(keys) => Ok(PeerAnswer::Settings(
+                super::settings_sync::answer_fetch(node, &keys)?,
+            )),
+            PeerCommand::SettingsPush(settings) => {
+                node.merge_settings(settings).await?;
+                Ok(PeerAnswer::Done)
+            }
         }
     }
 }

@@ -307,7 +307,10 @@ fn target_of(command: &PeerCommand) -> Target {
         | PeerCommand::Candidates(_)
         | PeerCommand::Provider { .. }
         | PeerCommand::Decline { .. }
-        | PeerCommand::JobEvents(_) => Target::Node,
+        | PeerCommand::JobEvents(_)
+        | PeerCommand::SettingsDigests(_)
+        | PeerCommand::SettingsFetch(_)
+        | PeerCommand::SettingsPush(_) => Target::Node,
     }
 }
 

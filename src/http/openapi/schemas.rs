@@ -224,7 +224,7 @@ fn dashboard() -> Value {
         })),
         "areas": { "$ref": "#/components/schemas/AreaList" },
         "work_areas": { "type": "array", "items": object(json!({
-            "provider": uint64(), "area": { "$ref": "#/components/schemas/WorkArea" },
+            "provider": uint64(), "area": field_schema(FieldType::WorkArea),
         })) },
         "cluster": nullable(object(json!({
             "node": { "type": "string" },
