@@ -419,7 +419,7 @@ impl Api {
     }
 
     /// Pushes for a principal: job events for a customer, offers for a provider.
-    /// An admin has no pushes.
+    /// An admin hears zone events (providers entering or leaving a zone).
     pub async fn subscribe(&self, principal: &Principal) -> Result<mpsc::Receiver<Push>, ApiError> {
         let (sender, receiver) = mpsc::channel(PUSH_BUFFER);
         match principal.role {

@@ -149,11 +149,9 @@ async fn refusals_come_back_as_the_typed_error_and_change_nothing() {
     );
     let pushes = forged.subscribe().await.err().expect("no pushes either");
     assert!(matches!(pushes, ApiError::Unauthorized(_)), "{pushes:?}");
-    let admin_pushes = admin.subscribe().await.err().expect("admins have none");
-    assert!(
-        matches!(admin_pushes, ApiError::Forbidden(_)),
-        "{admin_pushes:?}"
-    );
+    // Admins hear zone events (docs/GEOFENCES.md).
+    let zone_events = admin.subscribe().await.expect("an admin's zone events");
+    drop(zone_events);
     let not_yours = customer
         .balance(CUSTOMER + 1)
         .await
