@@ -140,11 +140,21 @@ impl Api {
     /// revocations stored by earlier runs are applied now.
     pub fn with_tokens(mut self, tokens: TokenKey) -> Result<Api, ApiError> {
         let now = now_s();
-        for record in self.node.context().store.revocations()? {
+        for record in self.node.revocations()? {
             let denial: Denial = codec::decode(&record)
                 .map_err(|error| CoreError::Internal(format!("stored revocation: {error}")))?;
             tokens.denylist().apply(&denial, now);
         }
+        let learnt = tokens.clone();
+        self.node
+            .on_revocation(move |record| match codec::decode::<Denial>(record) {
+                Ok(denial) => {
+                    learnt.denylist().apply(&denial, now_s());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a revocation from another node does not decode")
+                }
+            });
         self.tokens = Some(tokens);
         Ok(self)
     }
@@ -169,10 +179,7 @@ impl Api {
         }
         let record =
             codec::encode(&denial).map_err(|error| CoreError::Internal(error.to_string()))?;
-        let store = self.node.context().store.clone();
-        tokio::task::spawn_blocking(move || store.put_revocation(key.as_bytes(), &record))
-            .await
-            .map_err(|error| CoreError::Internal(error.to_string()))??;
+        self.node.put_revocation(&key, record).await?;
         Ok(Response::Revoked(Revocation {
             nodes_missed: Vec::new(),
         }))

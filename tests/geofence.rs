@@ -523,6 +523,23 @@ async fn a_node_down_during_area_changes_catches_up_after_its_restart() {
         .await;
     assert_eq!(status, 200);
 
+    // And a customer's tokens revoked.
+    let customer = ids_homed_on("a", 9_500, 1)[0];
+    let revoked = cluster.token(Role::Customer, customer);
+    let (status, answer) = cluster
+        .rest("a")
+        .post(
+            "/v1/revocations/subject",
+            &admin,
+            json!({ "role": "customer", "sub": customer }),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["nodes_missed"].clone()),
+        (200, json!(["c"])),
+        "{answer}"
+    );
+
     cluster.restart_node("c").await;
     let c = cluster.rest("c");
     let restarted = Instant::now();
@@ -555,6 +572,19 @@ async fn a_node_down_during_area_changes_catches_up_after_its_restart() {
     assert!(
         work_areas.iter().any(|w| w["provider"] == provider),
         "the work area reached c: {snapshot}"
+    );
+    let wallet = format!("/v1/wallets/{customer}");
+    let mut status = 0;
+    for _ in 0..WAIT_ROUNDS {
+        status = c.get(&wallet, &revoked).await.0;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the revocation made while c was down reached c"
     );
     // And the digests agree everywhere: a change now reaches all three at once.
     let (status, put) = cluster

@@ -118,7 +118,12 @@ pub struct NodeContext {
     pub customer_nodes: Mutex<HashMap<CustomerId, String>>,
     /// The version of every cluster-wide setting held (anti-entropy digests).
     pub settings: Mutex<crate::settings::Versions>,
+    /// Where revocations learnt from other nodes go (set by the API).
+    pub revocation_sink: RwLock<Option<RevocationSink>>,
 }
+
+/// A callback that puts an encoded token revocation in force.
+pub type RevocationSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// Most entries in [`NodeContext::provider_nodes`] or
 /// [`NodeContext::customer_nodes`]; past it an arbitrary entry makes room.

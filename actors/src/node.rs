@@ -137,6 +137,7 @@ impl Node {
             provider_nodes: Default::default(),
             customer_nodes: Default::default(),
             settings: parking_lot::Mutex::new(settings),
+            revocation_sink: RwLock::new(None),
         });
         let (root, _) = Actor::spawn(None, Root, ctx.clone())
             .await
@@ -656,6 +657,31 @@ impl Node {
         self.apply_settings(vec![setting]).await.map(drop)
     }
 
+    /// Stores a token revocation (encoded by the caller) as the setting
+    /// `revoke/<key>`, so nodes that miss it learn it by anti-entropy; each node
+    /// puts it in force through its revocation sink.
+    pub async fn put_revocation(&self, key: &str, record: Vec<u8>) -> CoreResult<()> {
+        self.write_setting(format!("{REVOKE_PREFIX}{key}"), Some(record))
+            .await
+    }
+
+    /// Every stored revocation, as encoded: the settings' and those an earlier
+    /// version kept in its own tree.
+    pub fn revocations(&self) -> CoreResult<Vec<Vec<u8>>> {
+        let mut records = self.ctx.store.revocations()?;
+        for record in self.ctx.store.settings(REVOKE_PREFIX.as_bytes())? {
+            if let Some(value) = decode_setting(&record)?.value {
+                records.push(value);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Where revocations learnt from other nodes go (the API's token denylist).
+    pub fn on_revocation(&self, sink: impl Fn(&[u8]) + Send + Sync + 'static) {
+        *self.ctx.revocation_sink.write() = Some(Arc::new(sink));
+    }
+
     /// Merges settings from another node: each applies if it is newer than the
     /// version held (last writer wins). How many applied.
     pub async fn merge_settings(&self, incoming: Vec<Setting>) -> CoreResult<usize> {
@@ -920,6 +946,10 @@ fn decode_setting(record: &[u8]) -> CoreResult<Setting> {
         .map_err(|error| CoreError::Internal(format!("stored setting: {error}")))
 }
 
+/// Settings key prefix of a token revocation (then `token/<jti>` or
+/// `subject/<role>/<sub>`).
+const REVOKE_PREFIX: &str = "revoke/";
+
 /// The settings key of a provider's work area.
 fn work_key(provider: ProviderId) -> String {
     format!("{WORK_PREFIX}{:020}", provider.0)
@@ -933,6 +963,8 @@ enum SettingChange {
     RemoveArea(String),
     /// A provider's work area (`Anywhere`: cleared).
     Work(ProviderId, WorkArea),
+    /// A token revocation (encoded), for the revocation sink.
+    Revocation(Vec<u8>),
 }
 
 impl SettingChange {
@@ -968,15 +1000,32 @@ impl SettingChange {
                 }
             };
         }
+        if setting.key.starts_with(REVOKE_PREFIX) {
+            // Revocations are never withdrawn: a tombstone would be a bug upstream.
+            let value = setting
+                .value
+                .clone()
+                .ok_or_else(|| bad("no revocation".into()))?;
+            return Ok(SettingChange::Revocation(value));
+        }
         Err(bad("unknown key".into()))
     }
 
     /// Puts the change in force: work areas at once; areas into `list` (taken
     /// from the node's areas on first use), which the caller indexes.
     fn apply(self, ctx: &NodeContext, list: &mut Option<AreaList>) {
-        if let SettingChange::Work(provider, area) = self {
-            ctx.work_areas.write().set(provider, area);
-            return;
+        match self {
+            SettingChange::Work(provider, area) => {
+                ctx.work_areas.write().set(provider, area);
+                return;
+            }
+            SettingChange::Revocation(record) => {
+                if let Some(sink) = ctx.revocation_sink.read().clone() {
+                    sink(&record);
+                }
+                return;
+            }
+            SettingChange::PutArea(_) | SettingChange::RemoveArea(_) => {}
         }
         let list = list.get_or_insert_with(|| ctx.areas.read().list());
         self.into_list(list);
@@ -984,9 +1033,14 @@ impl SettingChange {
 
     /// [`SettingChange::apply`] on parts being loaded.
     fn apply_to(self, (list, work): &mut (&mut Option<AreaList>, &mut WorkAreas)) {
-        if let SettingChange::Work(provider, area) = self {
-            work.set(provider, area);
-            return;
+        match self {
+            SettingChange::Work(provider, area) => {
+                work.set(provider, area);
+                return;
+            }
+            // Applied by the API when it takes its token key (`revocations`).
+            SettingChange::Revocation(_) => return,
+            SettingChange::PutArea(_) | SettingChange::RemoveArea(_) => {}
         }
         self.into_list(list.get_or_insert_with(AreaList::default));
     }
@@ -995,14 +1049,16 @@ impl SettingChange {
         let name = match &self {
             SettingChange::PutArea(area) => area.name().to_owned(),
             SettingChange::RemoveArea(name) => name.clone(),
-            SettingChange::Work(..) => return,
+            SettingChange::Work(..) | SettingChange::Revocation(_) => return,
         };
         list.service_areas.retain(|a| a.name != name);
         list.zones.retain(|z| z.name != name);
         match self {
             SettingChange::PutArea(StoredArea::Service(area)) => list.service_areas.push(area),
             SettingChange::PutArea(StoredArea::Zone(zone)) => list.zones.push(zone),
-            SettingChange::RemoveArea(_) | SettingChange::Work(..) => {}
+            SettingChange::RemoveArea(_)
+            | SettingChange::Work(..)
+            | SettingChange::Revocation(_) => {}
         }
     }
 }
