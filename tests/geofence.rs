@@ -598,3 +598,85 @@ async fn a_node_down_during_area_changes_catches_up_after_its_restart() {
     );
     cluster.stop().await;
 }
+
+/// The service area named `name` on `node`, as its JSON.
+async fn area_on(cluster: &Cluster, node: &str, name: &str) -> Value {
+    let admin = cluster.token(Role::Admin, 0);
+    let areas = cluster
+        .rest(node)
+        .ok(Method::GET, "/v1/areas", &admin, None)
+        .await;
+    areas["service_areas"]
+        .as_array()
+        .expect("service areas")
+        .iter()
+        .find(|area| area["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_area_changed_at_run_time_stays_changed_until_the_file_changes() {
+    let centre = from_edge(-2_000.0);
+    let geometry = |half_m: f64| {
+        fixit_protocol::area::Geometry::Polygon(vec![square(centre.0, centre.1, half_m)])
+    };
+    let configured = |half_m: f64| fixit_protocol::area::ServiceArea {
+        name: "city".into(),
+        skills: Vec::new(),
+        geometry: geometry(half_m),
+    };
+    let mut cluster = Cluster::start_with(|config| {
+        config.geo.service_areas = vec![configured(1_000.0)];
+    })
+    .await;
+    let admin = cluster.token(Role::Admin, 0);
+    let v2 = json!({
+        "name": "city",
+        "skills": [],
+        "geometry": { "type": "Polygon", "coordinates": [square(centre.0, centre.1, 1_500.0)] },
+    });
+    let (status, changed) = cluster
+        .rest("a")
+        .put("/v1/areas/service", &admin, v2.clone())
+        .await;
+    assert_eq!(
+        (status, changed["nodes_missed"].clone()),
+        (200, json!([])),
+        "{changed}"
+    );
+
+    // c restarts with its file unchanged: the run-time change stands everywhere.
+    cluster.stop_node("c").await;
+    cluster.restart_node("c").await;
+    for name in NAMES {
+        cluster.rest(name).wait_links_up(&admin).await;
+    }
+    tokio::time::sleep(3 * fixit_cluster::route::settings_sync::SYNC_INTERVAL).await;
+    for name in NAMES {
+        let area = area_on(&cluster, name, "city").await;
+        assert_eq!(area["geometry"], v2["geometry"], "{name}: {area}");
+    }
+
+    // c restarts with the area edited in its file: the edit spreads.
+    cluster.stop_node("c").await;
+    for config in cluster
+        .configs
+        .iter_mut()
+        .filter(|config| config.node.id == "c")
+    {
+        config.geo.service_areas = vec![configured(500.0)];
+    }
+    cluster.restart_node("c").await;
+    let v3 = serde_json::to_value(geometry(500.0)).expect("geometry");
+    let mut seen = Value::Null;
+    for _ in 0..WAIT_ROUNDS {
+        seen = area_on(&cluster, "a", "city").await;
+        if seen["geometry"] == v3 {
+            break;
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+    }
+    assert_eq!(seen["geometry"], v3, "the file's edit reached a: {seen}");
+    cluster.stop().await;
+}

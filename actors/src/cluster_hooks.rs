@@ -57,6 +57,16 @@ pub trait ClusterHooks: Send + Sync + 'static {
         call: ProviderCall,
     ) -> BoxFuture<CoreResult<()>>;
 
+    /// A command for a provider whose node is not known here (a restart lost it):
+    /// sent to every other node at once; `Ok` if one of them took it. Safe for
+    /// the end signals (a node not holding the provider in that state ignores
+    /// them) and for an assignment (only the node holding the offer takes it).
+    fn provider_everywhere(
+        &self,
+        provider: ProviderId,
+        call: ProviderCall,
+    ) -> BoxFuture<CoreResult<()>>;
+
     /// A provider held here declines a job held by another node (it went offline).
     fn decline_remote(&self, job: JobId, provider: ProviderId) -> BoxFuture<CoreResult<()>>;
 

@@ -270,8 +270,51 @@ async fn provider_call(
     if let (Some(cluster), Some(node)) = (&ctx.cluster, ctx.provider_node(provider)) {
         return cluster.provider_remote(node, provider, remote).await;
     }
-    ctx.providers.call(provider, command).await
+    let here = ctx.providers.call(provider, command).await;
+    match (&ctx.cluster, here) {
+        // Not here, and where it is was forgotten (a restart): ask the others.
+        (Some(cluster), Err(CoreError::NotFound(_))) => {
+            cluster.provider_everywhere(provider, remote).await
+        }
+        (_, here) => here,
+    }
 }
+
+/// Tells a provider on another node that `call` (an end signal) happened, in the
+/// background and a few times if the node does not answer; with its node
+/// unknown here, every other node is told (end signals are no-ops elsewhere).
+fn tell_provider_elsewhere(ctx: &NodeContext, provider: ProviderId, call: ProviderCall) {
+    let Some(cluster) = ctx.cluster.clone() else {
+        return;
+    };
+    let node = ctx.provider_node(provider);
+    tokio::spawn(async move {
+        for attempt in 0..END_SIGNAL_TRIES {
+            let told = match &node {
+                Some(node) => {
+                    cluster
+                        .provider_remote(node.clone(), provider, call.clone())
+                        .await
+                }
+                None => cluster.provider_everywhere(provider, call.clone()).await,
+            };
+            match told {
+                Ok(()) => return,
+                Err(error) if !error.is_retryable() || attempt + 1 == END_SIGNAL_TRIES => {
+                    tracing::info!(%provider, %error, "provider on another node not told that an offer or job ended");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(END_SIGNAL_RETRY).await,
+            }
+        }
+    });
+}
+
+/// Tries of an end signal to a provider on another node.
+const END_SIGNAL_TRIES: u32 = 3;
+
+/// Pause between two tries.
+const END_SIGNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The nearest available candidates not in `exclude`: this node's, and in a
 /// cluster those of every node whose regions reach the search circle, ranked
@@ -281,7 +324,10 @@ async fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: Vec<ProviderI
     let query = CandidateQuery {
         at: job.request.location,
         skill: job.request.skill.clone(),
-        limit: dispatch.candidates_per_search,
+        // Peers answer at most the nearby limit each.
+        limit: dispatch
+            .candidates_per_search
+            .min(fixit_protocol::commands::NEARBY_LIMIT_MAX),
         radius_m: dispatch.search_radius_m,
         exclude,
     };
@@ -294,8 +340,10 @@ async fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: Vec<ProviderI
     if let Some(cluster) = &ctx.cluster {
         let remote = cluster.remote_candidates(query).await;
         found.extend(remote.into_iter().map(|(near, node)| (near, Some(node))));
-        found.sort_by(|a, b| rank(&a.0, &b.0));
+        // One entry per provider (the nearest), then best first.
+        found.sort_by(|a, b| a.0.provider.cmp(&b.0.provider).then(rank(&a.0, &b.0)));
         found.dedup_by_key(|(near, _)| near.provider);
+        found.sort_by(|a, b| rank(&a.0, &b.0));
         found.truncate(dispatch.candidates_per_search as usize);
     }
     for (near, node) in &found {
@@ -331,6 +379,11 @@ async fn offer_to(ctx: &NodeContext, job: JobId, offer: Offer) -> Input {
         }
         Err(error) => {
             tracing::debug!(%job, %provider, %error, "candidate cannot take the offer");
+            if error.is_retryable() && ctx.provider_node(provider).is_some() {
+                // The other node may have applied the offer before its answer
+                // was lost: end it there, so the provider is free again.
+                tell_provider_elsewhere(ctx, provider, ProviderCall::OfferEnded { job });
+            }
             Input::OfferRefused(offer)
         }
     }
@@ -394,10 +447,12 @@ async fn release(
 /// Tells a provider its offer ended; a failure is logged, not fatal (its offer
 /// lapses on its own).
 async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
-    if ctx.provider_node(provider).is_none() {
-        ctx.services
-            .push_provider(&ctx.stats, provider, ProviderPush::OfferEnded { job });
+    if ctx.provider_node(provider).is_some() {
+        tell_provider_elsewhere(ctx, provider, ProviderCall::OfferEnded { job });
+        return;
     }
+    ctx.services
+        .push_provider(&ctx.stats, provider, ProviderPush::OfferEnded { job });
     let result = provider_call(
         ctx,
         provider,
@@ -412,6 +467,10 @@ async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
 
 /// Tells a provider the job it held ended; a failure is logged, not fatal.
 async fn end_job(ctx: &NodeContext, job: JobId, provider: ProviderId) {
+    if ctx.provider_node(provider).is_some() {
+        tell_provider_elsewhere(ctx, provider, ProviderCall::JobEnded { job });
+        return;
+    }
     let result = provider_call(
         ctx,
         provider,

@@ -643,7 +643,9 @@ impl Node {
         let _one_at_a_time = self.area_changes.lock().await;
         let version = {
             let held = self.ctx.settings.lock();
-            let after = held.get(&key).map_or(0, |version| version.at_ms + 1);
+            let after = held
+                .get(&key)
+                .map_or(0, |version| version.at_ms.saturating_add(1));
             Version {
                 at_ms: self.ctx.clock.now_ms().max(after),
                 origin: self.ctx.config.node.id.clone(),
@@ -686,11 +688,49 @@ impl Node {
     /// version held (last writer wins). How many applied.
     pub async fn merge_settings(&self, incoming: Vec<Setting>) -> CoreResult<usize> {
         let _one_at_a_time = self.area_changes.lock().await;
+        let horizon = self
+            .ctx
+            .clock
+            .now_ms()
+            .saturating_add(SETTING_CLOCK_SKEW_MAX_MS);
+        // The newest of each key, written no later than the horizon.
+        let mut newest: std::collections::BTreeMap<String, Setting> = Default::default();
+        for setting in incoming {
+            if setting.version.at_ms > horizon {
+                tracing::warn!(key = %setting.key, "a setting dated in the future is refused");
+                continue;
+            }
+            match newest.get(&setting.key) {
+                Some(kept) if kept.version >= setting.version => {}
+                _ => {
+                    newest.insert(setting.key.clone(), setting);
+                }
+            }
+        }
+        let mut room = AREAS_MAX.saturating_sub(self.areas().len());
         let newer: Vec<Setting> = {
             let held = self.ctx.settings.lock();
-            incoming
-                .into_iter()
+            let areas = self.areas().list();
+            newest
+                .into_values()
                 .filter(|setting| held.is_newer(&setting.key, &setting.version))
+                .filter(|setting| {
+                    let Some(name) = setting.key.strip_prefix(AREA_PREFIX) else {
+                        return true;
+                    };
+                    let known = areas.service_areas.iter().any(|a| a.name == name)
+                        || areas.zones.iter().any(|z| z.name == name);
+                    if known || setting.value.is_none() {
+                        return true;
+                    }
+                    // A new area: only while there is room.
+                    if room == 0 {
+                        tracing::warn!(key = %setting.key, "no room for another area");
+                        return false;
+                    }
+                    room -= 1;
+                    true
+                })
                 .collect()
         };
         self.apply_settings(newer).await
@@ -889,8 +929,9 @@ impl Node {
 }
 
 /// The stored settings: areas, work areas and their versions. A configured area
-/// whose content is not what is stored (new, changed, or removed at run time) is
-/// written first, as a change made now by this node.
+/// whose content in the file changed since this node's last start (or is new to
+/// it) is written first, as a change made now by this node; one unchanged in the
+/// file is left alone, so run-time changes made since stand.
 fn load_settings(
     store: &Store,
     config: &NodeConfig,
@@ -906,14 +947,16 @@ fn load_settings(
     let mut writes = Vec::new();
     for area in configured {
         let content = encode(&area)?;
+        let mark = format!("config_{}", area.key());
+        if store.local_mark(&mark)?.as_ref() == Some(&content) {
+            continue;
+        }
+        store.set_local_mark(&mark, &content)?;
         let stored = match store.setting(area.key().as_bytes())? {
             Some(record) => Some(decode_setting(&record)?),
             None => None,
         };
-        if stored.as_ref().and_then(|s| s.value.as_ref()) == Some(&content) {
-            continue;
-        }
-        let after = stored.map_or(0, |s| s.version.at_ms + 1);
+        let after = stored.map_or(0, |s| s.version.at_ms.saturating_add(1));
         let setting = Setting {
             key: area.key(),
             version: Version {
@@ -946,6 +989,12 @@ fn decode_setting(record: &[u8]) -> CoreResult<Setting> {
         .map_err(|error| CoreError::Internal(format!("stored setting: {error}")))
 }
 
+/// How far ahead of this node's clock a setting from another node may be dated.
+const SETTING_CLOCK_SKEW_MAX_MS: u64 = 24 * 3600 * 1000;
+
+/// Longest settings key, in bytes.
+const SETTING_KEY_BYTES_MAX: usize = 256;
+
 /// Settings key prefix of a token revocation (then `token/<jti>` or
 /// `subject/<role>/<sub>`).
 const REVOKE_PREFIX: &str = "revoke/";
@@ -971,7 +1020,11 @@ impl SettingChange {
     /// Reads a setting; refuses an unknown key or a value that does not decode.
     fn of(setting: &Setting) -> CoreResult<SettingChange> {
         let bad = |why: String| CoreError::Invalid(format!("setting {}: {why}", setting.key));
+        if !fixit_protocol::ids::is_printable_ascii(&setting.key, SETTING_KEY_BYTES_MAX) {
+            return Err(bad("not a key".into()));
+        }
         if let Some(name) = setting.key.strip_prefix(AREA_PREFIX) {
+            fixit_protocol::area::validate_name(name).map_err(|e| bad(e.to_string()))?;
             return match &setting.value {
                 None => Ok(SettingChange::RemoveArea(name.to_owned())),
                 Some(bytes) => {
@@ -987,6 +1040,9 @@ impl SettingChange {
         }
         if let Some(id) = setting.key.strip_prefix(WORK_PREFIX) {
             let provider = ProviderId(id.parse().map_err(|_| bad("no provider id".into()))?);
+            if setting.key != work_key(provider) {
+                return Err(bad("not the provider's canonical key".into()));
+            }
             return match &setting.value {
                 None => Ok(SettingChange::Work(provider, WorkArea::Anywhere)),
                 Some(bytes) => {

@@ -130,6 +130,14 @@ mod tests {
         );
         provider.offer_ended(JobId(4));
         provider.offer(JobId(3), 60, 40).unwrap();
+        provider.assign(JobId(3)).unwrap();
+        provider.offer_ended(JobId(3));
+        assert_eq!(
+            provider.status,
+            ProviderStatus::Available,
+            "an assignment the job never learnt of ends with its offer"
+        );
+        provider.offer(JobId(3), 60, 40).unwrap();
         assert_eq!(provider.go_offline().unwrap(), Some(JobId(3)));
         assert!(provider.go_online(vec![]).is_err());
     }

@@ -281,6 +281,23 @@ impl Store {
         Ok(())
     }
 
+    /// A mark this node keeps for itself (not replicated) under `key`.
+    pub fn local_mark(&self, key: &str) -> CoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .meta
+            .get(format!("local/{key}").as_bytes())
+            .map_err(storage)?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    /// Sets a local mark (durable with the next flush).
+    pub fn set_local_mark(&self, key: &str, value: &[u8]) -> CoreResult<()> {
+        self.meta
+            .insert(format!("local/{key}").as_bytes(), value)
+            .map_err(storage)?;
+        Ok(())
+    }
+
     /// The setting stored under `key`, as stored.
     pub fn setting(&self, key: &[u8]) -> CoreResult<Option<Vec<u8>>> {
         Ok(self

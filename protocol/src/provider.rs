@@ -110,11 +110,12 @@ impl Provider {
         }
     }
 
-    /// The offer for `job` ended without acceptance (declined, timed out, cancelled).
+    /// The offer for `job` ended without acceptance (declined, timed out,
+    /// cancelled). The job's holder says so: a provider that took the job anyway
+    /// (an assignment the holder never learnt of, its answer lost between nodes)
+    /// is freed too.
     pub fn offer_ended(&mut self, job: JobId) {
-        if matches!(self.status, ProviderStatus::Offered(current, _) if current == job) {
-            self.status = ProviderStatus::Available;
-        }
+        self.job_ended(job);
     }
 
     /// The provider accepted `job`: Offered(job) → Busy(job).

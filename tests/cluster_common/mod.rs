@@ -246,8 +246,16 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) async fn start() -> Cluster {
+        Cluster::start_with(|_| {}).await
+    }
+
+    /// [`Cluster::start`] with every node's config changed by `change` first.
+    pub(crate) async fn start_with(
+        change: impl Fn(&mut fixit_actors::config::NodeConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let configs = local_cluster(dir.path(), &regions()).expect("cluster configs");
+        let mut configs = local_cluster(dir.path(), &regions()).expect("cluster configs");
+        configs.iter_mut().for_each(&change);
         let secret = configs[0].auth.secret_file.clone();
         let mut nodes = BTreeMap::new();
         for config in configs.clone() {

@@ -56,26 +56,28 @@ impl ClusterRouter {
         }
     }
 
-    /// Serves `request` here, then on every other node at once (each with the
-    /// link deadline); a revocation's answer names the nodes that did not take it.
+    /// Serves `request` here — a change of cluster-wide settings (areas, work
+    /// areas, revocations), stamped with this node's version — then brings every
+    /// other node in line at once (a settings comparison with each, with the
+    /// link deadline, so every node holds the same version); the answer names the
+    /// nodes that could not be reached (they catch up by anti-entropy).
     async fn everywhere<A: LocalApi>(
         self: &Arc<Self>,
         local: &A,
         principal: &Principal,
         request: Request,
-        request_id: &str,
+        _request_id: &str,
     ) -> Result<Response, ApiError> {
-        let response = local.serve_here(principal, request.clone()).await?;
+        let response = local.serve_here(principal, request).await?;
         let mut tells = tokio::task::JoinSet::new();
         for peer in self.other_nodes() {
             let router = self.clone();
-            let principal = *principal;
-            let request = request.clone();
-            let request_id = request_id.to_owned();
+            let node = local.node().clone();
             tells.spawn(async move {
-                let told = router
-                    .forward(&peer, &principal, request, &request_id)
-                    .await;
+                let told = super::settings_sync::sync_with(&node, &router, &peer).await;
+                if let Err(error) = &told {
+                    tracing::info!(%peer, %error, "a settings change did not reach a node");
+                }
                 (peer, told.is_ok())
             });
         }

@@ -377,6 +377,35 @@ impl ClusterHooks for Hooks {
         })
     }
 
+    fn provider_everywhere(
+        &self,
+        provider: ProviderId,
+        call: ProviderCall,
+    ) -> BoxFuture<CoreResult<()>> {
+        let router = self.0.clone();
+        Box::pin(async move {
+            let mut asks = tokio::task::JoinSet::new();
+            for node in router.other_nodes() {
+                let router = router.clone();
+                let call = call.clone();
+                asks.spawn(async move {
+                    let request_id = format!("{}-p{}", router.name, provider.0);
+                    let command = PeerCommand::Provider { provider, call };
+                    done(&node, router.call(&node, &command, None, &request_id).await)
+                });
+            }
+            let mut last = Err(CoreError::NotFound(provider.to_string()));
+            while let Some(joined) = asks.join_next().await {
+                match joined {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(error) => last = error,
+                    Err(error) => tracing::warn!(%error, "a provider call leg panicked"),
+                }
+            }
+            last
+        })
+    }
+
     fn decline_remote(&self, job: JobId, provider: ProviderId) -> BoxFuture<CoreResult<()>> {
         let router = self.0.clone();
         Box::pin(async move {
