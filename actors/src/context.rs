@@ -120,6 +120,8 @@ pub struct NodeContext {
     pub settings: Mutex<crate::settings::Versions>,
     /// Where revocations learnt from other nodes go (set by the API).
     pub revocation_sink: RwLock<Option<RevocationSink>>,
+    /// One settings change at a time (each updates the areas from the last).
+    pub setting_changes: tokio::sync::Mutex<()>,
 }
 
 /// A callback that puts an encoded token revocation in force.

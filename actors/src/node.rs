@@ -79,8 +79,6 @@ pub struct Node {
     root: ActorRef<RootMessage>,
     writer: JoinHandle<()>,
     tickers: Vec<JoinHandle<()>>,
-    /// One area change at a time (each rebuilds the index from the last).
-    area_changes: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -138,6 +136,7 @@ impl Node {
             customer_nodes: Default::default(),
             settings: parking_lot::Mutex::new(settings),
             revocation_sink: RwLock::new(None),
+            setting_changes: tokio::sync::Mutex::new(()),
         });
         let (root, _) = Actor::spawn(None, Root, ctx.clone())
             .await
@@ -151,7 +150,6 @@ impl Node {
             root,
             writer,
             tickers,
-            area_changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -639,24 +637,23 @@ impl Node {
     }
 
     /// Writes a setting changed here: newer than any version of it seen so far.
+    /// Runs to its end even if the caller stops waiting (a client gone), so what
+    /// is stored is also in force and versioned.
     async fn write_setting(&self, key: String, value: Option<Vec<u8>>) -> CoreResult<()> {
-        let _one_at_a_time = self.area_changes.lock().await;
-        let version = {
-            let held = self.ctx.settings.lock();
-            let after = held
-                .get(&key)
-                .map_or(0, |version| version.at_ms.saturating_add(1));
-            Version {
-                at_ms: self.ctx.clock.now_ms().max(after),
-                origin: self.ctx.config.node.id.clone(),
-            }
-        };
-        let setting = Setting {
-            key,
-            version,
-            value,
-        };
-        self.apply_settings(vec![setting]).await.map(drop)
+        let ctx = self.ctx.clone();
+        tokio::spawn(write_setting_in(ctx, key, value))
+            .await
+            .map_err(|error| CoreError::Internal(format!("a setting's write: {error}")))?
+    }
+
+    /// Merges settings from another node: each applies if it is newer than the
+    /// version held (last writer wins); how many applied. Runs to its end even if
+    /// the caller stops waiting.
+    pub async fn merge_settings(&self, incoming: Vec<Setting>) -> CoreResult<usize> {
+        let ctx = self.ctx.clone();
+        tokio::spawn(merge_settings_in(ctx, incoming))
+            .await
+            .map_err(|error| CoreError::Internal(format!("a settings merge: {error}")))?
     }
 
     /// Stores a token revocation (encoded by the caller) as the setting
@@ -682,93 +679,6 @@ impl Node {
     /// Where revocations learnt from other nodes go (the API's token denylist).
     pub fn on_revocation(&self, sink: impl Fn(&[u8]) + Send + Sync + 'static) {
         *self.ctx.revocation_sink.write() = Some(Arc::new(sink));
-    }
-
-    /// Merges settings from another node: each applies if it is newer than the
-    /// version held (last writer wins). How many applied.
-    pub async fn merge_settings(&self, incoming: Vec<Setting>) -> CoreResult<usize> {
-        let _one_at_a_time = self.area_changes.lock().await;
-        let horizon = self
-            .ctx
-            .clock
-            .now_ms()
-            .saturating_add(SETTING_CLOCK_SKEW_MAX_MS);
-        // The newest of each key, written no later than the horizon.
-        let mut newest: std::collections::BTreeMap<String, Setting> = Default::default();
-        for setting in incoming {
-            if setting.version.at_ms > horizon {
-                tracing::warn!(key = %setting.key, "a setting dated in the future is refused");
-                continue;
-            }
-            match newest.get(&setting.key) {
-                Some(kept) if kept.version >= setting.version => {}
-                _ => {
-                    newest.insert(setting.key.clone(), setting);
-                }
-            }
-        }
-        let mut room = AREAS_MAX.saturating_sub(self.areas().len());
-        let newer: Vec<Setting> = {
-            let held = self.ctx.settings.lock();
-            let areas = self.areas().list();
-            newest
-                .into_values()
-                .filter(|setting| held.is_newer(&setting.key, &setting.version))
-                .filter(|setting| {
-                    let Some(name) = setting.key.strip_prefix(AREA_PREFIX) else {
-                        return true;
-                    };
-                    let known = areas.service_areas.iter().any(|a| a.name == name)
-                        || areas.zones.iter().any(|z| z.name == name);
-                    if known || setting.value.is_none() {
-                        return true;
-                    }
-                    // A new area: only while there is room.
-                    if room == 0 {
-                        tracing::warn!(key = %setting.key, "no room for another area");
-                        return false;
-                    }
-                    room -= 1;
-                    true
-                })
-                .collect()
-        };
-        self.apply_settings(newer).await
-    }
-
-    /// Stores `settings` (one flush), then puts them in force; settings that do
-    /// not decode are skipped (logged). Called with `area_changes` held.
-    async fn apply_settings(&self, settings: Vec<Setting>) -> CoreResult<usize> {
-        let mut changes = Vec::new();
-        for setting in settings {
-            match SettingChange::of(&setting) {
-                Ok(change) => changes.push((setting, change)),
-                Err(error) => {
-                    tracing::warn!(key = %setting.key, %error, "setting skipped");
-                }
-            }
-        }
-        if changes.is_empty() {
-            return Ok(0);
-        }
-        let records = changes
-            .iter()
-            .map(|(setting, _)| Ok((setting.key.clone(), encode(setting)?)))
-            .collect::<CoreResult<Vec<_>>>()?;
-        let store = self.ctx.store.clone();
-        tokio::task::spawn_blocking(move || store.put_settings(&records))
-            .await
-            .map_err(|error| CoreError::Internal(error.to_string()))??;
-        let applied = changes.len();
-        let mut list = None;
-        for (setting, change) in changes {
-            self.ctx.settings.lock().set(&setting.key, setting.version);
-            change.apply(&self.ctx, &mut list);
-        }
-        if let Some(list) = list {
-            *self.ctx.areas.write() = Arc::new(Areas::new(list));
-        }
-        Ok(applied)
     }
 
     /// The digest of every settings bucket (anti-entropy).
@@ -926,6 +836,114 @@ impl Node {
             .call(customer, |reply| SessionCommand::Recent { reply })
             .await
     }
+}
+
+/// Writes a setting changed here: newer than any version of it seen so far.
+async fn write_setting_in(
+    ctx: Arc<NodeContext>,
+    key: String,
+    value: Option<Vec<u8>>,
+) -> CoreResult<()> {
+    let _one_at_a_time = ctx.setting_changes.lock().await;
+    let version = {
+        let held = ctx.settings.lock();
+        let after = held
+            .get(&key)
+            .map_or(0, |version| version.at_ms.saturating_add(1));
+        Version {
+            at_ms: ctx.clock.now_ms().max(after),
+            origin: ctx.config.node.id.clone(),
+        }
+    };
+    let setting = Setting {
+        key,
+        version,
+        value,
+    };
+    apply_settings_in(&ctx, vec![setting]).await.map(drop)
+}
+
+/// Merges settings from another node: each applies if it is newer than the
+/// version held (last writer wins). How many applied.
+async fn merge_settings_in(ctx: Arc<NodeContext>, incoming: Vec<Setting>) -> CoreResult<usize> {
+    let _one_at_a_time = ctx.setting_changes.lock().await;
+    let horizon = ctx.clock.now_ms().saturating_add(SETTING_CLOCK_SKEW_MAX_MS);
+    // The newest of each key, written no later than the horizon.
+    let mut newest: std::collections::BTreeMap<String, Setting> = Default::default();
+    for setting in incoming {
+        if setting.version.at_ms > horizon {
+            tracing::warn!(key = %setting.key, "a setting dated in the future is refused");
+            continue;
+        }
+        match newest.get(&setting.key) {
+            Some(kept) if kept.version >= setting.version => {}
+            _ => {
+                newest.insert(setting.key.clone(), setting);
+            }
+        }
+    }
+    let mut room = AREAS_MAX.saturating_sub(ctx.areas.read().clone().len());
+    let newer: Vec<Setting> = {
+        let held = ctx.settings.lock();
+        let areas = ctx.areas.read().clone().list();
+        newest
+            .into_values()
+            .filter(|setting| held.is_newer(&setting.key, &setting.version))
+            .filter(|setting| {
+                let Some(name) = setting.key.strip_prefix(AREA_PREFIX) else {
+                    return true;
+                };
+                let known = areas.service_areas.iter().any(|a| a.name == name)
+                    || areas.zones.iter().any(|z| z.name == name);
+                if known || setting.value.is_none() {
+                    return true;
+                }
+                // A new area: only while there is room.
+                if room == 0 {
+                    tracing::warn!(key = %setting.key, "no room for another area");
+                    return false;
+                }
+                room -= 1;
+                true
+            })
+            .collect()
+    };
+    apply_settings_in(&ctx, newer).await
+}
+
+/// Stores `settings` (one flush), then puts them in force; settings that do
+/// not decode are skipped (logged). Called with `setting_changes` held.
+async fn apply_settings_in(ctx: &Arc<NodeContext>, settings: Vec<Setting>) -> CoreResult<usize> {
+    let mut changes = Vec::new();
+    for setting in settings {
+        match SettingChange::of(&setting) {
+            Ok(change) => changes.push((setting, change)),
+            Err(error) => {
+                tracing::warn!(key = %setting.key, %error, "setting skipped");
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let records = changes
+        .iter()
+        .map(|(setting, _)| Ok((setting.key.clone(), encode(setting)?)))
+        .collect::<CoreResult<Vec<_>>>()?;
+    let store = ctx.store.clone();
+    tokio::task::spawn_blocking(move || store.put_settings(&records))
+        .await
+        .map_err(|error| CoreError::Internal(error.to_string()))??;
+    let applied = changes.len();
+    let mut list = None;
+    for (setting, change) in changes {
+        ctx.settings.lock().set(&setting.key, setting.version);
+        change.apply(ctx, &mut list);
+    }
+    if let Some(list) = list {
+        *ctx.areas.write() = Arc::new(Areas::new(list));
+    }
+    Ok(applied)
 }
 
 /// The stored settings: areas, work areas and their versions. A configured area

@@ -292,6 +292,17 @@ impl Cluster {
             .find(|config| config.node.id == name)
             .expect("the node's config")
             .clone();
+        // The stopped node's QUIC endpoint lets go of its UDP socket once its
+        // driver task has seen the last handle dropped, which may be a moment
+        // after shutdown returned: wait (bounded) until the link port binds.
+        if let Some(cluster) = &config.cluster {
+            for _ in 0..WAIT_ROUNDS {
+                if std::net::UdpSocket::bind(cluster.listen).is_ok() {
+                    break;
+                }
+                tokio::time::sleep(WAIT_STEP).await;
+            }
+        }
         let node = RunningNode::start(config, Arc::new(SystemClock))
             .await
             .expect("the node restarts");
