@@ -59,8 +59,10 @@ pub enum Placement {
     ProviderPosition,
     /// Every node whose regions reach the search circle (scatter–gather).
     NearbyFanOut,
-    /// This node, then every other member (cluster-wide settings such as
-    /// revocations); the nodes that did not answer are named in the answer.
+    /// A cluster-wide setting (areas, work areas, revocations): changed here,
+    /// then brought to every other member at once (a settings comparison); the
+    /// nodes that did not answer are named in the answer and catch up later by
+    /// anti-entropy.
     Everywhere,
 }
 
