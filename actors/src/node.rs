@@ -452,13 +452,22 @@ impl Node {
         if let Some(job) = booking::replay(&booking, key, seen)? {
             return self.job(job).await;
         }
-        let areas = self.areas();
-        let at = booking.request.location;
-        if !areas.serves(booking.request.skill.as_str(), at) {
-            NodeStats::count(&self.ctx.stats.bookings_outside_service_area);
-            return Err(outside_service_area());
-        }
-        let booking = booking::priced(booking, areas.charge(at, price), &limits)?;
+        // A retry holds what the first try priced, whatever the areas did since.
+        let booking = match self.ctx.store.booking_price(customer, key)? {
+            Some((_, charge)) => booking::priced(booking, charge, &limits)?,
+            None => {
+                let areas = self.areas();
+                let at = booking.request.location;
+                if !areas.serves(booking.request.skill.as_str(), at) {
+                    NodeStats::count(&self.ctx.stats.bookings_outside_service_area);
+                    return Err(outside_service_area());
+                }
+                let booking = booking::priced(booking, areas.charge(at, price), &limits)?;
+                let priced = (booking.request.price, booking.zone.clone());
+                self.ctx.store.put_booking_price(customer, key, &priced)?;
+                booking
+            }
+        };
         self.wallet_op(customer.into(), &booking.hold_key, booking::hold(&booking))
             .await?;
         let job = booking::new_job(

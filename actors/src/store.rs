@@ -128,6 +128,8 @@ pub struct Store {
     /// Cluster-wide settings by key: service areas and zones (`area/<name>`),
     /// providers' work areas (`work/<provider>`).
     settings: sled::Tree,
+    /// How each booking key was priced (price held, zone charge).
+    booking_prices: sled::Tree,
 }
 
 const FLOWS_KEY: &[u8] = b"flows";
@@ -248,6 +250,7 @@ impl Store {
             outbox: tree("outbox")?,
             revocations: tree("revocations")?,
             settings: tree("settings")?,
+            booking_prices: tree("booking_prices")?,
             db,
         })
     }
@@ -576,6 +579,31 @@ impl Store {
         key: &str,
     ) -> CoreResult<Option<JobRequestRecord>> {
         self.get(&self.job_requests, &pair_key(customer.0, key.as_bytes()))
+    }
+
+    /// How a booking under this key was priced (the price held and its zone
+    /// charge), if it was priced before: a retry holds the same.
+    pub fn booking_price(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> CoreResult<Option<(i64, Option<fixit_protocol::area::ZoneCharge>)>> {
+        self.get(&self.booking_prices, &pair_key(customer.0, key.as_bytes()))
+    }
+
+    /// Records how a booking under this key is priced, before its hold (durable
+    /// with the hold's flush on this node).
+    pub fn put_booking_price(
+        &self,
+        customer: CustomerId,
+        key: &str,
+        priced: &(i64, Option<fixit_protocol::area::ZoneCharge>),
+    ) -> CoreResult<()> {
+        let bytes = codec::encode(priced).map_err(|e| CoreError::Internal(e.to_string()))?;
+        self.booking_prices
+            .insert(pair_key(customer.0, key.as_bytes()), bytes)
+            .map_err(storage)?;
+        Ok(())
     }
 
     /// Records a new job, the request key that made it and its first timer, in one

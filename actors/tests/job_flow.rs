@@ -476,3 +476,76 @@ async fn a_settled_job_stops_its_actor_at_once_and_is_still_read_from_storage() 
     assert!(!matches!(still_open.status, JobStatus::Cancelled));
     t.node.shutdown().await.unwrap();
 }
+
+/// A zone put between a booking's hold and its retry (the first try's caller
+/// gone after the hold) does not change what the retry holds: it completes the
+/// first try's booking instead of clashing with its hold.
+#[tokio::test]
+async fn a_retry_holds_what_the_first_try_priced_whatever_the_zones_did_since() {
+    use fixit_actors::areas::StoredArea;
+    use fixit_actors::ledger::LedgerOp;
+    use fixit_protocol::area::{Geometry, Zone};
+    let t = TestNode::start(|_| {}).await;
+    funded_customer(&t, 50_000).await;
+    // The first try priced the booking (no zone) and held it, then its caller went.
+    let first = t
+        .node
+        .request_job(CUSTOMER, "first", "plumber", 52.52, 13.40, PRICE)
+        .await
+        .unwrap();
+    assert_eq!((first.request.price, first.zone.clone()), (PRICE, None));
+    let surge = Zone {
+        name: "surge".into(),
+        multiplier_pct: 150,
+        geometry: Geometry::Polygon(vec![vec![
+            [13.39, 52.51],
+            [13.41, 52.51],
+            [13.41, 52.53],
+            [13.39, 52.53],
+        ]]),
+    };
+    t.node.put_area(StoredArea::Zone(surge)).await.unwrap();
+    let again = t
+        .node
+        .request_job(CUSTOMER, "first", "plumber", 52.52, 13.40, PRICE)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id, "the same booking");
+    // A hold made under a key whose job was not created yet: the retry must hold
+    // the same amount, not the surge price.
+    let hold_key = "job-request-second";
+    t.node
+        .wallet_op(CUSTOMER.into(), hold_key, LedgerOp::Hold { amount: PRICE })
+        .await
+        .unwrap();
+    t.node
+        .context()
+        .store
+        .put_booking_price(CUSTOMER, "second", &(PRICE, None))
+        .unwrap();
+    let second = t
+        .node
+        .request_job(CUSTOMER, "second", "plumber", 52.52, 13.40, PRICE)
+        .await
+        .unwrap();
+    assert_eq!((second.request.price, second.zone), (PRICE, None));
+    let third = t
+        .node
+        .request_job(CUSTOMER, "third", "plumber", 52.52, 13.40, PRICE)
+        .await
+        .unwrap();
+    assert_eq!(
+        third.request.price,
+        PRICE * 3 / 2,
+        "a new key pays the surge"
+    );
+    // No provider: each booking expired and released exactly what it held.
+    assert_eq!(
+        balance(&t, CUSTOMER.into()).await,
+        Balance {
+            available: 50_000,
+            held: 0
+        },
+        "every hold released once"
+    );
+}
