@@ -394,16 +394,21 @@ impl Driver {
         call: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
         let phase = self.phase();
-        let affected = self
-            .scope
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .affects(node, entity);
+        let in_scope = || {
+            self.scope
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .affects(node, entity)
+        };
+        let affected_at_start = in_scope();
         let started = Instant::now();
         let result = match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(result) => result,
             Err(_) => Err(unavailable(format!("{op}: no answer in time"))),
         };
+        // A call its node or entity came under fault during (the scope set just
+        // after the call went out, as a restart begins) is affected too.
+        let affected = affected_at_start || in_scope();
         let elapsed_us = started.elapsed().as_micros() as u64;
         self.operations.fetch_add(1, Ordering::Relaxed);
         let mut record = self.record();
