@@ -16,7 +16,7 @@ use geo::{Intersects, LineString, MultiPolygon, Point, Polygon};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::RTree;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// Settings key prefix of a stored service area or zone (then its name).
 pub const AREA_PREFIX: &str = "area/";
@@ -203,6 +203,14 @@ impl Areas {
         self.service.len() + self.zones.len()
     }
 
+    /// Whether a service area or zone is named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        // Both lists are sorted by name (`Areas::new`).
+        let service = self.service.binary_search_by(|a| a.name.as_str().cmp(name));
+        let zone = self.zones.binary_search_by(|z| z.name.as_str().cmp(name));
+        service.is_ok() || zone.is_ok()
+    }
+
     /// Whether there are no areas at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -378,11 +386,15 @@ impl WorkAreas {
             .map_or(WorkArea::Anywhere, |(area, _)| area.clone())
     }
 
-    /// Every work area set, by provider.
-    pub fn all(&self) -> BTreeMap<ProviderId, WorkArea> {
-        self.areas
-            .iter()
-            .map(|(provider, (area, _))| (*provider, area.clone()))
+    /// The work areas of the `limit` lowest provider ids that have one; only
+    /// those are cloned.
+    pub fn first(&self, limit: usize) -> Vec<(ProviderId, WorkArea)> {
+        let mut providers: Vec<ProviderId> = self.areas.keys().copied().collect();
+        providers.sort_unstable();
+        providers
+            .into_iter()
+            .take(limit)
+            .map(|provider| (provider, self.get(provider)))
             .collect()
     }
 }

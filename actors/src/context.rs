@@ -112,10 +112,10 @@ pub struct NodeContext {
     pub zone_events: tokio::sync::broadcast::Sender<ZoneEvent>,
     /// Providers held by other nodes that searches here found, by the node
     /// holding each (offers and assignments go there). In memory only.
-    pub provider_nodes: Mutex<HashMap<ProviderId, String>>,
+    pub provider_nodes: NodeMap<ProviderId>,
     /// Customers who reach this node through another, by that node: their job
     /// events are forwarded there. In memory only.
-    pub customer_nodes: Mutex<HashMap<CustomerId, String>>,
+    pub customer_nodes: NodeMap<CustomerId>,
     /// The version of every cluster-wide setting held (anti-entropy digests).
     pub settings: Mutex<crate::settings::Versions>,
     /// Where revocations learnt from other nodes go (set by the API).
@@ -127,55 +127,45 @@ pub struct NodeContext {
 /// A callback that puts an encoded token revocation in force.
 pub type RevocationSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
-/// Most entries in [`NodeContext::provider_nodes`] or
-/// [`NodeContext::customer_nodes`]; past it an arbitrary entry makes room.
+/// Most entries in one [`NodeMap`].
 pub const REMOTE_ENTRIES_MAX: usize = 200_000;
 
-/// Puts `key → node` in `map`, making room past [`REMOTE_ENTRIES_MAX`].
-fn remember<K: std::hash::Hash + Eq + Copy>(map: &Mutex<HashMap<K, String>>, key: K, node: &str) {
-    let mut map = map.lock();
-    if map.get(&key).map(String::as_str) == Some(node) {
-        return;
+/// Which other node each key (a provider, a customer) is reached through, in
+/// memory, at most [`REMOTE_ENTRIES_MAX`] (past it an arbitrary entry makes room).
+pub struct NodeMap<K>(Mutex<HashMap<K, String>>);
+
+impl<K> Default for NodeMap<K> {
+    fn default() -> NodeMap<K> {
+        NodeMap(Mutex::new(HashMap::new()))
     }
-    if map.len() >= REMOTE_ENTRIES_MAX && !map.contains_key(&key) {
-        if let Some(evicted) = map.keys().next().copied() {
-            map.remove(&evicted);
+}
+
+impl<K: std::hash::Hash + Eq + Copy> NodeMap<K> {
+    /// The other node `key` is reached through, if any.
+    pub fn get(&self, key: K) -> Option<String> {
+        self.0.lock().get(&key).cloned()
+    }
+
+    /// Notes the node `key` is reached through (`None`: this one).
+    pub fn note(&self, key: K, node: Option<&str>) {
+        let mut map = self.0.lock();
+        let Some(node) = node else {
+            map.remove(&key);
+            return;
+        };
+        if map.get(&key).map(String::as_str) == Some(node) {
+            return;
         }
+        if map.len() >= REMOTE_ENTRIES_MAX && !map.contains_key(&key) {
+            if let Some(evicted) = map.keys().next().copied() {
+                map.remove(&evicted);
+            }
+        }
+        map.insert(key, node.to_owned());
     }
-    map.insert(key, node.to_owned());
 }
 
 impl NodeContext {
-    /// The node holding `provider`, if a search found it on another node.
-    pub fn provider_node(&self, provider: ProviderId) -> Option<String> {
-        self.provider_nodes.lock().get(&provider).cloned()
-    }
-
-    /// Notes where a provider found by a search is held (`None`: here).
-    pub fn note_provider_node(&self, provider: ProviderId, node: Option<&str>) {
-        match node {
-            Some(node) => remember(&self.provider_nodes, provider, node),
-            None => {
-                self.provider_nodes.lock().remove(&provider);
-            }
-        }
-    }
-
-    /// The node a customer reaches this one through, if another.
-    pub fn customer_node(&self, customer: CustomerId) -> Option<String> {
-        self.customer_nodes.lock().get(&customer).cloned()
-    }
-
-    /// Notes the node a customer's request came through (`None`: this one).
-    pub fn note_customer_node(&self, customer: CustomerId, node: Option<&str>) {
-        match node {
-            Some(node) => remember(&self.customer_nodes, customer, node),
-            None => {
-                self.customer_nodes.lock().remove(&customer);
-            }
-        }
-    }
-
     /// Dispatch candidates in this node's index: available providers of the
     /// skill within the radius, not excluded, whose work area holds the point,
     /// best first.

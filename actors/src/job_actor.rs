@@ -166,7 +166,10 @@ fn save(ctx: &NodeContext, job: &mut Job, next: Job) -> CoreResult<()> {
 
 /// Sends a job event to the node the customer reaches this one through, if any.
 fn forward_event(ctx: &NodeContext, event: &JobEvent) {
-    let (Some(cluster), Some(node)) = (&ctx.cluster, ctx.customer_node(event.customer)) else {
+    let Some(cluster) = &ctx.cluster else {
+        return;
+    };
+    let Some(node) = ctx.customer_nodes.get(event.customer) else {
         return;
     };
     let counter = if cluster.forward_job_event(&node, event.clone()) {
@@ -267,7 +270,7 @@ async fn provider_call(
     command: impl FnOnce(RpcReplyPort<CoreResult<()>>) -> ProviderCommand,
     remote: ProviderCall,
 ) -> CoreResult<()> {
-    if let (Some(cluster), Some(node)) = (&ctx.cluster, ctx.provider_node(provider)) {
+    if let (Some(cluster), Some(node)) = (&ctx.cluster, ctx.provider_nodes.get(provider)) {
         return cluster.provider_remote(node, provider, remote).await;
     }
     let here = ctx.providers.call(provider, command).await;
@@ -287,7 +290,7 @@ fn tell_provider_elsewhere(ctx: &NodeContext, provider: ProviderId, call: Provid
     let Some(cluster) = ctx.cluster.clone() else {
         return;
     };
-    let node = ctx.provider_node(provider);
+    let node = ctx.provider_nodes.get(provider);
     tokio::spawn(async move {
         for attempt in 0..END_SIGNAL_TRIES {
             let told = match &node {
@@ -347,7 +350,7 @@ async fn search(ctx: &NodeContext, job: &Job, round: u32, exclude: Vec<ProviderI
         found.truncate(dispatch.candidates_per_search as usize);
     }
     for (near, node) in &found {
-        ctx.note_provider_node(near.provider, node.as_deref());
+        ctx.provider_nodes.note(near.provider, node.as_deref());
     }
     Input::Found {
         round,
@@ -372,14 +375,14 @@ async fn offer_to(ctx: &NodeContext, job: JobId, offer: Offer) -> Input {
     .await;
     match taken {
         Ok(()) => {
-            if ctx.provider_node(provider).is_some() {
+            if ctx.provider_nodes.get(provider).is_some() {
                 NodeStats::count(&ctx.stats.offers_across_regions);
             }
             Input::OfferTaken(offer)
         }
         Err(error) => {
             tracing::debug!(%job, %provider, %error, "candidate cannot take the offer");
-            if error.is_retryable() && ctx.provider_node(provider).is_some() {
+            if error.is_retryable() && ctx.provider_nodes.get(provider).is_some() {
                 // The other node may have applied the offer before its answer
                 // was lost: end it there, so the provider is free again.
                 tell_provider_elsewhere(ctx, provider, ProviderCall::OfferEnded { job });
@@ -398,7 +401,7 @@ fn announce_offer(ctx: &NodeContext, job: &Job, provider: ProviderId, deadline_m
         price: job.request.price,
         deadline_ms,
     };
-    match (&ctx.cluster, ctx.provider_node(provider)) {
+    match (&ctx.cluster, ctx.provider_nodes.get(provider)) {
         (Some(cluster), Some(node)) => {
             let cluster = cluster.clone();
             tokio::spawn(async move {
@@ -447,7 +450,7 @@ async fn release(
 /// Tells a provider its offer ended; a failure is logged, not fatal (its offer
 /// lapses on its own).
 async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
-    if ctx.provider_node(provider).is_some() {
+    if ctx.provider_nodes.get(provider).is_some() {
         tell_provider_elsewhere(ctx, provider, ProviderCall::OfferEnded { job });
         return;
     }
@@ -467,7 +470,7 @@ async fn end_offer(ctx: &NodeContext, job: JobId, provider: ProviderId) {
 
 /// Tells a provider the job it held ended; a failure is logged, not fatal.
 async fn end_job(ctx: &NodeContext, job: JobId, provider: ProviderId) {
-    if ctx.provider_node(provider).is_some() {
+    if ctx.provider_nodes.get(provider).is_some() {
         tell_provider_elsewhere(ctx, provider, ProviderCall::JobEnded { job });
         return;
     }

@@ -6,7 +6,7 @@ use crate::booking::{self, BookingLimits};
 use crate::clock::SharedClock;
 use crate::cluster_hooks::{CandidateQuery, ClusterHooks, ProviderCall};
 use crate::config::NodeConfig;
-use crate::context::{NodeContext, NodeStats};
+use crate::context::{NodeContext, NodeStats, RevocationSink};
 use crate::durability::{Durability, GroupCommit};
 use crate::entity::CallLimits;
 use crate::entity::Registry;
@@ -25,7 +25,7 @@ use crate::session_actor::{SessionCommand, SessionView};
 use crate::settings::{Setting, Version, Versions};
 use crate::store::{Audit, OpOutcome, Store, Transfer};
 use crate::wallet_actor::WalletCommand;
-use fixit_protocol::area::{AreaList, Quote, WorkArea, AREAS_MAX};
+use fixit_protocol::area::{AreaList, Quote, WorkArea, ZoneCharge, AREAS_MAX};
 use fixit_protocol::commands::Earnings;
 use parking_lot::RwLock;
 use ractor::{Actor, ActorId, ActorRef, ActorStatus};
@@ -456,13 +456,12 @@ impl Node {
         let booking = match self.ctx.store.booking_price(customer, key)? {
             Some((_, charge)) => booking::priced(booking, charge, &limits)?,
             None => {
-                let areas = self.areas();
-                let at = booking.request.location;
-                if !areas.serves(booking.request.skill.as_str(), at) {
+                let (served, charge) = self.pricing(&booking.request);
+                if !served {
                     NodeStats::count(&self.ctx.stats.bookings_outside_service_area);
                     return Err(outside_service_area());
                 }
-                let booking = booking::priced(booking, areas.charge(at, price), &limits)?;
+                let booking = booking::priced(booking, charge, &limits)?;
                 let priced = (booking.request.price, booking.zone.clone());
                 self.ctx.store.put_booking_price(customer, key, &priced)?;
                 booking
@@ -526,14 +525,13 @@ impl Node {
         if !self.areas().serves(skill.as_str(), at) {
             return Err(outside_service_area());
         }
-        let work = self.ctx.work_areas.read();
-        Ok(self
-            .ctx
-            .geo
-            .read()
-            .nearby(at, &skill, limit, radius_m, &|provider| {
-                !work.allows(provider, at)
-            })?)
+        self.ctx.local_candidates(&CandidateQuery {
+            at,
+            skill,
+            limit: limit as u32,
+            radius_m,
+            exclude: Vec::new(),
+        })
     }
 
     // ---- calls from other nodes ----
@@ -606,10 +604,9 @@ impl Node {
     /// that name existed.
     pub async fn put_area(&self, area: StoredArea) -> CoreResult<bool> {
         area.validate().map_err(CoreError::Invalid)?;
-        let list = self.areas().list();
-        let existed = list.service_areas.iter().any(|a| a.name == area.name())
-            || list.zones.iter().any(|z| z.name == area.name());
-        if !existed && list.service_areas.len() + list.zones.len() >= AREAS_MAX {
+        let areas = self.areas();
+        let existed = areas.contains(area.name());
+        if !existed && areas.len() >= AREAS_MAX {
             return Err(CoreError::Invalid(format!(
                 "a node holds at most {AREAS_MAX} areas"
             )));
@@ -622,9 +619,7 @@ impl Node {
     pub async fn remove_area(&self, name: &str) -> CoreResult<bool> {
         fixit_protocol::area::validate_name(name)
             .map_err(|error| CoreError::Invalid(error.to_string()))?;
-        let list = self.areas().list();
-        let existed = list.service_areas.iter().any(|a| a.name == name)
-            || list.zones.iter().any(|z| z.name == name);
+        let existed = self.areas().contains(name);
         if existed {
             self.write_setting(format!("{AREA_PREFIX}{name}"), None)
                 .await?;
@@ -734,15 +729,10 @@ impl Node {
         self.ctx.work_areas.read().get(provider)
     }
 
-    /// Every provider's work area (for the dashboard), at most `limit`.
+    /// The work areas of the `limit` lowest provider ids that have one (for the
+    /// dashboard).
     pub fn work_areas(&self, limit: usize) -> Vec<(ProviderId, WorkArea)> {
-        self.ctx
-            .work_areas
-            .read()
-            .all()
-            .into_iter()
-            .take(limit)
-            .collect()
+        self.ctx.work_areas.read().first(limit)
     }
 
     /// What a booking of `skill` at a point for `price` would hold, and whether it
@@ -750,15 +740,24 @@ impl Node {
     pub fn quote(&self, skill: &str, lat: f64, lon: f64, price: i64) -> CoreResult<Quote> {
         let limits = self.booking_limits();
         let booking = booking::validate(CustomerId(0), "quote", skill, (lat, lon), price, &limits)?;
-        let areas = self.areas();
-        let at = booking.request.location;
-        let in_service_area = areas.serves(booking.request.skill.as_str(), at);
-        let booking = booking::priced(booking, areas.charge(at, price), &limits)?;
+        let (in_service_area, charge) = self.pricing(&booking.request);
+        let booking = booking::priced(booking, charge, &limits)?;
         Ok(Quote {
             in_service_area,
             price: booking.request.price,
             zone: booking.zone,
         })
+    }
+
+    /// What the areas in force say of a request: whether its skill is offered
+    /// at its position, and the zone that prices it.
+    fn pricing(&self, request: &crate::job::JobRequest) -> (bool, Option<ZoneCharge>) {
+        let areas = self.areas();
+        let at = request.location;
+        (
+            areas.serves(request.skill.as_str(), at),
+            areas.charge(at, request.price),
+        )
     }
 
     /// Zone events from now on (admin subscribers).
@@ -891,10 +890,10 @@ async fn merge_settings_in(ctx: Arc<NodeContext>, incoming: Vec<Setting>) -> Cor
             }
         }
     }
-    let mut room = AREAS_MAX.saturating_sub(ctx.areas.read().clone().len());
+    let areas = ctx.areas.read().clone();
+    let mut room = AREAS_MAX.saturating_sub(areas.len());
     let newer: Vec<Setting> = {
         let held = ctx.settings.lock();
-        let areas = ctx.areas.read().clone().list();
         newest
             .into_values()
             .filter(|setting| held.is_newer(&setting.key, &setting.version))
@@ -902,9 +901,7 @@ async fn merge_settings_in(ctx: Arc<NodeContext>, incoming: Vec<Setting>) -> Cor
                 let Some(name) = setting.key.strip_prefix(AREA_PREFIX) else {
                     return true;
                 };
-                let known = areas.service_areas.iter().any(|a| a.name == name)
-                    || areas.zones.iter().any(|z| z.name == name);
-                if known || setting.value.is_none() {
+                if areas.contains(name) || setting.value.is_none() {
                     return true;
                 }
                 // A new area: only while there is room.
@@ -945,9 +942,16 @@ async fn apply_settings_in(ctx: &Arc<NodeContext>, settings: Vec<Setting>) -> Co
         .map_err(|error| CoreError::Internal(error.to_string()))??;
     let applied = changes.len();
     let mut list = None;
+    let sink = ctx.revocation_sink.read().clone();
     for (setting, change) in changes {
         ctx.settings.lock().set(&setting.key, setting.version);
-        change.apply(ctx, &mut list);
+        let mut work = ctx.work_areas.write();
+        change.apply(
+            &mut list,
+            || ctx.areas.read().list(),
+            &mut work,
+            sink.as_ref(),
+        );
     }
     if let Some(list) = list {
         *ctx.areas.write() = Arc::new(Areas::new(list));
@@ -998,12 +1002,11 @@ fn load_settings(
     let mut versions = Versions::default();
     let mut list = None;
     let mut work = WorkAreas::default();
-    let mut ctx_parts = (&mut list, &mut work);
     for record in store.settings(b"")? {
         let setting = decode_setting(&record)?;
         versions.set(&setting.key, setting.version.clone());
         match SettingChange::of(&setting) {
-            Ok(change) => change.apply_to(&mut ctx_parts),
+            Ok(change) => change.apply(&mut list, AreaList::default, &mut work, None),
             Err(error) => tracing::warn!(key = %setting.key, %error, "stored setting skipped"),
         }
     }
@@ -1094,46 +1097,32 @@ impl SettingChange {
         Err(bad("unknown key".into()))
     }
 
-    /// Puts the change in force: work areas at once; areas into `list` (taken
-    /// from the node's areas on first use), which the caller indexes.
-    fn apply(self, ctx: &NodeContext, list: &mut Option<AreaList>) {
-        match self {
+    /// Puts the change in force: a work area into `work`, a revocation through
+    /// `sink` (none while loading: the API reads stored revocations when it
+    /// takes its token key), an area into `list` (made from `base` on first
+    /// use), which the caller indexes.
+    fn apply(
+        self,
+        list: &mut Option<AreaList>,
+        base: impl FnOnce() -> AreaList,
+        work: &mut WorkAreas,
+        sink: Option<&RevocationSink>,
+    ) {
+        let name = match &self {
             SettingChange::Work(provider, area) => {
-                ctx.work_areas.write().set(provider, area);
+                work.set(*provider, area.clone());
                 return;
             }
             SettingChange::Revocation(record) => {
-                if let Some(sink) = ctx.revocation_sink.read().clone() {
-                    sink(&record);
+                if let Some(sink) = sink {
+                    sink(record);
                 }
                 return;
             }
-            SettingChange::PutArea(_) | SettingChange::RemoveArea(_) => {}
-        }
-        let list = list.get_or_insert_with(|| ctx.areas.read().list());
-        self.into_list(list);
-    }
-
-    /// [`SettingChange::apply`] on parts being loaded.
-    fn apply_to(self, (list, work): &mut (&mut Option<AreaList>, &mut WorkAreas)) {
-        match self {
-            SettingChange::Work(provider, area) => {
-                work.set(provider, area);
-                return;
-            }
-            // Applied by the API when it takes its token key (`revocations`).
-            SettingChange::Revocation(_) => return,
-            SettingChange::PutArea(_) | SettingChange::RemoveArea(_) => {}
-        }
-        self.into_list(list.get_or_insert_with(AreaList::default));
-    }
-
-    fn into_list(self, list: &mut AreaList) {
-        let name = match &self {
             SettingChange::PutArea(area) => area.name().to_owned(),
             SettingChange::RemoveArea(name) => name.clone(),
-            SettingChange::Work(..) | SettingChange::Revocation(_) => return,
         };
+        let list = list.get_or_insert_with(base);
         list.service_areas.retain(|a| a.name != name);
         list.zones.retain(|z| z.name != name);
         match self {

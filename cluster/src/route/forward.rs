@@ -37,7 +37,7 @@ impl ClusterRouter {
         if principal.role == Role::Customer {
             // Connected here: the customer's job events are delivered here.
             let customer = fixit_actors::ids::CustomerId(principal.sub);
-            local.node().context().note_customer_node(customer, None);
+            local.node().context().customer_nodes.note(customer, None);
         }
         if let Request::Nearby(query) = &request {
             return self.nearby_across(local.node(), query, request_id).await;
@@ -48,7 +48,7 @@ impl ClusterRouter {
             }
         }
         if request.spec().placement == Placement::Everywhere {
-            return self.everywhere(local, principal, request, request_id).await;
+            return self.everywhere(local, principal, request).await;
         }
         match remote_node(self, &request) {
             Some(node) => self.forward(&node, principal, request, request_id).await,
@@ -66,7 +66,6 @@ impl ClusterRouter {
         local: &A,
         principal: &Principal,
         request: Request,
-        _request_id: &str,
     ) -> Result<Response, ApiError> {
         let response = local.serve_here(principal, request).await?;
         let mut tells = tokio::task::JoinSet::new();

@@ -105,7 +105,8 @@ impl<A: LocalApi> CallHandler for PeerHandler<A> {
                 self.api
                     .node()
                     .context()
-                    .note_customer_node(customer, Some(from));
+                    .customer_nodes
+                    .note(customer, Some(from));
             }
         }
         let result = self.serve(command, &envelope.request_id).await;
