@@ -74,7 +74,8 @@ pub fn validate(
 /// The booking priced by the zone it is in (`charge`, from the node's areas): the
 /// price held becomes the price times the zone's multiplier, rounded up. The key
 /// still compares the customer's own request, so a retry matches whatever the
-/// zones did meanwhile. Refused if the priced amount is over the price limit.
+/// zones did meanwhile. Refused as a conflict (with the zones in force, not the
+/// request's shape) if the priced amount is over the price limit.
 pub fn priced(
     mut booking: Booking,
     charge: Option<ZoneCharge>,
@@ -86,7 +87,7 @@ pub fn priced(
     let price = apply_multiplier(booking.request.price, charge.multiplier_pct)
         .filter(|price| *price <= limits.price_max)
         .ok_or_else(|| {
-            CoreError::Invalid(format!(
+            CoreError::Conflict(format!(
                 "the price with zone {}'s multiplier of {}% is over {}",
                 charge.zone, charge.multiplier_pct, limits.price_max
             ))
@@ -227,7 +228,7 @@ mod tests {
         let dear = booking("k", LIMITS.price_max).unwrap();
         assert!(matches!(
             super::priced(dear, Some(charge), &LIMITS),
-            Err(CoreError::Invalid(_))
+            Err(CoreError::Conflict(_))
         ));
     }
 }
