@@ -48,6 +48,10 @@ pub(crate) struct DemoArgs {
     /// Bookings per second across the city.
     #[arg(long, default_value_t = 10)]
     bookings_per_s: u64,
+    /// Replicas of each wallet bucket (1: each wallet on one node; 3: every
+    /// wallet on all three nodes, kept by Raft).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=3))]
+    replication_factor: u32,
     /// Seed of the simulation's randomness.
     #[arg(long, default_value_t = 7)]
     seed: u64,

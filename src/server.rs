@@ -76,7 +76,11 @@ impl RunningNode {
         );
         let cluster = match (&config.cluster, router) {
             (Some(section), Some(router)) => {
-                Some(ClusterLinks::start(section, clock, router, api.clone())?)
+                let mut links = ClusterLinks::start(section, clock.clone(), router, api.clone())?;
+                links
+                    .start_shards(section, &config.node.data_dir, clock)
+                    .await?;
+                Some(links)
             }
             _ => None,
         };

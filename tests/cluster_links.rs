@@ -60,6 +60,8 @@ fn cluster_config(dir: &Path, name: &str, links: &BTreeMap<String, SocketAddr>) 
         calls_per_peer_max: 16,
         call_timeout_ms: 2_000,
         membership: Default::default(),
+        replication_factor: fixit_actors::config::default_replication_factor(),
+        wallet_buckets: fixit_actors::config::default_wallet_buckets(),
     });
     config.validate(Path::new("test")).expect("valid config");
     config

@@ -3,10 +3,10 @@
 //! a nudge when the outbox has something to deliver. The node assembly (`src/`)
 //! implements it over the cluster links.
 
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::geo::{Coord, Nearby};
 use crate::ids::{JobId, ProviderId, Skill, WalletId};
-use crate::ledger::LedgerOp;
+use crate::ledger::{Balance, LedgerEntry, LedgerOp};
 use crate::services::{JobEvent, ProviderPush};
 use crate::store::OpOutcome;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,21 @@ pub trait ClusterHooks: Send + Sync + 'static {
     /// A capture wrote transfers to the outbox: deliver them soon.
     fn transfers_queued(&self);
 
+    /// Whether wallets live in replicated shards: then every wallet call goes
+    /// through [`ClusterHooks::wallet_call`] and none through this node's wallet
+    /// actors or store.
+    fn wallets_replicated(&self) -> bool;
+
+    /// With replicated wallets: the audit of the shards this node leads now,
+    /// summed (over every node, each shard is counted once while leadership
+    /// is settled).
+    fn led_shards_audit(&self) -> CoreResult<crate::store::Audit>;
+
+    /// A call on a wallet in its replicated shard, served by the shard's leader
+    /// (wherever it is) once a majority of the shard's replicas has it.
+    fn wallet_call(&self, wallet: WalletId, call: WalletCall)
+        -> BoxFuture<CoreResult<WalletReply>>;
+
     /// Dispatch candidates held by the other nodes whose regions reach the
     /// search circle, each with the node holding it; a node that does not answer
     /// within the link deadline is left out (its providers are not offered).
@@ -73,6 +88,70 @@ pub trait ClusterHooks: Send + Sync + 'static {
     /// Sends a customer's job event to node `node`, where the customer booked
     /// from, without waiting: false when it was dropped (the node's queue full).
     fn forward_job_event(&self, node: &str, event: JobEvent) -> bool;
+}
+
+/// A call on a wallet kept in a replicated shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalletCall {
+    /// Apply a ledger operation under an idempotency key.
+    Apply {
+        /// Idempotency key.
+        key: String,
+        /// The operation.
+        op: LedgerOp,
+    },
+    /// The wallet's balance (linearizable).
+    Balance,
+    /// A page of the wallet's ledger (linearizable).
+    History {
+        /// First entry wanted.
+        from_seq: u64,
+        /// Most entries wanted.
+        limit: u32,
+    },
+}
+
+/// The answer to a [`WalletCall`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalletReply {
+    /// The outcome of an operation.
+    Op(OpOutcome),
+    /// A balance.
+    Balance(Balance),
+    /// Ledger entries.
+    History(Vec<LedgerEntry>),
+}
+
+impl WalletReply {
+    fn unexpected(&self, wanted: &str) -> CoreError {
+        CoreError::Internal(format!(
+            "a wallet call wanting {wanted} was answered {self:?}"
+        ))
+    }
+
+    /// The outcome, if this answers an operation.
+    pub fn into_op(self) -> CoreResult<OpOutcome> {
+        match self {
+            WalletReply::Op(outcome) => Ok(outcome),
+            other => Err(other.unexpected("an outcome")),
+        }
+    }
+
+    /// The balance, if this answers a balance.
+    pub fn into_balance(self) -> CoreResult<Balance> {
+        match self {
+            WalletReply::Balance(balance) => Ok(balance),
+            other => Err(other.unexpected("a balance")),
+        }
+    }
+
+    /// The entries, if this answers a history.
+    pub fn into_history(self) -> CoreResult<Vec<LedgerEntry>> {
+        match self {
+            WalletReply::History(entries) => Ok(entries),
+            other => Err(other.unexpected("ledger entries")),
+        }
+    }
 }
 
 /// A search for dispatch candidates on another node.

@@ -123,7 +123,34 @@ pub struct ClusterSection {
     /// The failure detector's timeouts. Optional in files.
     #[serde(default)]
     pub membership: MembershipSection,
+    /// Replicas of each wallet bucket: 1 keeps every wallet on one node (its
+    /// home, by rendezvous hashing); 3 (or more) replicates each bucket on that
+    /// many data nodes with Raft, so no one node's death blocks or loses money.
+    /// Optional in files; default 1.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: u32,
+    /// Wallet buckets (shards) when replicated: wallets fall into buckets by a
+    /// stable hash of their id, and buckets are what is placed and led. Fixed for
+    /// a cluster's life (changing it moves wallets). Optional in files; default 8.
+    #[serde(default = "default_wallet_buckets")]
+    pub wallet_buckets: u32,
 }
+
+/// Default replicas of a wallet bucket: one (no replication).
+pub fn default_replication_factor() -> u32 {
+    1
+}
+
+/// Default number of wallet buckets.
+pub fn default_wallet_buckets() -> u32 {
+    8
+}
+
+/// Most replicas of a wallet bucket.
+pub const REPLICATION_FACTOR_MAX: u32 = 7;
+
+/// Most wallet buckets.
+pub const WALLET_BUCKETS_MAX: u32 = 256;
 
 /// The failure detector (SWIM): how often members are probed and how long a
 /// suspected member has to refute before it is declared down. A crashed peer is
@@ -311,6 +338,18 @@ impl ClusterSection {
         }
         if !(1..=600_000).contains(&self.call_timeout_ms) {
             return bad("call_timeout_ms", "must be 1 to 600000".into());
+        }
+        if !(1..=REPLICATION_FACTOR_MAX).contains(&self.replication_factor) {
+            return bad(
+                "replication_factor",
+                format!("must be 1 to {REPLICATION_FACTOR_MAX}"),
+            );
+        }
+        if !(1..=WALLET_BUCKETS_MAX).contains(&self.wallet_buckets) {
+            return bad(
+                "wallet_buckets",
+                format!("must be 1 to {WALLET_BUCKETS_MAX}"),
+            );
         }
         self.membership.check()
     }

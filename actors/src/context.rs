@@ -3,7 +3,7 @@
 use crate::areas::{Areas, WorkAreas};
 use crate::clock::SharedClock;
 use crate::cluster_hooks::CandidateQuery;
-use crate::cluster_hooks::{ClusterHooks, JOB_ID_NODE_SHIFT};
+use crate::cluster_hooks::{ClusterHooks, WalletCall, JOB_ID_NODE_SHIFT};
 use crate::config::NodeConfig;
 use crate::durability::Durability;
 use crate::entity::{CallLimits, Registry};
@@ -188,6 +188,12 @@ impl NodeContext {
         op: LedgerOp,
     ) -> CoreResult<OpOutcome> {
         if let Some(cluster) = &self.cluster {
+            if cluster.wallets_replicated() {
+                return cluster
+                    .wallet_call(wallet, WalletCall::Apply { key, op })
+                    .await?
+                    .into_op();
+            }
             if let Some(home) = cluster.remote_home(wallet) {
                 return cluster.apply_remote(home, wallet, key, op).await;
             }
@@ -195,6 +201,13 @@ impl NodeContext {
         self.wallets
             .call(wallet, |reply| WalletCommand::Apply { key, op, reply })
             .await
+    }
+
+    /// The cluster's hooks when this node's wallets are replicated shards.
+    pub fn replicated_wallets(&self) -> Option<&Arc<dyn ClusterHooks>> {
+        self.cluster
+            .as_ref()
+            .filter(|cluster| cluster.wallets_replicated())
     }
 
     /// A new job id: this node's number in the top bits, a counter below.

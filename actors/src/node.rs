@@ -4,7 +4,7 @@
 use crate::areas::{Areas, StoredArea, WorkAreas, AREA_PREFIX, WORK_PREFIX};
 use crate::booking::{self, BookingLimits};
 use crate::clock::SharedClock;
-use crate::cluster_hooks::{CandidateQuery, ClusterHooks, ProviderCall};
+use crate::cluster_hooks::{CandidateQuery, ClusterHooks, ProviderCall, WalletCall};
 use crate::config::NodeConfig;
 use crate::context::{NodeContext, NodeStats, RevocationSink};
 use crate::durability::{Durability, GroupCommit};
@@ -266,6 +266,9 @@ impl Node {
 
     /// Audits the whole ledger in storage.
     pub fn audit(&self) -> CoreResult<Audit> {
+        if let Some(cluster) = self.ctx.replicated_wallets() {
+            return cluster.led_shards_audit();
+        }
         self.ctx.store.audit()
     }
 
@@ -299,6 +302,10 @@ impl Node {
 
     /// How many transfers wait in the outbox, and their sum.
     pub fn outbox_backlog(&self) -> CoreResult<(u64, i128)> {
+        if let Some(cluster) = self.ctx.replicated_wallets() {
+            let audit = cluster.led_shards_audit()?;
+            return Ok((audit.outbox_transfers, audit.outbox_amount));
+        }
         self.ctx.store.outbox_backlog()
     }
 
@@ -326,6 +333,12 @@ impl Node {
 
     /// A wallet's balance.
     pub async fn balance(&self, wallet: WalletId) -> CoreResult<Balance> {
+        if let Some(cluster) = self.ctx.replicated_wallets() {
+            return cluster
+                .wallet_call(wallet, WalletCall::Balance)
+                .await?
+                .into_balance();
+        }
         self.ctx
             .wallets
             .call(wallet, |reply| WalletCommand::Balance { reply })
@@ -339,6 +352,13 @@ impl Node {
         from_seq: u64,
         limit: usize,
     ) -> CoreResult<Vec<LedgerEntry>> {
+        if let Some(cluster) = self.ctx.replicated_wallets() {
+            let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+            return cluster
+                .wallet_call(wallet, WalletCall::History { from_seq, limit })
+                .await?
+                .into_history();
+        }
         self.ctx
             .wallets
             .call(wallet, |reply| WalletCommand::History {

@@ -95,6 +95,20 @@ impl Audit {
         self.total_balance == self.flows.expected_balance()
     }
 
+    /// Adds another store's audit to this one (shards summed up).
+    pub fn add(&mut self, other: Audit) {
+        self.wallets += other.wallets;
+        self.total_balance += other.total_balance;
+        self.flows.deposited += other.flows.deposited;
+        self.flows.withdrawn += other.flows.withdrawn;
+        self.flows.sent += other.flows.sent;
+        self.flows.received += other.flows.received;
+        self.negative_wallets.extend(other.negative_wallets);
+        self.ledger_mismatches.extend(other.ledger_mismatches);
+        self.outbox_transfers += other.outbox_transfers;
+        self.outbox_amount += other.outbox_amount;
+    }
+
     /// Every invariant the ledger alone can show.
     pub fn holds(&self) -> bool {
         self.conserved() && self.negative_wallets.is_empty() && self.ledger_mismatches.is_empty()
@@ -190,6 +204,24 @@ impl Marker {
     }
 }
 
+/// Opens (or creates) a sled database in `dir`, a directory only its owner may
+/// read (0700; an existing one is narrowed to that).
+pub fn open_db(dir: &Path, cache_bytes: u64) -> CoreResult<sled::Db> {
+    fixit_protocol::files::create_private_dir(dir)
+        .map_err(|error| CoreError::Internal(format!("data dir: {error}")))?;
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(storage)
+}
+
+/// One tree's records: (key, value) in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every tree's records, by tree name (see [`Store::export`]).
+pub type TreeRecords = Vec<(String, Records)>;
+
 type TxResult<T> = Result<T, ConflictableTransactionError<CoreError>>;
 
 fn storage(error: impl std::fmt::Display) -> CoreError {
@@ -227,14 +259,14 @@ impl Store {
     /// Opens (or creates) the database in `dir`, a directory only its owner
     /// may read (0700; an existing one is narrowed to that).
     pub fn open(dir: &Path, cache_bytes: u64) -> CoreResult<Store> {
-        fixit_protocol::files::create_private_dir(dir)
-            .map_err(|error| CoreError::Internal(format!("data dir: {error}")))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(storage)?;
-        let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let db = open_db(dir, cache_bytes)?;
+        Store::open_in(db, "", dir)
+    }
+
+    /// The store whose trees are those of `db` named with `prefix` (a shard's
+    /// state machine: several shards share one database, each its own trees).
+    pub fn open_in(db: sled::Db, prefix: &str, dir: &Path) -> CoreResult<Store> {
+        let tree = |name: &str| db.open_tree(format!("{prefix}{name}")).map_err(storage);
         WALLET_IDS.check(&tree("meta")?, &tree("wallets")?, dir)?;
         JOB_RECORDS.check(&tree("meta")?, &tree("jobs")?, dir)?;
         Ok(Store {
@@ -253,6 +285,83 @@ impl Store {
             booking_prices: tree("booking_prices")?,
             db,
         })
+    }
+
+    /// Every record of the store's trees, tree by tree (a shard's snapshot).
+    pub fn export(&self) -> CoreResult<TreeRecords> {
+        self.trees()
+            .into_iter()
+            .map(|(name, tree)| {
+                let records = tree
+                    .iter()
+                    .map(|item| {
+                        item.map(|(key, value)| (key.to_vec(), value.to_vec()))
+                            .map_err(storage)
+                    })
+                    .collect::<CoreResult<Vec<_>>>()?;
+                Ok((name.to_owned(), records))
+            })
+            .collect()
+    }
+
+    /// Replaces every record of the store's trees by `trees` (from [`Store::export`]
+    /// of another replica); trees not named there end up empty.
+    pub fn import(&self, trees: &[(String, Records)]) -> CoreResult<()> {
+        for (name, tree) in self.trees() {
+            tree.clear().map_err(storage)?;
+            let Some((_, records)) = trees.iter().find(|(named, _)| named == name) else {
+                continue;
+            };
+            let mut batch = sled::Batch::default();
+            for (key, value) in records {
+                batch.insert(key.as_slice(), value.as_slice());
+            }
+            tree.apply_batch(batch).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// A digest of every record (FNV-1a 64 over tree names, keys and values in
+    /// order): two replicas that applied the same log hold the same digest.
+    pub fn digest(&self) -> CoreResult<u64> {
+        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = FNV_OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for chunk in [&(bytes.len() as u64).to_be_bytes()[..], bytes] {
+                for byte in chunk {
+                    hash = (hash ^ u64::from(*byte)).wrapping_mul(FNV_PRIME);
+                }
+            }
+        };
+        for (name, tree) in self.trees() {
+            feed(name.as_bytes());
+            for item in tree.iter() {
+                let (key, value) = item.map_err(storage)?;
+                feed(&key);
+                feed(&value);
+            }
+        }
+        Ok(hash)
+    }
+
+    /// The store's trees by name (without the shard prefix).
+    fn trees(&self) -> [(&'static str, &sled::Tree); 13] {
+        [
+            ("wallets", &self.wallets),
+            ("ledger", &self.ledger),
+            ("idempotency", &self.idempotency),
+            ("meta", &self.meta),
+            ("providers", &self.providers),
+            ("jobs", &self.jobs),
+            ("job_requests", &self.job_requests),
+            ("customer_jobs", &self.customer_jobs),
+            ("offer_deadlines", &self.offer_deadlines),
+            ("outbox", &self.outbox),
+            ("revocations", &self.revocations),
+            ("settings", &self.settings),
+            ("booking_prices", &self.booking_prices),
+        ]
     }
 
     /// Makes every change so far durable (fsync). Blocking: call from a blocking thread.

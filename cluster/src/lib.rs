@@ -21,6 +21,7 @@ pub mod names;
 pub mod peers;
 pub mod placement;
 pub mod route;
+pub mod shards;
 pub mod tls;
 pub mod wire;
 

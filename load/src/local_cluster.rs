@@ -148,6 +148,8 @@ pub fn local_cluster(
                 calls_per_peer_max: LOCAL_CALLS_PER_PEER_MAX,
                 call_timeout_ms: LOCAL_CALL_TIMEOUT_MS,
                 membership: Default::default(),
+                replication_factor: fixit_actors::config::default_replication_factor(),
+                wallet_buckets: fixit_actors::config::default_wallet_buckets(),
             });
             config
                 .validate(Path::new(name.as_str()))

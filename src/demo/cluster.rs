@@ -46,6 +46,9 @@ impl DemoCluster {
             config.server.dashboard_open = true;
             config.geo.service_areas = vec![city::service_area()];
             config.geo.zones = vec![city::station_zone()];
+            if let Some(cluster) = config.cluster.as_mut() {
+                cluster.replication_factor = args.replication_factor;
+            }
             if index == 0 {
                 config.server.http_listen = args.http_listen;
                 config.server.quic_listen = args.quic_listen;

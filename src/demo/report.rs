@@ -333,7 +333,8 @@ async fn received(
         EntryKind::Fee => (job.fee, "f"),
         _ => (job.request.price - job.fee, "p"),
     };
-    let key = if cluster.home_of(wallet) == cluster.home_of(customer) {
+    let router = cluster.router(0);
+    let key = if router.wallet_place(wallet) == router.wallet_place(customer) {
         job.capture_key()
     } else {
         format!("xfer-{}-{}-{suffix}", customer.0, capture.seq)

@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use fixit_cluster::shards::ShardView;
 use fixit_cluster::TrafficView;
 use fixit_cluster::{LinkState, PeerState};
 use serde::Serialize;
@@ -37,6 +38,11 @@ struct ClusterView {
     /// Transfers in this node's outbox, not yet acknowledged by their receivers.
     #[serde(skip_serializing_if = "Option::is_none")]
     outbox: Option<OutboxView>,
+    /// The replicated wallet shards this node holds a replica of: leader, term,
+    /// applied index, state digest, followers' lag, audit (absent unless wallets
+    /// are replicated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    shards: Vec<ShardView>,
 }
 
 /// The outbox backlog.
@@ -117,6 +123,7 @@ pub(crate) async fn status(
             let membership = cluster.membership();
             ClusterView {
                 traffic: Some(cluster.traffic()),
+                shards: cluster.shards(),
                 outbox,
                 node: cluster.name.clone(),
                 cluster: true,
@@ -139,6 +146,7 @@ pub(crate) async fn status(
             peers: Vec::new(),
             traffic: None,
             outbox: None,
+            shards: Vec::new(),
         },
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())

@@ -2,7 +2,8 @@
 //! one link envelope (encoded by `fixit_protocol::codec`) and is answered with one
 //! [`PeerResult`].
 
-use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall};
+use crate::shards::ShardId;
+use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall, WalletCall, WalletReply};
 use fixit_actors::geo::Nearby;
 use fixit_actors::ids::{JobId, ProviderId, WalletId};
 use fixit_actors::ledger::LedgerOp;
@@ -62,6 +63,34 @@ pub enum PeerCommand {
     SettingsFetch(Vec<String>),
     /// Settings the sender holds newer than this node.
     SettingsPush(Vec<Setting>),
+    /// A Raft message for a wallet shard this node replicates.
+    Raft {
+        /// The shard.
+        shard: ShardId,
+        /// The message.
+        rpc: RaftRpc,
+    },
+    /// A wallet call for the leader of the wallet's shard; a replica that does
+    /// not lead it answers [`PeerAnswer::NotLeader`] (and never forwards).
+    Shard {
+        /// The shard.
+        shard: ShardId,
+        /// The wallet (in that shard).
+        wallet: WalletId,
+        /// The call.
+        call: WalletCall,
+    },
+}
+
+/// An openraft request, encoded by the codec (openraft's own serde types).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRpc {
+    /// `AppendEntriesRequest`.
+    Append(Vec<u8>),
+    /// `VoteRequest`.
+    Vote(Vec<u8>),
+    /// `InstallSnapshotRequest` (one chunk).
+    Snapshot(Vec<u8>),
 }
 
 /// A successful answer to a [`PeerCommand`].
@@ -75,6 +104,15 @@ pub enum PeerAnswer {
     Nearby(Vec<Nearby>),
     /// Done.
     Done,
+    /// An openraft answer, encoded by the codec.
+    Raft(Vec<u8>),
+    /// The answer to a wallet call.
+    Wallet(WalletReply),
+    /// This node does not lead the shard; the leader it knows of, if any.
+    NotLeader {
+        /// The leader's node name.
+        leader: Option<String>,
+    },
     /// This node's setting versions in the buckets whose digests differ.
     SettingVersions {
         /// The buckets compared.

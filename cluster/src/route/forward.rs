@@ -257,6 +257,8 @@ async fn provider_moving<A: LocalApi>(
 /// owner of a booking's position. `None`: serve it here.
 fn remote_node(router: &ClusterRouter, request: &Request) -> Option<String> {
     match request.spec().placement {
+        // Replicated wallets are served from any node (through their shard's leader).
+        Placement::WalletHome(_) if router.wallets_replicated() => None,
         Placement::WalletHome(field) => {
             let home = router.home_of(WalletId(request.id_field(field)?));
             (home != router.name()).then(|| home.to_owned())

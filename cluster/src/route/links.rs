@@ -7,6 +7,7 @@ use super::peer_api::PeerHandler;
 use super::router::{ClusterRouter, TrafficView};
 use super::LocalApi;
 use crate::membership::{self, MemberId, Membership, MembershipView};
+use crate::shards::{ShardView, Shards};
 use crate::{ClusterEndpoint, ClusterError, LinkLimits, NodeIdentity, PeerState, Peers};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::config::ClusterSection;
@@ -41,6 +42,16 @@ impl ClusterStatus {
             .unwrap_or_default()
     }
 
+    /// The wallet shards this node replicates, as it sees them (empty when
+    /// wallets are not replicated or the node is gone).
+    pub fn shards(&self) -> Vec<ShardView> {
+        self.router
+            .upgrade()
+            .and_then(|router| router.shards())
+            .map(|shards| shards.views())
+            .unwrap_or_default()
+    }
+
     /// Cross-node traffic so far (zeros once the node is gone).
     pub fn traffic(&self) -> TrafficView {
         self.router
@@ -60,6 +71,8 @@ pub struct ClusterLinks {
     delivery: JoinHandle<()>,
     /// The settings anti-entropy task (stopped with the delivery).
     settings: JoinHandle<()>,
+    /// The replicated wallet shards, when started.
+    shards: Option<Arc<Shards>>,
 }
 
 impl ClusterLinks {
@@ -131,7 +144,27 @@ impl ClusterLinks {
             stop_delivery,
             delivery,
             settings,
+            shards: None,
         })
+    }
+
+    /// Starts the replicated wallet shards (replication factor > 1): their
+    /// database in `data_dir/shards`, one Raft group per bucket replicated here,
+    /// talking over these links.
+    pub async fn start_shards(
+        &mut self,
+        section: &ClusterSection,
+        data_dir: &std::path::Path,
+        clock: SharedClock,
+    ) -> Result<(), ClusterError> {
+        if !self.router.wallets_replicated() || self.shards.is_some() {
+            return Ok(());
+        }
+        let shards = Shards::start(section, data_dir, self.router.clone(), clock)
+            .await
+            .map_err(|error| ClusterError::InvalidConfig(format!("wallet shards: {error}")))?;
+        self.shards = Some(shards);
+        Ok(())
     }
 
     /// Where the link endpoint is bound.
@@ -161,8 +194,12 @@ impl ClusterLinks {
             stop_delivery,
             delivery,
             settings,
+            shards,
             ..
         } = self;
+        if let Some(shards) = shards {
+            shards.stop().await;
+        }
         peers.close_stopping();
         membership.leave().await;
         stop_delivery.send_replace(true);

@@ -22,6 +22,10 @@ pub(crate) struct PeerHandler<A> {
 
 impl<A: LocalApi> PeerHandler<A> {
     fn wallet_here(&self, wallet: WalletId) -> Result<(), ApiError> {
+        if self.router.wallets_replicated() {
+            // Any node takes it: the wallet's shard leader serves it.
+            return Ok(());
+        }
         let home = self.router.home_of(wallet);
         if home == self.router.name() {
             Ok(())
@@ -89,6 +93,22 @@ impl<A: LocalApi> PeerHandler<A> {
             PeerCommand::SettingsPush(settings) => {
                 node.merge_settings(settings).await?;
                 Ok(PeerAnswer::Done)
+            }
+            PeerCommand::Raft { shard, rpc } => {
+                self.router
+                    .shards_or_unavailable()?
+                    .serve_raft(shard, rpc)
+                    .await
+            }
+            PeerCommand::Shard {
+                shard,
+                wallet,
+                call,
+            } => {
+                self.router
+                    .shards_or_unavailable()?
+                    .serve_peer(shard, wallet, call)
+                    .await
             }
         }
     }

@@ -6,10 +6,11 @@ use super::commands::{PeerAnswer, PeerCommand, PeerResult};
 use crate::error::ClusterError;
 use crate::names::validate_node_name;
 use crate::placement::{home_of_wallet, node_number};
+use crate::shards::Shards;
 use crate::{Envelope, LinkError, Peers, Regions, Target};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::cluster_hooks::{node_number_of_job, BoxFuture, ClusterHooks};
-use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall};
+use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall, WalletCall, WalletReply};
 use fixit_actors::codec;
 use fixit_actors::config::ClusterSection;
 use fixit_actors::error::{CoreError, CoreResult};
@@ -130,6 +131,12 @@ pub struct ClusterRouter {
     call_timeout_ms: u64,
     clock: SharedClock,
     peers: OnceLock<Weak<Peers>>,
+    /// Whether wallets are kept in replicated shards (replication factor > 1).
+    replicated: bool,
+    /// Wallet buckets (shards) when replicated.
+    wallet_buckets: u32,
+    /// The running wallet shards, once started.
+    shards: OnceLock<Weak<Shards>>,
     /// Wakes the outbox delivery task.
     pub(crate) outbox_waker: Notify,
     /// Cross-node traffic counters.
@@ -180,6 +187,9 @@ impl ClusterRouter {
             call_timeout_ms: section.call_timeout_ms,
             clock,
             peers: OnceLock::new(),
+            replicated: section.replication_factor > 1,
+            wallet_buckets: section.wallet_buckets,
+            shards: OnceLock::new(),
             outbox_waker: Notify::new(),
             traffic: Traffic::default(),
             job_events: Default::default(),
@@ -216,6 +226,43 @@ impl ClusterRouter {
     /// answer `Unavailable`).
     pub(crate) fn attach(&self, peers: &Arc<Peers>) {
         let _ = self.peers.set(Arc::downgrade(peers));
+    }
+
+    /// Lets wallet calls go to the shards (held weakly: once they stop, wallet
+    /// calls answer `Unavailable`).
+    pub(crate) fn attach_shards(&self, shards: &Arc<Shards>) {
+        let _ = self.shards.set(Arc::downgrade(shards));
+    }
+
+    /// Whether wallets are kept in replicated shards.
+    pub fn wallets_replicated(&self) -> bool {
+        self.replicated
+    }
+
+    /// Where a wallet's ledger is written: its shard (`w<n>`) when wallets are
+    /// replicated, else its home node. Two wallets in the same place are paid
+    /// within one transaction; between places a capture goes through the outbox.
+    pub fn wallet_place(&self, wallet: WalletId) -> String {
+        if self.replicated {
+            crate::shards::shard_of(wallet, self.wallet_buckets).name()
+        } else {
+            self.home_of(wallet).to_owned()
+        }
+    }
+
+    /// The running wallet shards, if replicated and started.
+    pub fn shards(&self) -> Option<Arc<Shards>> {
+        self.shards.get().and_then(Weak::upgrade)
+    }
+
+    /// The running shards, or why a wallet call cannot be served.
+    pub(crate) fn shards_or_unavailable(&self) -> Result<Arc<Shards>, CoreError> {
+        self.shards().ok_or_else(|| {
+            CoreError::Unavailable(format!(
+                "node {}: the wallet shards are not running",
+                self.name
+            ))
+        })
     }
 
     /// The node that owns a position, when it is another node. Invalid degrees and
@@ -310,7 +357,9 @@ fn target_of(command: &PeerCommand) -> Target {
         | PeerCommand::JobEvents(_)
         | PeerCommand::SettingsDigests(_)
         | PeerCommand::SettingsFetch(_)
-        | PeerCommand::SettingsPush(_) => Target::Node,
+        | PeerCommand::SettingsPush(_)
+        | PeerCommand::Raft { .. }
+        | PeerCommand::Shard { .. } => Target::Node,
     }
 }
 
@@ -323,6 +372,9 @@ impl ClusterHooks for Hooks {
     }
 
     fn remote_home(&self, wallet: WalletId) -> Option<String> {
+        if self.0.replicated {
+            return None;
+        }
         let home = self.0.home_of(wallet);
         (home != self.0.name).then(|| home.to_owned())
     }
@@ -356,6 +408,26 @@ impl ClusterHooks for Hooks {
 
     fn transfers_queued(&self) {
         self.0.outbox_waker.notify_one();
+        if let Some(shards) = self.0.shards() {
+            shards.outbox_waker.notify_one();
+        }
+    }
+
+    fn wallets_replicated(&self) -> bool {
+        self.0.replicated
+    }
+
+    fn led_shards_audit(&self) -> CoreResult<fixit_actors::store::Audit> {
+        self.0.shards_or_unavailable()?.led_audit()
+    }
+
+    fn wallet_call(
+        &self,
+        wallet: WalletId,
+        call: WalletCall,
+    ) -> BoxFuture<CoreResult<WalletReply>> {
+        let router = self.0.clone();
+        Box::pin(async move { router.shards_or_unavailable()?.call(wallet, call).await })
     }
 
     fn remote_candidates(&self, query: CandidateQuery) -> BoxFuture<Vec<(Nearby, String)>> {

@@ -1,0 +1,140 @@
+//! Raft messages of the wallet shards over the cluster's links: each message is
+//! one [`PeerCommand::Raft`] call to the target node (mutual TLS, the node's
+//! name checked against its certificate), answered with the target's encoded
+//! result. A link that fails is "unreachable" to openraft, which backs off and
+//! retries on its own.
+
+use super::types::{ShardId, ShardTypes};
+use crate::route::commands::{PeerAnswer, PeerCommand, RaftRpc};
+use crate::route::ClusterRouter;
+use fixit_actors::codec;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Makes the link clients of one shard.
+pub struct ShardNetwork {
+    pub(crate) shard: ShardId,
+    pub(crate) router: Arc<ClusterRouter>,
+}
+
+impl RaftNetworkFactory<ShardTypes> for ShardNetwork {
+    type Network = ShardPeer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> ShardPeer {
+        ShardPeer {
+            shard: self.shard,
+            target,
+            node: node.addr.clone(),
+            router: self.router.clone(),
+        }
+    }
+}
+
+/// One shard's messages to one node.
+pub struct ShardPeer {
+    shard: ShardId,
+    target: u64,
+    /// The target's cluster name.
+    node: String,
+    router: Arc<ClusterRouter>,
+}
+
+type Failure<E> = RPCError<u64, BasicNode, RaftError<u64, E>>;
+
+impl ShardPeer {
+    /// Sends one message and reads the target's `Result<Resp, RaftError<E>>`.
+    async fn send<Req, Resp, E>(
+        &self,
+        request: &Req,
+        wrap: fn(Vec<u8>) -> RaftRpc,
+        option: &RPCOption,
+    ) -> Result<Resp, Failure<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let bytes =
+            codec::encode(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let command = PeerCommand::Raft {
+            shard: self.shard,
+            rpc: wrap(bytes),
+        };
+        let request_id = format!("raft-{}", self.shard);
+        let call = self.router.call(&self.node, &command, None, &request_id);
+        let answer = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(answer) => answer,
+            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+        };
+        match answer {
+            Ok(PeerAnswer::Raft(bytes)) => {
+                let result: Result<Resp, RaftError<u64, E>> = codec::decode(&bytes)
+                    .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+                result.map_err(|error| {
+                    RPCError::RemoteError(RemoteError::new_with_node(
+                        self.target,
+                        BasicNode::new(self.node.clone()),
+                        error,
+                    ))
+                })
+            }
+            Ok(other) => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(format!(
+                    "node {} answered a Raft message with {other:?}",
+                    self.node
+                )),
+            ))),
+            Err(error) => Err(RPCError::Unreachable(Unreachable::new(&error))),
+        }
+    }
+}
+
+impl RaftNetwork<ShardTypes> for ShardPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<ShardTypes>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, Failure<openraft::error::Infallible>> {
+        self.send(&rpc, RaftRpc::Append, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<ShardTypes>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, Failure<InstallSnapshotError>> {
+        self.send(&rpc, RaftRpc::Snapshot, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, Failure<openraft::error::Infallible>> {
+        self.send(&rpc, RaftRpc::Vote, &option).await
+    }
+}
+
+/// Serves a Raft message for `raft` and encodes its result for the sender.
+pub(crate) async fn serve(
+    raft: &super::ShardRaft,
+    rpc: RaftRpc,
+) -> Result<Vec<u8>, codec::CodecError> {
+    match rpc {
+        RaftRpc::Append(bytes) => codec::encode(&raft.append_entries(codec::decode(&bytes)?).await),
+        RaftRpc::Vote(bytes) => codec::encode(&raft.vote(codec::decode(&bytes)?).await),
+        RaftRpc::Snapshot(bytes) => {
+            codec::encode(&raft.install_snapshot(codec::decode(&bytes)?).await)
+        }
+    }
+}

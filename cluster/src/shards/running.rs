@@ -1,0 +1,644 @@
+//! The wallet shards of a running node: one Raft group per bucket this node
+//! replicates, calls on wallets sent to their shard's leader wherever it is,
+//! and delivery of each led shard's outbox to the shards its captures pay.
+
+use super::network::ShardNetwork;
+use super::storage::open_shard;
+use super::types::{replicas_of, shard_of, ShardAnswer, ShardId, ShardRaft, ShardWrite};
+use crate::placement::node_number;
+use crate::route::commands::{PeerAnswer, PeerCommand};
+use crate::route::ClusterRouter;
+use fixit_actors::clock::SharedClock;
+use fixit_actors::cluster_hooks::{WalletCall, WalletReply};
+use fixit_actors::config::ClusterSection;
+use fixit_actors::error::{CoreError, CoreResult};
+use fixit_actors::ids::WalletId;
+use fixit_actors::store::{Store, Transfer};
+use fixit_protocol::api::ApiError;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+/// Raft timing of every shard: heartbeats every 150 ms, elections after 0.6–1.2
+/// s without one, so a dead leader is replaced in about 1–2 s.
+pub const HEARTBEAT_MS: u64 = 150;
+/// Shortest election timeout, ms.
+pub const ELECTION_MIN_MS: u64 = 600;
+/// Longest election timeout, ms.
+pub const ELECTION_MAX_MS: u64 = 1_200;
+/// A snapshot is built after this many log entries since the last one.
+pub const SNAPSHOT_EVERY: u64 = 20_000;
+/// Entries kept in the log behind a snapshot (a replica that lags less catches
+/// up from the log rather than by snapshot).
+pub const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
+/// Longest one ask of a shard's leader over a link may take before the call
+/// looks for the leader again.
+pub const ASK_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Transfers delivered per shard per round.
+pub const DELIVERY_BATCH: usize = 128;
+/// Pause between outbox rounds when nothing was queued.
+pub const DELIVERY_INTERVAL: Duration = Duration::from_millis(200);
+/// The sled cache of the shards' database, bytes.
+pub const SHARDS_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One shard replicated here.
+pub struct Group {
+    /// Its Raft instance.
+    pub raft: ShardRaft,
+    /// Its state machine's store (read after a linearizability check).
+    pub store: Store,
+}
+
+/// What a call to a shard's leader came to.
+enum Attempt {
+    Done(WalletReply),
+    /// Not served: try the leader named, or whoever leads next.
+    Retry(Option<String>),
+    /// Refused for good (the ledger's answer, or a bad call).
+    Refused(CoreError),
+}
+
+/// One shard as this node sees it, for `GET /cluster` and the checker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardView {
+    /// `w<n>`.
+    pub shard: String,
+    /// The nodes replicating it.
+    pub replicas: Vec<String>,
+    /// The leader this node knows of.
+    pub leader: Option<String>,
+    /// This node's current term.
+    pub term: u64,
+    /// Last log index applied here.
+    pub applied: Option<u64>,
+    /// Digest of this replica's state (equal on replicas that applied the same
+    /// index).
+    pub digest: u64,
+    /// When this node leads: each follower's lag behind the leader's last log
+    /// index (`None`: not known to match yet).
+    pub lag: BTreeMap<String, Option<u64>>,
+    /// This replica's ledger audit.
+    pub audit: ShardAudit,
+}
+
+/// A replica's ledger audit, summed up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardAudit {
+    /// Wallets stored.
+    pub wallets: u64,
+    /// Σ (available + held).
+    pub total_balance: i64,
+    /// Money that entered and left the shard.
+    pub flows: fixit_actors::store::Flows,
+    /// Transfers in the outbox, not yet acknowledged by their receiving shard.
+    pub outbox_transfers: u64,
+    /// Σ of their amounts.
+    pub outbox_amount: i64,
+    /// Conservation, no negative part, ledgers add up.
+    pub holds: bool,
+}
+
+impl ShardAudit {
+    fn of(store: &Store) -> ShardAudit {
+        match store.audit() {
+            Ok(audit) => ShardAudit {
+                wallets: audit.wallets,
+                total_balance: i64::try_from(audit.total_balance).unwrap_or(i64::MAX),
+                flows: audit.flows,
+                outbox_transfers: audit.outbox_transfers,
+                outbox_amount: i64::try_from(audit.outbox_amount).unwrap_or(i64::MAX),
+                holds: audit.holds(),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "shard audit failed");
+                ShardAudit::default()
+            }
+        }
+    }
+}
+
+/// The wallet shards of this node.
+pub struct Shards {
+    name: String,
+    me: u64,
+    buckets: u32,
+    /// Replicas of every shard (replicated here or not).
+    replicas: Vec<Vec<String>>,
+    groups: BTreeMap<ShardId, Group>,
+    router: Arc<ClusterRouter>,
+    clock: SharedClock,
+    /// Longest a wallet call waits for a leader with a majority.
+    budget: Duration,
+    db: sled::Db,
+    /// Wakes outbox delivery.
+    pub(crate) outbox_waker: Notify,
+    stop: watch::Sender<bool>,
+}
+
+impl Shards {
+    /// Opens (or creates) the shards' database in `data_dir/shards` and starts
+    /// the Raft group of every bucket this node replicates. A group found empty
+    /// is initialized with its replicas (every replica does so with the same
+    /// membership, which openraft allows); a replica whose disk was lost starts
+    /// empty and is brought up to date by its leader (log or snapshot).
+    pub async fn start(
+        section: &ClusterSection,
+        data_dir: &Path,
+        router: Arc<ClusterRouter>,
+        clock: SharedClock,
+    ) -> CoreResult<Arc<Shards>> {
+        let dir = data_dir.join("shards");
+        let db = fixit_actors::store::open_db(&dir, SHARDS_CACHE_BYTES)?;
+        let factor = section.replication_factor as usize;
+        let buckets = section.wallet_buckets;
+        let config = Arc::new(
+            openraft::Config {
+                cluster_name: "fixit-wallets".into(),
+                heartbeat_interval: HEARTBEAT_MS,
+                election_timeout_min: ELECTION_MIN_MS,
+                election_timeout_max: ELECTION_MAX_MS,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+                max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(|error| CoreError::Internal(format!("raft config: {error}")))?,
+        );
+        let me = u64::from(node_number(&section.name));
+        let replicas: Vec<Vec<String>> = (0..buckets)
+            .map(|shard| replicas_of(ShardId(shard), router.nodes(), factor))
+            .collect();
+        let mut groups = BTreeMap::new();
+        for (shard, members) in replicas.iter().enumerate() {
+            let shard = ShardId(shard as u32);
+            if !members.contains(&section.name) {
+                continue;
+            }
+            let (log, state) = open_shard(&db, &dir, shard, buckets)?;
+            let store = state.store().clone();
+            let network = ShardNetwork {
+                shard,
+                router: router.clone(),
+            };
+            let raft = ShardRaft::new(me, config.clone(), network, log, state)
+                .await
+                .map_err(|error| CoreError::Internal(format!("shard {shard}: {error}")))?;
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|error| CoreError::Internal(format!("shard {shard}: {error}")))?;
+            if !initialized {
+                let voters: BTreeMap<u64, BasicNode> = members
+                    .iter()
+                    .map(|node| (u64::from(node_number(node)), BasicNode::new(node)))
+                    .collect();
+                if let Err(error) = raft.initialize(voters).await {
+                    tracing::debug!(%shard, %error, "shard already initialized");
+                }
+                // Spread the first leaders over the replicas: the shard's
+                // preferred replica stands at once (the others wait for their
+                // election timeout, so it usually wins).
+                if members[shard.0 as usize % members.len()] == section.name {
+                    if let Err(error) = raft.trigger().elect().await {
+                        tracing::warn!(%shard, %error, "could not stand for election");
+                    }
+                }
+            }
+            groups.insert(shard, Group { raft, store });
+        }
+        let (stop, _) = watch::channel(false);
+        let shards = Arc::new(Shards {
+            name: section.name.clone(),
+            me,
+            buckets,
+            replicas,
+            groups,
+            budget: Duration::from_millis(section.call_timeout_ms.clamp(500, 5_000)),
+            router: router.clone(),
+            clock,
+            db,
+            outbox_waker: Notify::new(),
+            stop,
+        });
+        router.attach_shards(&shards);
+        tokio::spawn(deliver(Arc::downgrade(&shards), shards.stop.subscribe()));
+        tracing::info!(
+            node = %section.name,
+            buckets,
+            factor,
+            here = shards.groups.len(),
+            "wallet shards started"
+        );
+        Ok(shards)
+    }
+
+    /// The shard of a wallet.
+    pub fn shard_of(&self, wallet: WalletId) -> ShardId {
+        shard_of(wallet, self.buckets)
+    }
+
+    /// The shards replicated here.
+    pub fn groups(&self) -> &BTreeMap<ShardId, Group> {
+        &self.groups
+    }
+
+    /// The leader of a shard replicated here, as this node knows it.
+    fn leader_of(&self, shard: ShardId) -> Option<String> {
+        let group = self.groups.get(&shard)?;
+        let receiver = group.raft.metrics();
+        let metrics = receiver.borrow();
+        let leader = metrics.current_leader?;
+        let name = metrics
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, node)| node.addr.clone());
+        name
+    }
+
+    /// Serves `call` on `wallet` at its shard's leader: here, or over the link
+    /// to the node leading it, following leadership as it moves, until the call
+    /// budget runs out (then `Unavailable`: no leader with a majority answered;
+    /// a retry with the same idempotency key is safe).
+    pub async fn call(&self, wallet: WalletId, call: WalletCall) -> CoreResult<WalletReply> {
+        let shard = self.shard_of(wallet);
+        let deadline = Instant::now() + self.budget;
+        let mut hint: Option<String> = None;
+        let mut pause = Duration::from_millis(10);
+        let mut asked = 0usize;
+        loop {
+            let target = hint.take().or_else(|| self.leader_of(shard)).or_else(|| {
+                // Not replicated here, or no leader known: ask the replicas in turn.
+                let replicas = &self.replicas[shard.0 as usize];
+                asked += 1;
+                (!self.groups.contains_key(&shard))
+                    .then(|| replicas[asked % replicas.len()].clone())
+            });
+            let attempt = match target {
+                Some(node) if node == self.name => {
+                    self.serve(shard, wallet, call.clone(), deadline).await
+                }
+                Some(node) => {
+                    // A leader just killed answers nothing until the link's
+                    // timeout: give each ask a shorter leash and try again.
+                    let leash = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(ASK_TIMEOUT);
+                    let ask = self.ask(&node, shard, wallet, call.clone());
+                    tokio::time::timeout(leash, ask)
+                        .await
+                        .unwrap_or(Attempt::Retry(None))
+                }
+                None => Attempt::Retry(None),
+            };
+            match attempt {
+                Attempt::Done(reply) => return Ok(reply),
+                Attempt::Refused(error) => return Err(error),
+                Attempt::Retry(leader) => hint = leader,
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(CoreError::Unavailable(format!(
+                    "wallet shard {shard}: no leader with a majority of its replicas \
+                     answered within {} ms; retry (with the same idempotency key)",
+                    self.budget.as_millis()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Serves a call another node sent to this one as the shard's leader.
+    pub(crate) async fn serve_peer(
+        &self,
+        shard: ShardId,
+        wallet: WalletId,
+        call: WalletCall,
+    ) -> Result<PeerAnswer, ApiError> {
+        match self
+            .serve(shard, wallet, call, Instant::now() + self.budget)
+            .await
+        {
+            Attempt::Done(reply) => Ok(PeerAnswer::Wallet(reply)),
+            Attempt::Retry(leader) => Ok(PeerAnswer::NotLeader { leader }),
+            Attempt::Refused(error) => Err(ApiError::Core(error)),
+        }
+    }
+
+    /// Serves a Raft message for a shard replicated here.
+    pub(crate) async fn serve_raft(
+        &self,
+        shard: ShardId,
+        rpc: crate::route::commands::RaftRpc,
+    ) -> Result<PeerAnswer, ApiError> {
+        let group = self.groups.get(&shard).ok_or_else(|| {
+            ApiError::Core(CoreError::Unavailable(format!(
+                "node {} does not replicate wallet shard {shard}",
+                self.name
+            )))
+        })?;
+        let bytes = super::network::serve(&group.raft, rpc)
+            .await
+            .map_err(|error| ApiError::BadRequest(format!("raft message: {error}")))?;
+        Ok(PeerAnswer::Raft(bytes))
+    }
+
+    /// Serves a call here, as the shard's leader: a write is proposed to the
+    /// shard's log and answered once committed and applied; a read waits for a
+    /// read index confirmed by a majority and for it to be applied here.
+    async fn serve(
+        &self,
+        shard: ShardId,
+        wallet: WalletId,
+        call: WalletCall,
+        deadline: Instant,
+    ) -> Attempt {
+        if self.shard_of(wallet) != shard {
+            return Attempt::Refused(CoreError::Internal(format!(
+                "wallet {} is in shard {}, not {shard}",
+                wallet.0,
+                self.shard_of(wallet)
+            )));
+        }
+        let Some(group) = self.groups.get(&shard) else {
+            return Attempt::Retry(None);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let not_in_time = |what: &str| {
+            Attempt::Refused(CoreError::Unavailable(format!(
+                "wallet shard {shard}: {what} not confirmed by a majority of its replicas \
+                 in time; retry (with the same idempotency key)"
+            )))
+        };
+        match call {
+            WalletCall::Apply { key, op } => {
+                let write = ShardWrite::Op {
+                    wallet,
+                    key,
+                    op,
+                    now_ms: self.clock.now_ms(),
+                };
+                match tokio::time::timeout(left, group.raft.client_write(write)).await {
+                    Err(_) => not_in_time("the write was"),
+                    Ok(Ok(response)) => match response.data {
+                        ShardAnswer::Op(Ok(outcome)) => Attempt::Done(WalletReply::Op(outcome)),
+                        ShardAnswer::Op(Err(error)) => Attempt::Refused(error),
+                        other => Attempt::Refused(CoreError::Internal(format!(
+                            "a ledger write was answered {other:?}"
+                        ))),
+                    },
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                        Attempt::Retry(forward.leader_node.map(|node| node.addr))
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%shard, %error, "shard write failed");
+                        Attempt::Retry(None)
+                    }
+                }
+            }
+            read => {
+                match tokio::time::timeout(left, group.raft.ensure_linearizable()).await {
+                    Err(_) => return not_in_time("the read index was"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(RaftError::APIError(error))) => {
+                        let leader = match error {
+                            openraft::error::CheckIsLeaderError::ForwardToLeader(forward) => {
+                                forward.leader_node.map(|node| node.addr)
+                            }
+                            openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => None,
+                        };
+                        return Attempt::Retry(leader);
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%shard, %error, "shard read failed");
+                        return Attempt::Retry(None);
+                    }
+                }
+                let answer = match read {
+                    WalletCall::Balance => group.store.wallet_record(wallet).and_then(|record| {
+                        if record.next_seq == 0 {
+                            Err(CoreError::NotFound(wallet.to_string()))
+                        } else {
+                            Ok(WalletReply::Balance(record.balance))
+                        }
+                    }),
+                    WalletCall::History { from_seq, limit } => group
+                        .store
+                        .history(wallet, from_seq, limit as usize)
+                        .map(WalletReply::History),
+                    WalletCall::Apply { .. } => unreachable_apply(),
+                };
+                match answer {
+                    Ok(reply) => Attempt::Done(reply),
+                    Err(error) => Attempt::Refused(error),
+                }
+            }
+        }
+    }
+
+    /// Asks node `node` to serve the call as the shard's leader.
+    async fn ask(&self, node: &str, shard: ShardId, wallet: WalletId, call: WalletCall) -> Attempt {
+        let key = match &call {
+            WalletCall::Apply { key, .. } => Some(key.clone()),
+            _ => None,
+        };
+        let request_id = format!("{}-{shard}-w{}", self.name, wallet.0);
+        let command = PeerCommand::Shard {
+            shard,
+            wallet,
+            call,
+        };
+        match self.router.call(node, &command, key, &request_id).await {
+            Ok(PeerAnswer::Wallet(reply)) => Attempt::Done(reply),
+            Ok(PeerAnswer::NotLeader { leader }) => {
+                // A leader that names itself is stale news: forget it.
+                Attempt::Retry(leader.filter(|leader| leader != node))
+            }
+            Ok(other) => Attempt::Refused(CoreError::Internal(format!(
+                "node {node} answered a wallet call with {other:?}"
+            ))),
+            Err(ApiError::Core(CoreError::Unavailable(why))) => {
+                tracing::debug!(%shard, %node, %why, "shard leader unreachable");
+                Attempt::Retry(None)
+            }
+            Err(ApiError::Core(CoreError::Busy { .. })) => Attempt::Retry(None),
+            Err(ApiError::Core(error)) => Attempt::Refused(error),
+            Err(other) => Attempt::Refused(CoreError::Internal(format!("node {node}: {other}"))),
+        }
+    }
+
+    /// Whether this node leads `shard` now.
+    pub fn leads(&self, shard: ShardId) -> bool {
+        self.leader_of(shard).as_deref() == Some(self.name.as_str())
+    }
+
+    /// The audit of the shards this node leads now, summed.
+    pub fn led_audit(&self) -> CoreResult<fixit_actors::store::Audit> {
+        let mut total = fixit_actors::store::Audit::default();
+        for (shard, group) in &self.groups {
+            if self.leads(*shard) {
+                total.add(group.store.audit()?);
+            }
+        }
+        Ok(total)
+    }
+
+    /// What this node knows of every shard it replicates.
+    pub fn views(&self) -> Vec<ShardView> {
+        self.groups
+            .iter()
+            .map(|(shard, group)| {
+                let metrics = group.raft.metrics().borrow().clone();
+                let leader = self.leader_of(*shard);
+                let last = metrics.last_log_index.unwrap_or(0);
+                let lag = metrics
+                    .replication
+                    .as_ref()
+                    .map(|replication| {
+                        replication
+                            .iter()
+                            .filter(|(id, _)| **id != self.me)
+                            .map(|(id, matched)| {
+                                let name = self.name_of(&metrics, *id);
+                                (
+                                    name,
+                                    matched.map(|log_id| last.saturating_sub(log_id.index)),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ShardView {
+                    shard: shard.name(),
+                    replicas: self.replicas[shard.0 as usize].clone(),
+                    leader,
+                    term: metrics.current_term,
+                    applied: metrics.last_applied.map(|log_id| log_id.index),
+                    digest: group.store.digest().unwrap_or_default(),
+                    lag,
+                    audit: ShardAudit::of(&group.store),
+                }
+            })
+            .collect()
+    }
+
+    fn name_of(&self, metrics: &openraft::RaftMetrics<u64, BasicNode>, id: u64) -> String {
+        metrics
+            .membership_config
+            .nodes()
+            .find(|(node, _)| **node == id)
+            .map_or_else(|| format!("#{id}"), |(_, node)| node.addr.clone())
+    }
+
+    /// Stops outbox delivery and every group, and makes the database durable.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        for (shard, group) in &self.groups {
+            if let Err(error) = group.raft.shutdown().await {
+                tracing::warn!(%shard, %error, "shard did not shut down cleanly");
+            }
+        }
+        if let Err(error) = self.db.flush_async().await {
+            tracing::warn!(%error, "shards database flush failed");
+        }
+    }
+
+    /// Delivers one round of the outboxes of the shards led here; how many
+    /// transfers were acknowledged.
+    async fn deliver_round(self: &Arc<Self>) -> usize {
+        let mut delivered = 0;
+        for (shard, group) in &self.groups {
+            if !self.leads(*shard) {
+                continue;
+            }
+            let pending = match group.store.outbox_transfers(DELIVERY_BATCH) {
+                Ok(pending) => pending,
+                Err(error) => {
+                    tracing::warn!(%shard, %error, "shard outbox unreadable");
+                    continue;
+                }
+            };
+            if pending.is_empty() {
+                continue;
+            }
+            let mut sends = JoinSet::new();
+            for transfer in pending {
+                let shards = self.clone();
+                sends.spawn(async move {
+                    let call = WalletCall::Apply {
+                        key: transfer.id.clone(),
+                        op: transfer.op(),
+                    };
+                    let result = shards.call(transfer.to_wallet, call).await;
+                    (transfer, result)
+                });
+            }
+            let mut acknowledged: Vec<Transfer> = Vec::new();
+            while let Some(joined) = sends.join_next().await {
+                match joined {
+                    Ok((transfer, Ok(_))) => acknowledged.push(transfer),
+                    Ok((transfer, Err(error))) => {
+                        tracing::debug!(transfer = %transfer.id, %error, "transfer not delivered yet")
+                    }
+                    Err(error) => tracing::warn!(%error, "transfer delivery task failed"),
+                }
+            }
+            if acknowledged.is_empty() {
+                continue;
+            }
+            let count = acknowledged.len();
+            match group
+                .raft
+                .client_write(ShardWrite::Delivered(acknowledged))
+                .await
+            {
+                Ok(_) => {
+                    delivered += count;
+                    let traffic = &self.router.traffic;
+                    traffic
+                        .transfers_delivered
+                        .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                // Delivered again next round, credited once (by transfer id).
+                Err(error) => tracing::debug!(%shard, %error, "outbox removal not committed"),
+            }
+        }
+        delivered
+    }
+}
+
+fn unreachable_apply() -> CoreResult<WalletReply> {
+    Err(CoreError::Internal("a write reached the read path".into()))
+}
+
+/// Delivers the outboxes of the shards this node leads until `stop` turns true.
+async fn deliver(shards: std::sync::Weak<Shards>, mut stop: watch::Receiver<bool>) {
+    let mut quiet = true;
+    while !*stop.borrow() {
+        if quiet {
+            let Some(waker) = shards.upgrade() else {
+                return;
+            };
+            let woken = async move {
+                tokio::select! {
+                    _ = waker.outbox_waker.notified() => {}
+                    _ = tokio::time::sleep(DELIVERY_INTERVAL) => {}
+                }
+            };
+            tokio::select! {
+                _ = woken => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let Some(running) = shards.upgrade() else {
+            return;
+        };
+        quiet = running.deliver_round().await == 0;
+    }
+}
