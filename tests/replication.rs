@@ -321,3 +321,82 @@ async fn deposit_via(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An SDK client holding all three nodes' addresses (and a bundle of their
+/// certificates) carries on through another node when its own stops; a read on
+/// any node sees every acknowledged write (linearizable reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_client_moves_to_another_node_when_its_node_stops() {
+    use fixit_sdk::{Commands, Connector};
+    let mut cluster = Cluster::start_with(|config| {
+        let cluster = config.cluster.as_mut().expect("cluster section");
+        cluster.replication_factor = 3;
+        cluster.wallet_buckets = BUCKETS;
+    })
+    .await;
+    let bundle = cluster._dir.path().join("nodes-bundle.pem");
+    let mut pems = String::new();
+    for name in NAMES {
+        let config = cluster.nodes[name].node().context().config.clone();
+        pems.push_str(&std::fs::read_to_string(&config.server.tls_cert_file).expect("cert"));
+    }
+    std::fs::write(&bundle, pems).expect("bundle");
+    let addrs: Vec<std::net::SocketAddr> = NAMES
+        .iter()
+        .map(|name| cluster.nodes[*name].quic_addr())
+        .collect();
+    let admin = cluster.token(Role::Admin, 0);
+    let connector = Connector::new(&bundle, "127.0.0.1:0".parse().unwrap()).expect("connector");
+    let client = connector
+        .connect_any(&addrs, &admin)
+        .await
+        .expect("connects");
+    assert_eq!(client.node_addr(), addrs[0]);
+    let wallet = 4_242;
+    let mut acknowledged = 0;
+    // Leaders may still be settling right after start: a retry is the client's.
+    for attempt in 0.. {
+        match client.deposit(wallet, "before", 100).await {
+            Ok(_) => break,
+            Err(error) => assert!(
+                attempt < 50
+                    && matches!(&error, fixit_edge::api::ApiError::Core(core) if core.is_retryable()),
+                "{error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    acknowledged += 100;
+
+    cluster.stop_node("a").await;
+    let outcome = client
+        .deposit(wallet, "after", 10)
+        .await
+        .expect("served elsewhere");
+    acknowledged += 10;
+    assert_eq!(outcome.balance.available, acknowledged);
+    assert_ne!(
+        client.node_addr(),
+        addrs[0],
+        "the client moved off the stopped node"
+    );
+    assert_eq!(client.failovers(), 1);
+    let balance = client.balance(wallet).await.expect("balance");
+    assert_eq!(balance.available, acknowledged);
+    // A retry of an acknowledged deposit after the move is not counted again.
+    let again = client
+        .deposit(wallet, "before", 100)
+        .await
+        .expect("replayed");
+    assert_eq!(again.balance.available, 100, "the first answer, replayed");
+    assert_eq!(
+        client.balance(wallet).await.expect("balance").available,
+        acknowledged
+    );
+
+    cluster.restart_node("a").await;
+    let (available, _) = cluster.balance("a", wallet).await;
+    assert_eq!(available, acknowledged, "read through a after its restart");
+    client.close().await;
+    cluster.stop().await;
+}

@@ -105,15 +105,17 @@ pub fn client_builder(
     )
 }
 
-/// A client config, without a client certificate, that trusts exactly the first
-/// certificate of the PEM file at `pinned_pem` and nothing else.
+/// A client config, without a client certificate, that trusts exactly the
+/// certificates of the PEM file at `pinned_pem` (one node's, or a bundle of
+/// several nodes' for a client that may talk to any of them) and nothing else.
 pub fn pinned_client_config(
     pinned_pem: &Path,
     alpn: &[u8],
 ) -> Result<Arc<QuicClientConfig>, TlsError> {
-    let pinned = read_certificates(pinned_pem)?.swap_remove(0);
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(pinned).map_err(|e| file_error(pinned_pem, e))?;
+    for pinned in read_certificates(pinned_pem)? {
+        roots.add(pinned).map_err(|e| file_error(pinned_pem, e))?;
+    }
     let config = client_builder(Arc::new(roots))?.with_no_client_auth();
     quic_client_config(config, alpn)
 }

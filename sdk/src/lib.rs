@@ -30,13 +30,19 @@ use quinn::{Connection, Endpoint, EndpointConfig, IdleTimeout, RecvStream, SendS
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tls::TlsError;
 
 /// Time `close` waits for the close to reach the node, in ms.
 pub const CLOSE_FLUSH_MS: u64 = 1_000;
+
+/// A client holding several nodes moves to the next one when its node has not
+/// answered a call (or a dial) within this long: a node killed outright says
+/// nothing until the idle timeout. Longer than a node's own wait for a wallet
+/// shard's leader, so a node that is slow because of a failover still answers.
+pub const FAILOVER_AFTER: Duration = Duration::from_millis(2_500);
 
 /// A connection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -98,16 +104,66 @@ impl Connector {
         hello: &Hello,
     ) -> Result<Client, ClientError> {
         let current = self.dial(addr, hello).await?;
-        Ok(Client {
+        Ok(self.client(vec![addr], 0, hello.clone(), current))
+    }
+
+    /// Connects to the first of `addrs` that answers (in order) and says hello
+    /// with `token`. The client then holds every address: when its node stops
+    /// answering, a call that is safe to repeat is sent to the next node (see
+    /// [`Client`]). Every node's listener certificate must be in the PEM file
+    /// this connector trusts.
+    pub async fn connect_any(
+        &self,
+        addrs: &[SocketAddr],
+        token: &str,
+    ) -> Result<Client, ClientError> {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+        };
+        let mut last = None;
+        for (at, addr) in addrs.iter().enumerate() {
+            match self.dial_within(*addr, &hello).await {
+                Ok(current) => {
+                    return Ok(self.client(addrs.to_vec(), at, hello, current));
+                }
+                Err(ClientError::Connect { addr, reason }) => {
+                    last = Some(ClientError::Connect { addr, reason });
+                }
+                Err(refused) => return Err(refused),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Connect {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            reason: "no node address given".into(),
+        }))
+    }
+
+    fn client(&self, addrs: Vec<SocketAddr>, at: usize, hello: Hello, current: Current) -> Client {
+        Client {
             link: Arc::new(Link {
                 connector: self.clone(),
-                addr,
-                hello: hello.clone(),
+                addrs,
+                at: AtomicUsize::new(at),
+                hello,
                 current: RwLock::new(current),
                 redialing: tokio::sync::Mutex::new(()),
                 redials: AtomicU64::new(0),
+                failovers: AtomicU64::new(0),
             }),
-        })
+        }
+    }
+
+    /// [`Connector::dial`] given up after [`FAILOVER_AFTER`].
+    async fn dial_within(&self, addr: SocketAddr, hello: &Hello) -> Result<Current, ClientError> {
+        tokio::time::timeout(FAILOVER_AFTER, self.dial(addr, hello))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Connect {
+                    addr,
+                    reason: "no answer in time".into(),
+                })
+            })
     }
 
     /// A new connection to `addr` that said `hello` and was welcomed.
@@ -178,15 +234,19 @@ pub struct Client {
     link: Arc<Link>,
 }
 
-/// What a client needs to dial its node again, and the connection of now.
+/// What a client needs to dial its node (or another) again, and the
+/// connection of now.
 struct Link {
     connector: Connector,
-    addr: SocketAddr,
+    /// Every node the client may use; `at` is the one of now.
+    addrs: Vec<SocketAddr>,
+    at: AtomicUsize,
     hello: Hello,
     current: RwLock<Current>,
     /// Held while dialing, so concurrent calls dial once.
     redialing: tokio::sync::Mutex<()>,
     redials: AtomicU64,
+    failovers: AtomicU64,
 }
 
 /// One connection and the welcome it got.
@@ -224,20 +284,56 @@ impl Link {
         if current.connection.stable_id() != stale.stable_id() {
             return Ok(current);
         }
-        let fresh =
-            self.connector
-                .dial(self.addr, &self.hello)
-                .await
-                .map_err(|error| match error {
-                    ClientError::Refused(refused) => refused,
-                    other => unavailable(other),
-                })?;
+        let addr = self.addrs[self.at.load(Ordering::Relaxed) % self.addrs.len()];
+        let fresh = self
+            .connector
+            .dial(addr, &self.hello)
+            .await
+            .map_err(|error| match error {
+                ClientError::Refused(refused) => refused,
+                other => unavailable(other),
+            })?;
+        self.install(fresh.clone());
+        self.redials.fetch_add(1, Ordering::Relaxed);
+        Ok(fresh)
+    }
+
+    fn install(&self, fresh: Current) {
         *self
             .current
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh.clone();
-        self.redials.fetch_add(1, Ordering::Relaxed);
-        Ok(fresh)
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+    }
+
+    /// Leaves the node of `stale` for the next one of the list that answers
+    /// (each tried once, in turn), unless another call already moved on.
+    async fn fail_over(&self, stale: &Connection) -> Result<Current, ApiError> {
+        let _dialing = self.redialing.lock().await;
+        let current = self.current();
+        if current.connection.stable_id() != stale.stable_id() {
+            return Ok(current);
+        }
+        stale.close(VarInt::from_u32(CLOSE_DONE), b"failing over");
+        let from = self.at.load(Ordering::Relaxed);
+        let mut last = unavailable("no other node to fail over to");
+        for step in 1..self.addrs.len() {
+            let at = (from + step) % self.addrs.len();
+            match self
+                .connector
+                .dial_within(self.addrs[at], &self.hello)
+                .await
+            {
+                Ok(fresh) => {
+                    self.at.store(at, Ordering::Relaxed);
+                    self.install(fresh.clone());
+                    self.failovers.fetch_add(1, Ordering::Relaxed);
+                    return Ok(fresh);
+                }
+                Err(ClientError::Refused(refused)) => return Err(refused),
+                Err(other) => last = unavailable(other),
+            }
+        }
+        Err(last)
     }
 }
 
@@ -268,6 +364,16 @@ impl Client {
     /// How many times this client (and its clones) dialed its node again.
     pub fn redials(&self) -> u64 {
         self.link.redials.load(Ordering::Relaxed)
+    }
+
+    /// How many times this client (and its clones) moved to another node.
+    pub fn failovers(&self) -> u64 {
+        self.link.failovers.load(Ordering::Relaxed)
+    }
+
+    /// The node address the client uses now.
+    pub fn node_addr(&self) -> SocketAddr {
+        self.link.addrs[self.link.at.load(Ordering::Relaxed) % self.link.addrs.len()]
     }
 
     /// Runs one command; the node makes the request id.
@@ -301,10 +407,31 @@ impl Client {
             request_id: request_id.map(str::to_owned),
             request,
         });
-        let current = self.link.open().await?;
-        let answer = exchange(&current, &frame).await;
+        let several = self.link.addrs.len() > 1;
+        let now = self.link.current();
+        let current = match now.connection.close_reason() {
+            // Its node closed the connection or was lost: go to the next one
+            // rather than wait on a node that may be dead.
+            Some(reason) if several && reason != quinn::ConnectionError::LocallyClosed => {
+                self.link.fail_over(&now.connection).await?
+            }
+            _ => self.link.open().await?,
+        };
+        let answer = if several {
+            // A node killed outright answers nothing until the idle timeout:
+            // a client with somewhere else to go waits only so long.
+            tokio::time::timeout(FAILOVER_AFTER, exchange(&current, &frame))
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the node did not answer in time")))
+        } else {
+            exchange(&current, &frame).await
+        };
         let reset = current.connection.close_reason() == Some(quinn::ConnectionError::Reset);
         match answer {
+            Err(ApiError::Core(CoreError::Unavailable(_))) if several && repeatable => {
+                let fresh = self.link.fail_over(&current.connection).await?;
+                exchange(&fresh, &frame).await
+            }
             Err(ApiError::Core(CoreError::Unavailable(_))) if reset && repeatable => {
                 let fresh = self.link.redial(&current.connection).await?;
                 exchange(&fresh, &frame).await
