@@ -10,6 +10,6 @@ pub mod running;
 mod storage;
 pub mod types;
 
-pub use running::{Group, ShardAudit, ShardView, Shards};
+pub use running::{Group, ShardAudit, ShardView, Shards, ViewDepth};
 pub use storage::{open_shard, LogStore, StateMachine};
 pub use types::{replicas_of, shard_of, ShardAnswer, ShardId, ShardRaft, ShardTypes, ShardWrite};

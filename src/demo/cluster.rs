@@ -39,7 +39,7 @@ impl DemoCluster {
     /// for clients where `args` says, the others on port 0.
     pub(crate) async fn start(dir: &Path, args: &DemoArgs) -> anyhow::Result<DemoCluster> {
         let configs = local_cluster(dir, &city::regions()).context("configuring the cluster")?;
-        let mut nodes = Vec::with_capacity(configs.len());
+        let mut starts = Vec::with_capacity(configs.len());
         for (index, mut config) in configs.into_iter().enumerate() {
             config.dispatch.offer_timeout_ms = 3_000;
             config.passivation.entity_idle_ms = 30_000;
@@ -54,11 +54,18 @@ impl DemoCluster {
                 config.server.quic_listen = args.quic_listen;
             }
             let name = config.node.id.clone();
-            let node = RunningNode::start(config, Arc::new(SystemClock))
-                .await
-                .with_context(|| format!("starting node {name}"))?;
-            nodes.push(node);
+            starts.push(async move {
+                RunningNode::start(config, Arc::new(SystemClock))
+                    .await
+                    .with_context(|| format!("starting node {name}"))
+            });
         }
+        // All at once: with replicated wallets a fresh node waits out elections
+        // before its shards start (docs/CLUSTER.md), and they may wait together.
+        let nodes = futures::future::join_all(starts)
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let cluster = DemoCluster { nodes };
         anyhow::ensure!(
             cluster

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fixit_cluster::shards::ShardView;
+use fixit_cluster::shards::{ShardView, ViewDepth};
 use fixit_cluster::TrafficView;
 use fixit_cluster::{LinkState, PeerState};
 use serde::Serialize;
@@ -123,7 +123,7 @@ pub(crate) async fn status(
             let membership = cluster.membership();
             ClusterView {
                 traffic: Some(cluster.traffic()),
-                shards: cluster.shards(),
+                shards: cluster.shards(ViewDepth::WithState),
                 outbox,
                 node: cluster.name.clone(),
                 cluster: true,

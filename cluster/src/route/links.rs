@@ -7,7 +7,7 @@ use super::peer_api::PeerHandler;
 use super::router::{ClusterRouter, TrafficView};
 use super::LocalApi;
 use crate::membership::{self, MemberId, Membership, MembershipView};
-use crate::shards::{ShardView, Shards};
+use crate::shards::{ShardView, Shards, ViewDepth};
 use crate::{ClusterEndpoint, ClusterError, LinkLimits, NodeIdentity, PeerState, Peers};
 use fixit_actors::clock::SharedClock;
 use fixit_actors::config::ClusterSection;
@@ -44,11 +44,11 @@ impl ClusterStatus {
 
     /// The wallet shards this node replicates, as it sees them (empty when
     /// wallets are not replicated or the node is gone).
-    pub fn shards(&self) -> Vec<ShardView> {
+    pub fn shards(&self, depth: ViewDepth) -> Vec<ShardView> {
         self.router
             .upgrade()
             .and_then(|router| router.shards())
-            .map(|shards| shards.views())
+            .map(|shards| shards.views(depth))
             .unwrap_or_default()
     }
 

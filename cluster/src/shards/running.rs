@@ -32,6 +32,9 @@ pub const HEARTBEAT_MS: u64 = 150;
 pub const ELECTION_MIN_MS: u64 = 600;
 /// Longest election timeout, ms.
 pub const ELECTION_MAX_MS: u64 = 1_200;
+/// How long a node with no shard data waits before its replicas take part
+/// (see [`Shards::start`]).
+pub const BLANK_START_WAIT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS);
 /// A snapshot is built after this many log entries since the last one.
 pub const SNAPSHOT_EVERY: u64 = 20_000;
 /// Entries kept in the log behind a snapshot (a replica that lags less catches
@@ -78,13 +81,22 @@ pub struct ShardView {
     /// Last log index applied here.
     pub applied: Option<u64>,
     /// Digest of this replica's state (equal on replicas that applied the same
-    /// index).
-    pub digest: u64,
+    /// index); only with [`ViewDepth::WithState`].
+    pub digest: Option<u64>,
     /// When this node leads: each follower's lag behind the leader's last log
     /// index (`None`: not known to match yet).
     pub lag: BTreeMap<String, Option<u64>>,
-    /// This replica's ledger audit.
-    pub audit: ShardAudit,
+    /// This replica's ledger audit; only with [`ViewDepth::WithState`].
+    pub audit: Option<ShardAudit>,
+}
+
+/// How much of a shard [`Shards::views`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewDepth {
+    /// Raft's own metrics only (leader, term, applied, lag): cheap.
+    Raft,
+    /// Also each replica's digest and audit (reads every record).
+    WithState,
 }
 
 /// A replica's ledger audit, summed up.
@@ -154,6 +166,19 @@ impl Shards {
         clock: SharedClock,
     ) -> CoreResult<Arc<Shards>> {
         let dir = data_dir.join("shards");
+        if !dir.exists() {
+            // A replica started on an empty disk has forgotten whom it voted
+            // for; voting again in a term it voted in before could elect two
+            // leaders in that term. Every election under way when it lost its
+            // disk has ended (won, or timed out into a later term) after two
+            // of the longest election timeouts: only then does it take part.
+            tracing::info!(
+                node = %section.name,
+                wait_ms = BLANK_START_WAIT.as_millis() as u64,
+                "no shard data here (first start or a lost disk): waiting out elections in progress"
+            );
+            tokio::time::sleep(BLANK_START_WAIT).await;
+        }
         let db = fixit_actors::store::open_db(&dir, SHARDS_CACHE_BYTES)?;
         let factor = section.replication_factor as usize;
         let buckets = section.wallet_buckets;
@@ -489,8 +514,10 @@ impl Shards {
         Ok(total)
     }
 
-    /// What this node knows of every shard it replicates.
-    pub fn views(&self) -> Vec<ShardView> {
+    /// What this node knows of every shard it replicates; with
+    /// [`ViewDepth::WithState`] also each replica's digest and audit (a scan of
+    /// its whole ledger: for operators and checkers, not for every page view).
+    pub fn views(&self, depth: ViewDepth) -> Vec<ShardView> {
         self.groups
             .iter()
             .map(|(shard, group)| {
@@ -520,9 +547,10 @@ impl Shards {
                     leader,
                     term: metrics.current_term,
                     applied: metrics.last_applied.map(|log_id| log_id.index),
-                    digest: group.store.digest().unwrap_or_default(),
+                    digest: (depth == ViewDepth::WithState)
+                        .then(|| group.store.digest().unwrap_or_default()),
                     lag,
-                    audit: ShardAudit::of(&group.store),
+                    audit: (depth == ViewDepth::WithState).then(|| ShardAudit::of(&group.store)),
                 }
             })
             .collect()

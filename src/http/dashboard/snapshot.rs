@@ -7,6 +7,7 @@ use fixit_actors::error::CoreResult;
 use fixit_actors::job::Job;
 use fixit_actors::provider::{Provider, ProviderStatus};
 use fixit_actors::Node;
+use fixit_cluster::shards::{ShardView, ViewDepth};
 use fixit_cluster::{ClusterStatus, TrafficView};
 use fixit_protocol::area::{AreaList, WorkArea};
 use serde::Serialize;
@@ -49,6 +50,9 @@ struct ClusterPanel {
     peers: Vec<PeerView>,
     traffic: TrafficView,
     outbox: OutboxBacklog,
+    /// The replicated wallet shards held here: leader, term, applied index,
+    /// followers' lag (empty unless wallets are replicated).
+    shards: Vec<ShardView>,
 }
 
 /// Transfers waiting in this node's outbox for their receivers' acknowledgement.
@@ -143,6 +147,7 @@ fn cluster_panel(node: &Node, status: &ClusterStatus) -> CoreResult<ClusterPanel
             .map(PeerView::from)
             .collect(),
         traffic: status.traffic(),
+        shards: status.shards(ViewDepth::Raft),
         outbox: OutboxBacklog {
             transfers,
             amount: i64::try_from(amount).unwrap_or(i64::MAX),
