@@ -62,6 +62,7 @@ fn cluster_config(dir: &Path, name: &str, links: &BTreeMap<String, SocketAddr>) 
         membership: Default::default(),
         replication_factor: fixit_actors::config::default_replication_factor(),
         wallet_buckets: fixit_actors::config::default_wallet_buckets(),
+        shard_snapshot_entries: fixit_actors::config::default_shard_snapshot_entries(),
     });
     config.validate(Path::new("test")).expect("valid config");
     config

@@ -144,6 +144,8 @@ async fn replicated_wallets_survive_kills_disk_loss_and_a_lost_majority() {
         let cluster = config.cluster.as_mut().expect("cluster section");
         cluster.replication_factor = 3;
         cluster.wallet_buckets = BUCKETS;
+        // Snapshots every few entries: a blank replica must catch up by one.
+        cluster.shard_snapshot_entries = 10;
         let path = dir.path().join(format!("{}.toml", config.node.id));
         std::fs::write(&path, toml::to_string(&*config).expect("config as TOML")).expect("write");
         files.insert(config.node.id.clone(), path);
@@ -215,13 +217,24 @@ async fn replicated_wallets_survive_kills_disk_loss_and_a_lost_majority() {
         "no victim led a shard: {leaders:?}"
     );
 
-    // Disk loss: b's data dir is deleted while it is down; it catches up.
+    // Disk loss: b's data dir is deleted while it is down; it catches up, by
+    // snapshot where the log it needs is purged.
     nodes.kill("b");
     std::fs::remove_dir_all(&nodes.data_dirs["b"]).expect("delete b's data dir");
-    for (i, wallet) in wallets.iter().enumerate() {
-        nodes.deposit(i, *wallet, "while-b-is-blank", 5).await;
-        *expected.get_mut(wallet).expect("wallet") += 5;
+    for round in 0..3 {
+        for (i, wallet) in wallets.iter().enumerate() {
+            nodes
+                .deposit(i, *wallet, &format!("while-b-is-blank-{round}"), 5)
+                .await;
+            *expected.get_mut(wallet).expect("wallet") += 5;
+        }
     }
+    let views = nodes.views().await;
+    let purged = views["a"]
+        .iter()
+        .filter(|view| view["purged"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(purged > 0, "no shard purged its log: {views:#?}");
     nodes.start("b");
     nodes.rest("b").wait_links_up(&nodes.admin).await;
     nodes.wait_agreed().await;

@@ -134,6 +134,16 @@ pub struct ClusterSection {
     /// a cluster's life (changing it moves wallets). Optional in files; default 8.
     #[serde(default = "default_wallet_buckets")]
     pub wallet_buckets: u32,
+    /// A wallet shard's replica builds a snapshot after this many log entries
+    /// (a tenth as many are kept behind it, so a replica a little behind
+    /// catches up from the log). Optional in files; default 20000.
+    #[serde(default = "default_shard_snapshot_entries")]
+    pub shard_snapshot_entries: u64,
+}
+
+/// Default log entries between two snapshots of a wallet shard.
+pub fn default_shard_snapshot_entries() -> u64 {
+    20_000
 }
 
 /// Default replicas of a wallet bucket: one (no replication).
@@ -350,6 +360,9 @@ impl ClusterSection {
                 "wallet_buckets",
                 format!("must be 1 to {WALLET_BUCKETS_MAX}"),
             );
+        }
+        if !(10..=10_000_000).contains(&self.shard_snapshot_entries) {
+            return bad("shard_snapshot_entries", "must be 10 to 10000000".into());
         }
         self.membership.check()
     }

@@ -15,12 +15,13 @@ use crate::link::{
     read_datagrams, ClusterEndpoint, Connector, LinkEvent, CLOSE_REPLACED, CLOSE_STOPPING,
 };
 use crate::membership::{MemberId, MemberStatus};
-use crate::wire::Envelope;
+use crate::wire::{Envelope, Target};
 use bytes::Bytes;
 use fixit_actors::failpoints::{self, Fault};
 use serde::Serialize;
 pub(crate) use slot::name_hash;
 use slot::Slot;
+pub(crate) use slot::RAFT_CALLS_PER_PEER;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -267,8 +268,11 @@ impl Peers {
         if remaining_ms == 0 {
             return Err(LinkError::DeadlineExceeded);
         }
-        let _permit = slot
-            .calls
+        let budget = match envelope.target {
+            Target::Raft => &slot.raft_calls,
+            _ => &slot.calls,
+        };
+        let _permit = budget
             .clone()
             .try_acquire_owned()
             .map_err(|_| LinkError::Busy {

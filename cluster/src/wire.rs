@@ -13,6 +13,8 @@ pub enum Target {
     Region(String),
     /// The receiving node itself.
     Node,
+    /// A Raft message of a wallet shard (a budget of its own per peer).
+    Raft,
 }
 
 /// One cross-node call.

@@ -150,6 +150,7 @@ pub fn local_cluster(
                 membership: Default::default(),
                 replication_factor: fixit_actors::config::default_replication_factor(),
                 wallet_buckets: fixit_actors::config::default_wallet_buckets(),
+                shard_snapshot_entries: fixit_actors::config::default_shard_snapshot_entries(),
             });
             config
                 .validate(Path::new(name.as_str()))

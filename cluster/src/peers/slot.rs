@@ -33,6 +33,10 @@ struct Link {
     replace: bool,
 }
 
+/// Raft messages that may be in flight to one peer (several shards, each with
+/// a few appends or a snapshot chunk outstanding).
+pub(crate) const RAFT_CALLS_PER_PEER: usize = 64;
+
 /// One peer.
 pub(super) struct Slot {
     pub(super) name: String,
@@ -40,6 +44,9 @@ pub(super) struct Slot {
     addr: Mutex<SocketAddr>,
     /// Calls in flight to this peer.
     pub(super) calls: Arc<Semaphore>,
+    /// Raft messages in flight to this peer: a budget of their own, so client
+    /// traffic filling `calls` never starves heartbeats into a false election.
+    pub(super) raft_calls: Arc<Semaphore>,
     link: watch::Sender<Link>,
     started: AtomicBool,
     /// Wakes the link task: reconnect now (backoff skipped), or replace a
@@ -56,6 +63,7 @@ impl Slot {
             name,
             addr: Mutex::new(addr),
             calls: Arc::new(Semaphore::new(calls_max)),
+            raft_calls: Arc::new(Semaphore::new(RAFT_CALLS_PER_PEER)),
             link: watch::channel(Link::default()).0,
             started: AtomicBool::new(false),
             wake: Notify::new(),

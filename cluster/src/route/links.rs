@@ -89,6 +89,10 @@ impl ClusterLinks {
         let identity = NodeIdentity::in_dir(&section.certs_dir, &section.name);
         let limits = LinkLimits {
             calls_per_peer_max: section.calls_per_peer_max,
+            // Room for the calls and for the Raft messages' own budget.
+            streams_per_connection_max: section
+                .calls_per_peer_max
+                .saturating_add(crate::peers::RAFT_CALLS_PER_PEER as u32),
             call_duration_max_ms: section.call_timeout_ms,
             ..LinkLimits::default()
         };

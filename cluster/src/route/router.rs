@@ -358,8 +358,8 @@ fn target_of(command: &PeerCommand) -> Target {
         | PeerCommand::SettingsDigests(_)
         | PeerCommand::SettingsFetch(_)
         | PeerCommand::SettingsPush(_)
-        | PeerCommand::Raft { .. }
         | PeerCommand::Shard { .. } => Target::Node,
+        PeerCommand::Raft { .. } => Target::Raft,
     }
 }
 

@@ -35,11 +35,8 @@ pub const ELECTION_MAX_MS: u64 = 1_200;
 /// How long a node with no shard data waits before its replicas take part
 /// (see [`Shards::start`]).
 pub const BLANK_START_WAIT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS);
-/// A snapshot is built after this many log entries since the last one.
-pub const SNAPSHOT_EVERY: u64 = 20_000;
-/// Entries kept in the log behind a snapshot (a replica that lags less catches
-/// up from the log rather than by snapshot).
-pub const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
+/// Bytes of a snapshot sent in one Raft message (a link frame holds 1 MiB).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
 /// Longest one ask of a shard's leader over a link may take before the call
 /// looks for the leader again.
 pub const ASK_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -80,6 +77,11 @@ pub struct ShardView {
     pub term: u64,
     /// Last log index applied here.
     pub applied: Option<u64>,
+    /// Last log index of this replica's latest snapshot.
+    pub snapshot: Option<u64>,
+    /// Last log index purged from this replica's log (behind its snapshot): a
+    /// replica that needs an older entry gets the snapshot instead.
+    pub purged: Option<u64>,
     /// Digest of this replica's state (equal on replicas that applied the same
     /// index); only with [`ViewDepth::WithState`].
     pub digest: Option<u64>,
@@ -188,8 +190,12 @@ impl Shards {
                 heartbeat_interval: HEARTBEAT_MS,
                 election_timeout_min: ELECTION_MIN_MS,
                 election_timeout_max: ELECTION_MAX_MS,
-                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-                max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                    section.shard_snapshot_entries,
+                ),
+                max_in_snapshot_log_to_keep: section.shard_snapshot_entries / 10,
+                // Chunks well inside a link frame (1 MiB).
+                snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
                 ..Default::default()
             }
             .validate()
@@ -547,6 +553,8 @@ impl Shards {
                     leader,
                     term: metrics.current_term,
                     applied: metrics.last_applied.map(|log_id| log_id.index),
+                    snapshot: metrics.snapshot.map(|log_id| log_id.index),
+                    purged: metrics.purged.map(|log_id| log_id.index),
                     digest: (depth == ViewDepth::WithState)
                         .then(|| group.store.digest().unwrap_or_default()),
                     lag,
