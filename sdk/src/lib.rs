@@ -427,8 +427,18 @@ impl Client {
             exchange(&current, &frame).await
         };
         let reset = current.connection.close_reason() == Some(quinn::ConnectionError::Reset);
+        // The node answered `unavailable` itself (e.g. it leads a wallet shard
+        // but is cut off from the other replicas): another node may serve it.
+        let refused_here = matches!(
+            &answer,
+            Ok(ReplyFrame { result: Err(body), .. }) if body.error == "unavailable"
+        );
         match answer {
             Err(ApiError::Core(CoreError::Unavailable(_))) if several && repeatable => {
+                let fresh = self.link.fail_over(&current.connection).await?;
+                exchange(&fresh, &frame).await
+            }
+            Ok(_) if refused_here && several && repeatable => {
                 let fresh = self.link.fail_over(&current.connection).await?;
                 exchange(&fresh, &frame).await
             }
