@@ -81,6 +81,7 @@ fn wallets(c: &mut Criterion) {
     group.bench_function("single_node", |b| {
         b.iter_custom(|iters| runtime.block_on(deposits(&nodes, iters, &next)))
     });
+    drop(nodes);
     runtime.block_on(single.shutdown()).expect("stops");
 
     let regions: BTreeMap<String, String> = [("u33d", "a"), ("u33e", "b"), ("u336", "c")]
@@ -126,6 +127,7 @@ fn wallets(c: &mut Criterion) {
         b.iter_custom(|iters| runtime.block_on(deposits(&nodes, iters, &next)))
     });
     group.finish();
+    drop(nodes);
     runtime.block_on(async {
         for running in cluster {
             running.shutdown().await.expect("stops");
