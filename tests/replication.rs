@@ -121,6 +121,7 @@ fn agreed(
         }
         let same = replicas.iter().all(|view| {
             view["leader"] == first["leader"]
+                && view["rejoining"] == false
                 && view["applied"] == first["applied"]
                 && view["digest"] == first["digest"]
                 && view["audit"]["outbox_transfers"] == 0

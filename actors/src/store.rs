@@ -312,11 +312,15 @@ impl Store {
             let Some((_, records)) = trees.iter().find(|(named, _)| named == name) else {
                 continue;
             };
-            let mut batch = sled::Batch::default();
-            for (key, value) in records {
-                batch.insert(key.as_slice(), value.as_slice());
-            }
-            tree.apply_batch(batch).map_err(storage)?;
+            // A transaction, not `apply_batch`: that takes sled's process-wide
+            // write lock, which can deadlock with a concurrent flush.
+            tree.transaction(|tx| {
+                for (key, value) in records {
+                    tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<CoreError>>(())
+            })
+            .map_err(from_tx)?;
         }
         Ok(())
     }

@@ -70,6 +70,9 @@ pub enum PeerCommand {
         /// The message.
         rpc: RaftRpc,
     },
+    /// Whether the receiver holds wallet shard data (asked by a node that has
+    /// none before it founds or rejoins its shards).
+    ShardsHeld,
     /// A wallet call for the leader of the wallet's shard; a replica that does
     /// not lead it answers [`PeerAnswer::NotLeader`] (and never forwards).
     Shard {
@@ -108,6 +111,8 @@ pub enum PeerAnswer {
     Raft(Vec<u8>),
     /// The answer to a wallet call.
     Wallet(WalletReply),
+    /// Whether this node holds wallet shard data.
+    ShardsHeld(bool),
     /// This node does not lead the shard; the leader it knows of, if any.
     NotLeader {
         /// The leader's node name.

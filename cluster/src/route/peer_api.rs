@@ -94,6 +94,9 @@ impl<A: LocalApi> PeerHandler<A> {
                 node.merge_settings(settings).await?;
                 Ok(PeerAnswer::Done)
             }
+            PeerCommand::ShardsHeld => Ok(PeerAnswer::ShardsHeld(
+                self.router.shards_or_unavailable()?.holds_data(),
+            )),
             PeerCommand::Raft { shard, rpc } => {
                 self.router
                     .shards_or_unavailable()?

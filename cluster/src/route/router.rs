@@ -358,7 +358,8 @@ fn target_of(command: &PeerCommand) -> Target {
         | PeerCommand::SettingsDigests(_)
         | PeerCommand::SettingsFetch(_)
         | PeerCommand::SettingsPush(_)
-        | PeerCommand::Shard { .. } => Target::Node,
+        | PeerCommand::Shard { .. }
+        | PeerCommand::ShardsHeld => Target::Node,
         PeerCommand::Raft { .. } => Target::Raft,
     }
 }

@@ -6,7 +6,7 @@ use super::network::ShardNetwork;
 use super::storage::open_shard;
 use super::types::{replicas_of, shard_of, ShardAnswer, ShardId, ShardRaft, ShardWrite};
 use crate::placement::node_number;
-use crate::route::commands::{PeerAnswer, PeerCommand};
+use crate::route::commands::{PeerAnswer, PeerCommand, RaftRpc};
 use crate::route::ClusterRouter;
 use fixit_actors::clock::SharedClock;
 use fixit_actors::cluster_hooks::{WalletCall, WalletReply};
@@ -16,11 +16,13 @@ use fixit_actors::ids::WalletId;
 use fixit_actors::store::{Store, Transfer};
 use fixit_protocol::api::ApiError;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, VoteResponse};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -32,9 +34,6 @@ pub const HEARTBEAT_MS: u64 = 150;
 pub const ELECTION_MIN_MS: u64 = 600;
 /// Longest election timeout, ms.
 pub const ELECTION_MAX_MS: u64 = 1_200;
-/// How long a node with no shard data waits before its replicas take part
-/// (see [`Shards::start`]).
-pub const BLANK_START_WAIT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS);
 /// Bytes of a snapshot sent in one Raft message (a link frame holds 1 MiB).
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
 /// Longest one ask of a shard's leader over a link may take before the call
@@ -53,6 +52,38 @@ pub struct Group {
     pub raft: ShardRaft,
     /// Its state machine's store (read after a linearizability check).
     pub store: Store,
+    /// A replica that started empty while others held data: it refuses every
+    /// vote until it has applied what a leader said was committed.
+    rejoining: AtomicBool,
+    /// While rejoining: the highest commit index a leader has sent (+1; 0:
+    /// none yet).
+    leader_commit: AtomicU64,
+}
+
+impl Group {
+    /// Whether this replica refuses votes (rejoining, not caught up yet).
+    pub fn rejoining(&self) -> bool {
+        self.rejoining.load(Ordering::Acquire)
+    }
+
+    /// Notes what an append from a leader says, and ends the rejoin once this
+    /// replica has applied everything a leader said was committed.
+    fn note_progress(&self, shard: ShardId, leader_commit: Option<u64>) {
+        if let Some(index) = leader_commit {
+            self.leader_commit.fetch_max(index + 1, Ordering::AcqRel);
+        }
+        let wanted = self.leader_commit.load(Ordering::Acquire);
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|id| id.index + 1);
+        if wanted > 0 && applied.unwrap_or(0) >= wanted {
+            self.rejoining.store(false, Ordering::Release);
+            tracing::info!(%shard, applied = wanted - 1, "rejoined replica caught up: it votes again");
+        }
+    }
 }
 
 /// What a call to a shard's leader came to.
@@ -75,6 +106,9 @@ pub struct ShardView {
     pub leader: Option<String>,
     /// This node's current term.
     pub term: u64,
+    /// A replica that started empty while others held data and has not caught
+    /// up yet: it refuses every vote meanwhile.
+    pub rejoining: bool,
     /// Last log index applied here.
     pub applied: Option<u64>,
     /// Last log index of this replica's latest snapshot.
@@ -144,7 +178,10 @@ pub struct Shards {
     buckets: u32,
     /// Replicas of every shard (replicated here or not).
     replicas: Vec<Vec<String>>,
-    groups: BTreeMap<ShardId, Group>,
+    /// The groups replicated here, once up (see [`Shards::start`]).
+    groups: OnceLock<BTreeMap<ShardId, Group>>,
+    /// Whether this node had shard data when it started.
+    had_data: bool,
     router: Arc<ClusterRouter>,
     clock: SharedClock,
     /// Longest a wallet call waits for a leader with a majority.
@@ -155,12 +192,35 @@ pub struct Shards {
     stop: watch::Sender<bool>,
 }
 
+/// No groups (before they are up).
+static NO_GROUPS: BTreeMap<ShardId, Group> = BTreeMap::new();
+
+/// Whether a node with no shard data founds its groups or joins them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// It had shard data: its groups carry on.
+    Carry,
+    /// Every other data node has none either: a new cluster; the groups are
+    /// initialized with their replicas (each replica does so alike).
+    Found,
+    /// Another node has shard data: this node lost its disk (or is new to a
+    /// running cluster). Its replicas join empty, are brought up to date by
+    /// their leaders, and refuse every vote until then.
+    Rejoin,
+}
+
 impl Shards {
-    /// Opens (or creates) the shards' database in `data_dir/shards` and starts
-    /// the Raft group of every bucket this node replicates. A group found empty
-    /// is initialized with its replicas (every replica does so with the same
-    /// membership, which openraft allows); a replica whose disk was lost starts
-    /// empty and is brought up to date by its leader (log or snapshot).
+    /// Opens (or creates) the shards' database in `data_dir/shards` and brings
+    /// up, in the background, the Raft group of every bucket this node
+    /// replicates; wallet calls answer `unavailable` until they are up.
+    ///
+    /// A node with no shard data first asks the other data nodes whether they
+    /// have any: if one has, it rejoins — a replica that lost its disk has
+    /// forgotten its log and its votes, and voting before it has caught up
+    /// could elect a leader missing acknowledged writes, so its replicas
+    /// refuse every vote until they have caught up with a leader; if every
+    /// other data node answers that it has none, the cluster is new and the
+    /// groups are founded.
     pub async fn start(
         section: &ClusterSection,
         data_dir: &Path,
@@ -168,88 +228,21 @@ impl Shards {
         clock: SharedClock,
     ) -> CoreResult<Arc<Shards>> {
         let dir = data_dir.join("shards");
-        if !dir.exists() {
-            // A replica started on an empty disk has forgotten whom it voted
-            // for; voting again in a term it voted in before could elect two
-            // leaders in that term. Every election under way when it lost its
-            // disk has ended (won, or timed out into a later term) after two
-            // of the longest election timeouts: only then does it take part.
-            tracing::info!(
-                node = %section.name,
-                wait_ms = BLANK_START_WAIT.as_millis() as u64,
-                "no shard data here (first start or a lost disk): waiting out elections in progress"
-            );
-            tokio::time::sleep(BLANK_START_WAIT).await;
-        }
+        let had_data = dir.exists();
         let db = fixit_actors::store::open_db(&dir, SHARDS_CACHE_BYTES)?;
         let factor = section.replication_factor as usize;
         let buckets = section.wallet_buckets;
-        let config = Arc::new(
-            openraft::Config {
-                cluster_name: "fixit-wallets".into(),
-                heartbeat_interval: HEARTBEAT_MS,
-                election_timeout_min: ELECTION_MIN_MS,
-                election_timeout_max: ELECTION_MAX_MS,
-                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
-                    section.shard_snapshot_entries,
-                ),
-                max_in_snapshot_log_to_keep: section.shard_snapshot_entries / 10,
-                // Chunks well inside a link frame (1 MiB).
-                snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
-                ..Default::default()
-            }
-            .validate()
-            .map_err(|error| CoreError::Internal(format!("raft config: {error}")))?,
-        );
-        let me = u64::from(node_number(&section.name));
         let replicas: Vec<Vec<String>> = (0..buckets)
             .map(|shard| replicas_of(ShardId(shard), router.nodes(), factor))
             .collect();
-        let mut groups = BTreeMap::new();
-        for (shard, members) in replicas.iter().enumerate() {
-            let shard = ShardId(shard as u32);
-            if !members.contains(&section.name) {
-                continue;
-            }
-            let (log, state) = open_shard(&db, &dir, shard, buckets)?;
-            let store = state.store().clone();
-            let network = ShardNetwork {
-                shard,
-                router: router.clone(),
-            };
-            let raft = ShardRaft::new(me, config.clone(), network, log, state)
-                .await
-                .map_err(|error| CoreError::Internal(format!("shard {shard}: {error}")))?;
-            let initialized = raft
-                .is_initialized()
-                .await
-                .map_err(|error| CoreError::Internal(format!("shard {shard}: {error}")))?;
-            if !initialized {
-                let voters: BTreeMap<u64, BasicNode> = members
-                    .iter()
-                    .map(|node| (u64::from(node_number(node)), BasicNode::new(node)))
-                    .collect();
-                if let Err(error) = raft.initialize(voters).await {
-                    tracing::debug!(%shard, %error, "shard already initialized");
-                }
-                // Spread the first leaders over the replicas: the shard's
-                // preferred replica stands at once (the others wait for their
-                // election timeout, so it usually wins).
-                if members[shard.0 as usize % members.len()] == section.name {
-                    if let Err(error) = raft.trigger().elect().await {
-                        tracing::warn!(%shard, %error, "could not stand for election");
-                    }
-                }
-            }
-            groups.insert(shard, Group { raft, store });
-        }
         let (stop, _) = watch::channel(false);
         let shards = Arc::new(Shards {
             name: section.name.clone(),
-            me,
+            me: u64::from(node_number(&section.name)),
             buckets,
             replicas,
-            groups,
+            groups: OnceLock::new(),
+            had_data,
             budget: Duration::from_millis(section.call_timeout_ms.clamp(500, 5_000)),
             router: router.clone(),
             clock,
@@ -258,15 +251,81 @@ impl Shards {
             stop,
         });
         router.attach_shards(&shards);
+        let up = Arc::downgrade(&shards);
+        let (section, dir) = (section.clone(), dir.clone());
+        let mut stopped = shards.stop.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = bring_up(up, section, dir) => {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "wallet shards could not start");
+                    }
+                }
+                _ = stopped.changed() => {}
+            }
+        });
         tokio::spawn(deliver(Arc::downgrade(&shards), shards.stop.subscribe()));
-        tracing::info!(
-            node = %section.name,
-            buckets,
-            factor,
-            here = shards.groups.len(),
-            "wallet shards started"
-        );
         Ok(shards)
+    }
+
+    /// Whether this node holds shard data — it had some at start, or one of
+    /// its groups has an entry a leader wrote (beyond the founding membership
+    /// entry): what a node with none asks before founding. Nodes founding a
+    /// new cluster together all answer no (so none waits for another's vote
+    /// to catch up); a node coming empty to groups that have had a leader
+    /// rejoins.
+    pub(crate) fn holds_data(&self) -> bool {
+        self.had_data
+            || self
+                .groups()
+                .values()
+                .any(|group| group.raft.metrics().borrow().last_log_index.unwrap_or(0) >= 1)
+    }
+
+    /// How a node with or without shard data starts its groups: asks every
+    /// other data node (again every 500 ms until each has answered, or one
+    /// says it holds data).
+    async fn how_to_start(&self) -> Start {
+        if self.had_data {
+            return Start::Carry;
+        }
+        let others: Vec<String> = self
+            .router
+            .nodes()
+            .iter()
+            .filter(|node| **node != self.name)
+            .cloned()
+            .collect();
+        let mut answered = std::collections::BTreeSet::new();
+        loop {
+            let unanswered: Vec<&String> = others
+                .iter()
+                .filter(|node| !answered.contains(*node))
+                .collect();
+            for node in unanswered {
+                let request_id = format!("{}-shards-held", self.name);
+                match self
+                    .router
+                    .call(node, &PeerCommand::ShardsHeld, None, &request_id)
+                    .await
+                {
+                    Ok(PeerAnswer::ShardsHeld(true)) => return Start::Rejoin,
+                    Ok(PeerAnswer::ShardsHeld(false)) => {
+                        answered.insert(node.clone());
+                    }
+                    _ => {}
+                }
+            }
+            if answered.len() == others.len() {
+                return Start::Found;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The groups replicated here (none before they are up).
+    pub fn groups(&self) -> &BTreeMap<ShardId, Group> {
+        self.groups.get().unwrap_or(&NO_GROUPS)
     }
 
     /// The shard of a wallet.
@@ -274,14 +333,9 @@ impl Shards {
         shard_of(wallet, self.buckets)
     }
 
-    /// The shards replicated here.
-    pub fn groups(&self) -> &BTreeMap<ShardId, Group> {
-        &self.groups
-    }
-
     /// The leader of a shard replicated here, as this node knows it.
     fn leader_of(&self, shard: ShardId) -> Option<String> {
-        let group = self.groups.get(&shard)?;
+        let group = self.groups().get(&shard)?;
         let receiver = group.raft.metrics();
         let metrics = receiver.borrow();
         let leader = metrics.current_leader?;
@@ -308,7 +362,7 @@ impl Shards {
                 // Not replicated here, or no leader known: ask the replicas in turn.
                 let replicas = &self.replicas[shard.0 as usize];
                 asked += 1;
-                (!self.groups.contains_key(&shard))
+                (!self.groups().contains_key(&shard))
                     .then(|| replicas[asked % replicas.len()].clone())
             });
             let attempt = match target {
@@ -366,17 +420,46 @@ impl Shards {
     pub(crate) async fn serve_raft(
         &self,
         shard: ShardId,
-        rpc: crate::route::commands::RaftRpc,
+        rpc: RaftRpc,
     ) -> Result<PeerAnswer, ApiError> {
-        let group = self.groups.get(&shard).ok_or_else(|| {
+        let group = self.groups().get(&shard).ok_or_else(|| {
             ApiError::Core(CoreError::Unavailable(format!(
                 "node {} does not replicate wallet shard {shard}",
                 self.name
             )))
         })?;
-        let bytes = super::network::serve(&group.raft, rpc)
-            .await
-            .map_err(|error| ApiError::BadRequest(format!("raft message: {error}")))?;
+        let bad = |error: fixit_actors::codec::CodecError| {
+            ApiError::BadRequest(format!("raft message: {error}"))
+        };
+        if !group.rejoining() {
+            let bytes = super::network::serve(&group.raft, rpc).await.map_err(bad)?;
+            return Ok(PeerAnswer::Raft(bytes));
+        }
+        let bytes = match rpc {
+            RaftRpc::Vote(_) => {
+                // Not caught up: its (empty or partial) log must not decide
+                // who leads. A refusal with this replica's own vote.
+                let vote = group.raft.metrics().borrow().vote;
+                let refused: Result<VoteResponse<u64>, RaftError<u64>> =
+                    Ok(VoteResponse::new(vote, None, false));
+                fixit_actors::codec::encode(&refused).map_err(bad)?
+            }
+            RaftRpc::Append(bytes) => {
+                let request: AppendEntriesRequest<super::ShardTypes> =
+                    fixit_actors::codec::decode(&bytes).map_err(bad)?;
+                let commit = request.leader_commit.map(|id| id.index);
+                let answer = group.raft.append_entries(request).await;
+                group.note_progress(shard, commit);
+                fixit_actors::codec::encode(&answer).map_err(bad)?
+            }
+            snapshot @ RaftRpc::Snapshot(_) => {
+                let bytes = super::network::serve(&group.raft, snapshot)
+                    .await
+                    .map_err(bad)?;
+                group.note_progress(shard, None);
+                bytes
+            }
+        };
         Ok(PeerAnswer::Raft(bytes))
     }
 
@@ -397,7 +480,7 @@ impl Shards {
                 self.shard_of(wallet)
             )));
         }
-        let Some(group) = self.groups.get(&shard) else {
+        let Some(group) = self.groups().get(&shard) else {
             return Attempt::Retry(None);
         };
         let left = deadline.saturating_duration_since(Instant::now());
@@ -512,7 +595,7 @@ impl Shards {
     /// The audit of the shards this node leads now, summed.
     pub fn led_audit(&self) -> CoreResult<fixit_actors::store::Audit> {
         let mut total = fixit_actors::store::Audit::default();
-        for (shard, group) in &self.groups {
+        for (shard, group) in self.groups() {
             if self.leads(*shard) {
                 total.add(group.store.audit()?);
             }
@@ -524,7 +607,7 @@ impl Shards {
     /// [`ViewDepth::WithState`] also each replica's digest and audit (a scan of
     /// its whole ledger: for operators and checkers, not for every page view).
     pub fn views(&self, depth: ViewDepth) -> Vec<ShardView> {
-        self.groups
+        self.groups()
             .iter()
             .map(|(shard, group)| {
                 let metrics = group.raft.metrics().borrow().clone();
@@ -552,6 +635,7 @@ impl Shards {
                     replicas: self.replicas[shard.0 as usize].clone(),
                     leader,
                     term: metrics.current_term,
+                    rejoining: group.rejoining(),
                     applied: metrics.last_applied.map(|log_id| log_id.index),
                     snapshot: metrics.snapshot.map(|log_id| log_id.index),
                     purged: metrics.purged.map(|log_id| log_id.index),
@@ -575,7 +659,7 @@ impl Shards {
     /// Stops outbox delivery and every group, and makes the database durable.
     pub async fn stop(&self) {
         self.stop.send_replace(true);
-        for (shard, group) in &self.groups {
+        for (shard, group) in self.groups() {
             if let Err(error) = group.raft.shutdown().await {
                 tracing::warn!(%shard, %error, "shard did not shut down cleanly");
             }
@@ -589,7 +673,7 @@ impl Shards {
     /// transfers were acknowledged.
     async fn deliver_round(self: &Arc<Self>) -> usize {
         let mut delivered = 0;
-        for (shard, group) in &self.groups {
+        for (shard, group) in self.groups() {
             if !self.leads(*shard) {
                 continue;
             }
@@ -651,6 +735,92 @@ impl Shards {
 
 fn unreachable_apply() -> CoreResult<WalletReply> {
     Err(CoreError::Internal("a write reached the read path".into()))
+}
+
+/// Brings up the groups of the shards `section`'s node replicates (see
+/// [`Shards::start`]).
+async fn bring_up(
+    shards: std::sync::Weak<Shards>,
+    section: ClusterSection,
+    dir: std::path::PathBuf,
+) -> CoreResult<()> {
+    let Some(running) = shards.upgrade() else {
+        return Ok(());
+    };
+    let start = running.how_to_start().await;
+    tracing::info!(node = %section.name, ?start, "wallet shards starting");
+    let config = Arc::new(
+        openraft::Config {
+            cluster_name: "fixit-wallets".into(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_MIN_MS,
+            election_timeout_max: ELECTION_MAX_MS,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                section.shard_snapshot_entries,
+            ),
+            max_in_snapshot_log_to_keep: section.shard_snapshot_entries / 10,
+            // Chunks well inside a link frame (1 MiB).
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|error| CoreError::Internal(format!("raft config: {error}")))?,
+    );
+    let mut groups = BTreeMap::new();
+    for (shard, members) in running.replicas.iter().enumerate() {
+        let shard = ShardId(shard as u32);
+        if !members.contains(&section.name) {
+            continue;
+        }
+        let (log, state) = open_shard(&running.db, &dir, shard, running.buckets)?;
+        let store = state.store().clone();
+        let network = ShardNetwork {
+            shard,
+            router: running.router.clone(),
+        };
+        let raft = ShardRaft::new(running.me, config.clone(), network, log, state)
+            .await
+            .map_err(|error| CoreError::Internal(format!("shard {shard}: {error}")))?;
+        if start == Start::Found {
+            let voters: BTreeMap<u64, BasicNode> = members
+                .iter()
+                .map(|node| (u64::from(node_number(node)), BasicNode::new(node)))
+                .collect();
+            if let Err(error) = raft.initialize(voters).await {
+                tracing::debug!(%shard, %error, "shard already initialized");
+            }
+            // Spread the first leaders over the replicas: the shard's
+            // preferred replica stands at once (the others wait for their
+            // election timeout, so it usually wins).
+            if members[shard.0 as usize % members.len()] == section.name {
+                if let Err(error) = raft.trigger().elect().await {
+                    tracing::warn!(%shard, %error, "could not stand for election");
+                }
+            }
+        }
+        let rejoining = start == Start::Rejoin;
+        groups.insert(
+            shard,
+            Group {
+                raft,
+                store,
+                rejoining: AtomicBool::new(rejoining),
+                leader_commit: AtomicU64::new(0),
+            },
+        );
+    }
+    let here = groups.len();
+    if running.groups.set(groups).is_err() {
+        return Err(CoreError::Internal("wallet shards brought up twice".into()));
+    }
+    tracing::info!(
+        node = %section.name,
+        buckets = running.buckets,
+        here,
+        ?start,
+        "wallet shards up"
+    );
+    Ok(())
 }
 
 /// Delivers the outboxes of the shards this node leads until `stop` turns true.

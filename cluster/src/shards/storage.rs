@@ -197,12 +197,11 @@ impl LogStore {
 
     /// Removes every entry whose index is in `range`, in one batch.
     fn remove_entries(&self, range: impl RangeBounds<[u8; 8]>) -> Result<(), StorageFault> {
-        let mut batch = sled::Batch::default();
+        let mut writes: Writes = Vec::new();
         for key in self.log.range(range).keys() {
-            batch.remove(key?);
+            writes.push((key?.to_vec(), None));
         }
-        self.log.apply_batch(batch)?;
-        Ok(())
+        write_atomically(&self.log, &writes)
     }
 }
 
@@ -298,15 +297,13 @@ impl RaftLogStorage<ShardTypes> for LogStore {
         I: IntoIterator<Item = Entry<ShardTypes>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        let mut writes: Writes = Vec::new();
         for entry in entries {
             let value = codec::encode(&entry)
                 .map_err(io(ErrorSubject::Log(entry.log_id), ErrorVerb::Write))?;
-            batch.insert(&index_key(entry.log_id.index), value);
+            writes.push((index_key(entry.log_id.index).to_vec(), Some(value)));
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(io(ErrorSubject::Logs, ErrorVerb::Write))?;
+        write_atomically(&self.log, &writes).map_err(io(ErrorSubject::Logs, ErrorVerb::Write))?;
         match self.db.flush_async().await {
             Ok(_) => {
                 callback.log_io_completed(Ok(()));
@@ -391,18 +388,18 @@ impl StateMachine {
     /// restart re-applies a few entries.
     fn apply_entry(&self, entry: Entry<ShardTypes>) -> Result<ShardAnswer, StorageFault> {
         let log_id = entry.log_id;
-        let mut batch = sled::Batch::default();
+        let mut writes: Writes = Vec::new();
         let answer = match entry.payload {
             EntryPayload::Blank => ShardAnswer::Nothing,
             EntryPayload::Normal(write) => self.apply_write(write)?,
             EntryPayload::Membership(membership) => {
                 let stored = StoredMembership::new(Some(log_id), membership);
-                batch.insert(MEMBERSHIP_KEY, codec::encode(&stored)?);
+                writes.push((MEMBERSHIP_KEY.to_vec(), Some(codec::encode(&stored)?)));
                 ShardAnswer::Nothing
             }
         };
-        batch.insert(APPLIED_KEY, codec::encode(&log_id)?);
-        self.meta.apply_batch(batch)?;
+        writes.push((APPLIED_KEY.to_vec(), Some(codec::encode(&log_id)?)));
+        write_atomically(&self.meta, &writes)?;
         Ok(answer)
     }
 
@@ -616,17 +613,50 @@ fn snapshot_id(applied: Option<ShardLogId>) -> String {
     }
 }
 
+/// Keys to write (`Some` value) or remove (`None`), applied together.
+type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Applies `writes` to `tree` atomically, in a sled transaction. Not sled's
+/// `apply_batch`: that takes sled's process-wide write lock, and a batch
+/// waiting for it while a `flush` waits for the log to be made stable
+/// deadlocked a node under chaos (sled's flusher thread queued behind the
+/// writer); transactions take the shared side, as the ledger's own writes do.
+fn write_atomically(
+    tree: &sled::Tree,
+    writes: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<(), StorageFault> {
+    tree.transaction(|tx| {
+        for (key, value) in writes {
+            match value {
+                Some(value) => {
+                    tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                None => {
+                    tx.remove(key.as_slice())?;
+                }
+            }
+        }
+        Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+    })
+    .map_err(|error| match error {
+        sled::transaction::TransactionError::Storage(error) => StorageFault::from(error),
+        sled::transaction::TransactionError::Abort(()) => StorageFault::from(
+            sled::Error::ReportableBug("a write transaction aborted".into()),
+        ),
+    })
+}
+
 /// Writes `meta` and `stream` as the current snapshot, in one batch (not flushed).
 fn save_current(
     tree: &sled::Tree,
     meta: &ShardSnapshotMeta,
     stream: &[u8],
 ) -> Result<(), StorageFault> {
-    let mut batch = sled::Batch::default();
-    batch.insert(SNAPSHOT_META_KEY, codec::encode(meta)?);
-    batch.insert(SNAPSHOT_DATA_KEY, stream);
-    tree.apply_batch(batch)?;
-    Ok(())
+    let writes: Writes = vec![
+        (SNAPSHOT_META_KEY.to_vec(), Some(codec::encode(meta)?)),
+        (SNAPSHOT_DATA_KEY.to_vec(), Some(stream.to_vec())),
+    ];
+    write_atomically(tree, &writes)
 }
 
 /// Durably records a received snapshot as being installed.
@@ -636,10 +666,11 @@ fn stage_install(
     meta: &ShardSnapshotMeta,
     stream: &[u8],
 ) -> Result<(), StorageFault> {
-    let mut batch = sled::Batch::default();
-    batch.insert(PENDING_META_KEY, codec::encode(meta)?);
-    batch.insert(PENDING_DATA_KEY, stream);
-    tree.apply_batch(batch)?;
+    let writes: Writes = vec![
+        (PENDING_META_KEY.to_vec(), Some(codec::encode(meta)?)),
+        (PENDING_DATA_KEY.to_vec(), Some(stream.to_vec())),
+    ];
+    write_atomically(tree, &writes)?;
     db.flush()?;
     Ok(())
 }
