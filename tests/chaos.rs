@@ -1,8 +1,11 @@
 //! The chaos suite, short: every scenario of `fixit chaos` run as the real command
-//! (three `fixit node` child processes each, faults injected through failpoints,
-//! the fault proxy, SIGKILL and restarts), a few seconds each, and every invariant
-//! of its checker asserted from the JSON report. Then the checker on its own, and
-//! the deliberately broken build it must catch.
+//! (three `fixit node` child processes each, wallets replicated in three copies,
+//! faults injected through failpoints, the fault proxy, SIGKILL and restarts), a
+//! few seconds each, and every invariant of its checker asserted from the JSON
+//! report — replicas agreeing and one leader per term included, and each failover
+//! measured. One scenario also runs with wallets not replicated (replication
+//! factor 1). Then the checker on its own, and the deliberately broken build it
+//! must catch.
 //!
 //! The seed is printed; set `FIXIT_CHAOS_SEED` to replay or explore another one.
 //! Longer runs: `fixit chaos --scenario all --duration-s 60` (see docs/CHAOS.md).
@@ -55,10 +58,21 @@ fn chaos(dir: &Path, args: &[&str]) -> (Output, Value) {
 }
 
 /// Runs one scenario and asserts every invariant, no acknowledged operation lost,
-/// faults actually injected and load actually served.
-fn scenario_holds(name: &str) {
+/// faults actually injected and load actually served; returns its report.
+fn scenario_holds(name: &str) -> Value {
+    scenario_holds_with(name, &[])
+}
+
+/// [`scenario_holds`] with more arguments.
+fn scenario_holds_with(name: &str, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let (output, report) = chaos(dir.path(), &["--scenario", name]);
+    let mut all = vec!["--scenario", name];
+    all.extend(args);
+    let (output, report) = chaos(dir.path(), &all);
+    if report["passed"] != true {
+        // The evidence (data dirs, node logs) outlives a failing test.
+        println!("{name}: data dirs kept in {}", dir.keep().display());
+    }
     let scenario = &report["scenarios"][0];
     assert_eq!(scenario["scenario"], name);
     let invariants = scenario["invariants"].as_object().expect("invariants");
@@ -66,8 +80,8 @@ fn scenario_holds(name: &str) {
     for (invariant, held) in invariants {
         assert_eq!(
             held, true,
-            "{name}: {invariant} broken: {}",
-            scenario["violations"]
+            "{name}: {invariant} broken: {}; replicas caught up: {}; failovers: {}",
+            scenario["violations"], scenario["replicas_caught_up"], scenario["failovers"]
         );
     }
     assert_eq!(scenario["acked_lost"], 0);
@@ -83,6 +97,38 @@ fn scenario_holds(name: &str) {
     );
     assert!(output.status.success(), "{name}: {output:?}");
     assert_eq!(report["passed"], true);
+    scenario.clone()
+}
+
+/// A scenario that takes a node away from the shards it leads: the replicas
+/// agree at the end, no term had two leaders, and when the victim led a shard
+/// its failover was measured (every such shard written again in time).
+fn fails_over(name: &str) -> Value {
+    let scenario = scenario_holds(name);
+    assert_eq!(scenario["replication_factor"], 3);
+    for invariant in [
+        "replicas_agree",
+        "single_leader_per_term",
+        "failover_completed",
+    ] {
+        assert_eq!(scenario["invariants"][invariant], true, "{invariant}");
+    }
+    assert_eq!(scenario["replicas_caught_up"]["agreed"], true, "{scenario}");
+    let faults = scenario["failovers"].as_array().expect("failovers");
+    assert!(!faults.is_empty(), "{name}: no fault recorded");
+    let led = faults
+        .iter()
+        .any(|fault| fault["shards"].as_object().is_some_and(|s| !s.is_empty()));
+    if led {
+        let failover = &scenario["failover_ms"];
+        assert!(failover["count"].as_u64().unwrap() > 0, "{failover}");
+        assert_eq!(failover["missed"], 0, "{failover}");
+        assert!(failover["max"].as_u64().unwrap() >= failover["p50"].as_u64().unwrap());
+    } else {
+        assert!(scenario["failover_ms"].is_null(), "{scenario}");
+    }
+    assert!(scenario["served_pct_outside_failover"].is_number());
+    scenario
 }
 
 #[test]
@@ -125,6 +171,58 @@ fn rolling_restart() {
 #[test]
 fn node_kills() {
     scenario_holds("node-kills");
+}
+
+/// The same with wallets on their home nodes only (replication factor 1): the
+/// call that needs the victim is a balance of a wallet homed there.
+#[test]
+fn node_kills_without_replication() {
+    let scenario = scenario_holds_with("node-kills", &["--replication-factor", "1"]);
+    assert_eq!(scenario["replication_factor"], 1);
+    assert!(scenario["failover_ms"].is_null(), "no shard, no failover");
+    assert_eq!(scenario["stored"]["shards"], 0);
+}
+
+/// Each node in turn `kill -9`ed and restarted 2–5 s later; clients move their
+/// wallet calls to the other nodes, and every wallet write is served again once
+/// the victim's shards elect new leaders.
+#[test]
+fn node_loss() {
+    let scenario = fails_over("node-loss");
+    assert!(
+        scenario["faults_injected"]["process_kill9"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+/// The node leading the most shards cut off from the other two and healed:
+/// new leaders on the majority side, the old one gives its leadership up, no
+/// term with two leaders.
+#[test]
+fn leader_partition() {
+    let scenario = fails_over("leader-partition");
+    let partition = &scenario["leader_partition"];
+    assert!(partition["stepped_down_ms"].is_u64(), "{partition}");
+    assert!(
+        !partition["led"].as_array().unwrap().is_empty(),
+        "{partition}"
+    );
+}
+
+/// The node leading the most shards killed, its data dir deleted, restarted
+/// 2 s later: its replicas must catch up from the others.
+///
+/// It found two bugs, both fixed since (docs/CHAOS.md, "What disk-loss
+/// found"): a node back with an empty disk voted as if it had promised nothing
+/// (now its replicas refuse votes until they have caught up), and job ids
+/// started again from 1 on the wiped node (now a new data dir's counter starts
+/// at a random point).
+#[test]
+fn disk_loss() {
+    let scenario = fails_over("disk-loss");
+    assert_eq!(scenario["faults_injected"]["data_dir_deleted"], 1);
 }
 
 /// Every file under `dir` with its bytes.

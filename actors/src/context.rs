@@ -210,9 +210,17 @@ impl NodeContext {
             .filter(|cluster| cluster.wallets_replicated())
     }
 
-    /// A new job id: this node's number in the top bits, a counter below.
+    /// A new job id: this node's number in the top bits, a counter below. In a
+    /// cluster the counter of a new data dir starts at a random point of the
+    /// lower half of its range: a node that lost its disk must not hand out
+    /// its old job ids again (a job's ledger keys are made of its id, and the
+    /// customers' wallets outlive the disk in their replicated shards).
     pub fn new_job_id(&self) -> CoreResult<JobId> {
-        let local = self.store.next_id()?;
+        let offset = match &self.cluster {
+            Some(_) => self.store.job_id_offset(JOB_ID_NODE_SHIFT - 1)?,
+            None => 0,
+        };
+        let local = offset + self.store.next_id()?;
         if local >= 1 << JOB_ID_NODE_SHIFT {
             return Err(CoreError::Internal(
                 "this node has used up its job id space".into(),

@@ -763,6 +763,52 @@ impl Store {
             .map_err(from_tx)
     }
 
+    /// Where this database's job id counter starts: fixed at the first call
+    /// — a random value below `2^bits` for a database with no jobs yet, 0 for
+    /// one that already has jobs (made before the offset existed).
+    pub fn job_id_offset(&self, bits: u32) -> CoreResult<u64> {
+        const KEY: &[u8] = b"job_id_offset";
+        if let Some(stored) = self.meta.get(KEY).map_err(storage)? {
+            let bytes: [u8; 8] = stored
+                .as_ref()
+                .try_into()
+                .map_err(|_| CoreError::Internal("stored job id offset is not 8 bytes".into()))?;
+            return Ok(u64::from_be_bytes(bytes));
+        }
+        let offset = if self.jobs.is_empty() {
+            use std::hash::{BuildHasher, Hasher};
+            // std's per-process random keys: enough to keep two lives of a
+            // data dir apart, with no extra dependency.
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_nanos()),
+            );
+            hasher.finish() % (1u64 << bits)
+        } else {
+            0
+        };
+        // A concurrent first call may have stored another: the stored one wins.
+        let stored = self
+            .meta
+            .compare_and_swap(KEY, None as Option<&[u8]>, Some(&offset.to_be_bytes()[..]))
+            .map_err(storage)?;
+        match stored {
+            Ok(()) => Ok(offset),
+            Err(current) => {
+                let bytes: [u8; 8] = current
+                    .current
+                    .as_deref()
+                    .and_then(|value| value.try_into().ok())
+                    .ok_or_else(|| {
+                        CoreError::Internal("stored job id offset is not 8 bytes".into())
+                    })?;
+                Ok(u64::from_be_bytes(bytes))
+            }
+        }
+    }
+
     /// A new unique id (monotonic across restarts).
     pub fn next_id(&self) -> CoreResult<u64> {
         self.db.generate_id().map_err(storage).map(|id| id + 1)

@@ -29,6 +29,19 @@
 //!   acknowledged as accepted by one provider is stored with another.
 //! - `acknowledged_durable`: every acknowledged deposit, booking, acceptance and
 //!   completion is in the stored data (`acked_lost` counts the missing ones).
+//! - `replicas_agree` and `single_leader_per_term`: see the `shards` module; they hold
+//!   trivially when wallets are not replicated.
+//!
+//! **Places.** A wallet's ledger is in one *place*: its home node's store when
+//! wallets are not replicated (replication factor 1), its shard (`w<n>`) when they
+//! are. A node whose data dir has `shards/` holds replicas of shards; each shard's
+//! state is taken from the replica that applied the highest log index (the others
+//! must agree with it: `replicas_agree`), and the ledger invariants above are
+//! decided over the places — the nodes' own stores (which then hold no wallets) and
+//! the shards. With replication factor 1 there are no shards and the places are the
+//! nodes, exactly as before.
+
+mod shards;
 
 use fixit_actors::error::CoreError;
 use fixit_actors::ids::WalletId;
@@ -47,7 +60,7 @@ pub const EXAMPLES_MAX: usize = 20;
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Every invariant the checker decides, in report order.
-pub const INVARIANTS: [&str; 12] = [
+pub const INVARIANTS: [&str; 14] = [
     "conservation",
     "transfers_balanced",
     "node_ledgers_conserved",
@@ -59,6 +72,8 @@ pub const INVARIANTS: [&str; 12] = [
     "escrow_settled",
     "single_assignment",
     "acknowledged_durable",
+    "replicas_agree",
+    "single_leader_per_term",
     "data_dirs_unchanged",
 ];
 
@@ -129,6 +144,15 @@ pub struct Acknowledged {
     pub deposits: Vec<AckedDeposit>,
     /// Bookings, with acceptances and completions.
     pub jobs: Vec<AckedJob>,
+    /// Jobs acknowledged on a node whose data dir was then deleted (the
+    /// disk-loss scenario), as far as they were acknowledged then: jobs are kept
+    /// by their region's node and are not replicated, so they went with the
+    /// disk (and their ids may be given again to new jobs, which are in `jobs`).
+    /// Those not found as acknowledged are counted in
+    /// [`Totals::acked_jobs_lost_with_disk`], not as `acked_lost`; every wallet
+    /// operation is still checked.
+    #[serde(default)]
+    pub lost_with_disk: Vec<AckedJob>,
 }
 
 impl Acknowledged {
@@ -169,6 +193,17 @@ pub struct Totals {
     /// job's creation and was not retried): money held, not lost, until a retry
     /// of the booking or an operator's release.
     pub holds_without_job: u64,
+    /// Replicated wallet shards found (0 when wallets are not replicated).
+    #[serde(default)]
+    pub shards: u64,
+    /// Shard replicas read, over all nodes.
+    #[serde(default)]
+    pub shard_replicas: u64,
+    /// Acknowledged job steps of jobs whose node lost its disk, missing or
+    /// changed (see [`Acknowledged::lost_with_disk`]): not replicated, not
+    /// counted as lost.
+    #[serde(default)]
+    pub acked_jobs_lost_with_disk: u64,
 }
 
 /// The checker's answer.
@@ -220,13 +255,40 @@ impl Findings {
     }
 }
 
-/// One node's data, read from its copy.
-struct NodeData {
-    name: String,
+/// What one store holds that the checks need: a node's own store, or one
+/// replica of a wallet shard.
+struct Ledger {
     audit: Audit,
     entries: Vec<(WalletId, LedgerEntry)>,
     jobs: Vec<Job>,
     outbox: Vec<Transfer>,
+}
+
+impl Ledger {
+    fn read(store: &Store) -> Result<Ledger, CoreError> {
+        Ok(Ledger {
+            audit: store.audit()?,
+            entries: store.ledger_entries().collect::<Result<_, _>>()?,
+            jobs: store.jobs()?,
+            outbox: store.outbox_transfers(usize::MAX)?,
+        })
+    }
+}
+
+/// One node's data, read from its copy.
+struct NodeData {
+    name: String,
+    ledger: Ledger,
+    /// Its replicas of wallet shards (none unless wallets are replicated).
+    replicas: Vec<shards::Replica>,
+}
+
+/// Where wallets' ledgers are kept: a node's own store, or a shard (the
+/// replica that applied the most).
+struct Place<'a> {
+    /// `node a` or `shard w3`, for the violations.
+    label: String,
+    ledger: &'a Ledger,
 }
 
 /// Checks the stopped cluster in `nodes` against what its clients saw acknowledged.
@@ -302,18 +364,19 @@ fn read_copy(node: &NodeDir) -> Result<NodeData, CheckError> {
         error,
     };
     let store = Store::open(&copy, CACHE_BYTES).map_err(storage)?;
-    let data = NodeData {
-        name: node.name.clone(),
-        audit: store.audit().map_err(storage)?,
-        entries: store
-            .ledger_entries()
-            .collect::<Result<_, _>>()
-            .map_err(storage)?,
-        jobs: store.jobs().map_err(storage)?,
-        outbox: store.outbox_transfers(usize::MAX).map_err(storage)?,
-    };
+    let ledger = Ledger::read(&store).map_err(storage)?;
     drop(store);
-    Ok(data)
+    let shards_dir = copy.join(shards::SHARDS_DIR);
+    let replicas = if shards_dir.is_dir() {
+        shards::read_replicas(&node.name, &shards_dir).map_err(storage)?
+    } else {
+        Vec::new()
+    };
+    Ok(NodeData {
+        name: node.name.clone(),
+        ledger,
+        replicas,
+    })
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CheckError + '_ {
@@ -375,15 +438,51 @@ fn judge(data: &[NodeData], acked: &Acknowledged, findings: &mut Findings) -> To
         acknowledged: acked.operations(),
         ..Totals::default()
     };
+    let names: Vec<&str> = data.iter().map(|node| node.name.as_str()).collect();
+    let replicas: Vec<&shards::Replica> =
+        data.iter().flat_map(|node| node.replicas.iter()).collect();
+    let by_shard = shards::by_shard(&replicas);
+    totals.shards = by_shard.len() as u64;
+    totals.shard_replicas = replicas.len() as u64;
+    shards::judge_agreement(&by_shard, &names, findings);
+    shards::judge_leaders(&by_shard, &names, findings);
+    let mut places: Vec<Place<'_>> = data
+        .iter()
+        .map(|node| Place {
+            label: format!("node {}", node.name),
+            ledger: &node.ledger,
+        })
+        .collect();
+    places.extend(by_shard.iter().map(|(shard, replicas)| {
+        let state = shards::state_of(replicas);
+        Place {
+            label: format!("shard {shard}"),
+            ledger: &state.ledger,
+        }
+    }));
+    shards::judge_placement(&by_shard, findings);
+    judge_places(&places, acked, findings, totals)
+}
+
+/// The ledger invariants over the places wallets are kept in.
+fn judge_places(
+    places: &[Place<'_>],
+    acked: &Acknowledged,
+    findings: &mut Findings,
+    mut totals: Totals,
+) -> Totals {
     // Ledgers: homes, keys, transfer credits.
     let mut homes: HashMap<WalletId, BTreeSet<&str>> = HashMap::new();
     let mut keyed: HashMap<(WalletId, &str, EntryKind), Vec<&LedgerEntry>> = HashMap::new();
     let mut credited: HashMap<&str, (u64, i64)> = HashMap::new();
-    for node in data {
+    for place in places {
         let mut received_here = 0i128;
-        for (wallet, entry) in &node.entries {
+        for (wallet, entry) in &place.ledger.entries {
             totals.ledger_entries += 1;
-            homes.entry(*wallet).or_default().insert(&node.name);
+            homes
+                .entry(*wallet)
+                .or_default()
+                .insert(place.label.as_str());
             keyed
                 .entry((*wallet, entry.key.as_str(), entry.kind))
                 .or_default()
@@ -395,19 +494,19 @@ fn judge(data: &[NodeData], acked: &Acknowledged, findings: &mut Findings) -> To
                 received_here += i128::from(entry.available_delta);
             }
         }
-        if received_here != i128::from(node.audit.flows.received) {
+        if received_here != i128::from(place.ledger.audit.flows.received) {
             findings.violated("transfers_balanced", || {
                 format!(
-                    "node {}: received total {} but its ledgers credit {received_here}",
-                    node.name, node.audit.flows.received
+                    "{}: received total {} but its ledgers credit {received_here}",
+                    place.label, place.ledger.audit.flows.received
                 )
             });
         }
     }
-    for (wallet, nodes) in &homes {
-        if nodes.len() > 1 {
+    for (wallet, places) in &homes {
+        if places.len() > 1 {
             findings.violated("single_home", || {
-                format!("wallet {} has ledger entries on nodes {nodes:?}", wallet.0)
+                format!("wallet {} has ledger entries in {places:?}", wallet.0)
             });
         }
     }
@@ -430,10 +529,10 @@ fn judge(data: &[NodeData], acked: &Acknowledged, findings: &mut Findings) -> To
             });
         }
     }
-    // Money: per node, then across the cluster with the outboxes.
+    // Money: per place, then across the cluster with the outboxes.
     let (mut sent, mut received) = (0i128, 0i128);
-    for node in data {
-        let audit = &node.audit;
+    for place in places {
+        let audit = &place.ledger.audit;
         totals.wallets += audit.wallets;
         totals.balances += audit.total_balance;
         totals.external += i128::from(audit.flows.deposited) - i128::from(audit.flows.withdrawn);
@@ -442,8 +541,8 @@ fn judge(data: &[NodeData], acked: &Acknowledged, findings: &mut Findings) -> To
         if !audit.conserved() {
             findings.violated("node_ledgers_conserved", || {
                 format!(
-                    "node {}: balances {} but flows say {}",
-                    node.name,
+                    "{}: balances {} but flows say {}",
+                    place.label,
                     audit.total_balance,
                     audit.flows.expected_balance()
                 )
@@ -451,18 +550,18 @@ fn judge(data: &[NodeData], acked: &Acknowledged, findings: &mut Findings) -> To
         }
         for wallet in &audit.negative_wallets {
             findings.violated("no_negative_balance", || {
-                format!("node {}: wallet {} is negative", node.name, wallet.0)
+                format!("{}: wallet {} is negative", place.label, wallet.0)
             });
         }
         for wallet in &audit.ledger_mismatches {
             findings.violated("ledgers_add_up", || {
                 format!(
-                    "node {}: wallet {}'s entries do not add up to its balance",
-                    node.name, wallet.0
+                    "{}: wallet {}'s entries do not add up to its balance",
+                    place.label, wallet.0
                 )
             });
         }
-        for transfer in &node.outbox {
+        for transfer in &place.ledger.outbox {
             if credited.contains_key(transfer.id.as_str()) {
                 totals.delivered_not_removed += 1;
             } else {
@@ -487,13 +586,13 @@ fn judge(data: &[NodeData], acked: &Acknowledged, findings: &mut Findings) -> To
             )
         });
     }
-    let jobs: HashMap<u64, &Job> = data
+    let jobs: HashMap<u64, &Job> = places
         .iter()
-        .flat_map(|node| node.jobs.iter())
+        .flat_map(|place| place.ledger.jobs.iter())
         .map(|job| (job.id.0, job))
         .collect();
     judge_jobs(&jobs, &keyed, findings, &mut totals);
-    judge_acknowledged(acked, &jobs, &keyed, findings);
+    judge_acknowledged(acked, &jobs, &keyed, findings, &mut totals);
     totals
 }
 
@@ -591,6 +690,7 @@ fn judge_acknowledged(
     jobs: &HashMap<u64, &Job>,
     keyed: &Keyed<'_>,
     findings: &mut Findings,
+    totals: &mut Totals,
 ) {
     for deposit in &acked.deposits {
         let stored = keyed
@@ -613,6 +713,13 @@ fn judge_acknowledged(
             });
         }
     }
+    // Kept by their region's node only, whose disk was deleted: their steps may
+    // be gone, or their ids given again to new jobs after the restart.
+    totals.acked_jobs_lost_with_disk = acked
+        .lost_with_disk
+        .iter()
+        .filter(|ack| !job_ack_kept(ack, jobs.get(&ack.job).copied()))
+        .count() as u64;
     for ack in &acked.jobs {
         let Some(job) = jobs.get(&ack.job) else {
             findings.violated("acknowledged_durable", || {
@@ -664,4 +771,27 @@ fn judge_acknowledged(
             }
         }
     }
+}
+
+/// Whether every acknowledged step of `ack` is in the stored `job`.
+fn job_ack_kept(ack: &AckedJob, job: Option<&Job>) -> bool {
+    let Some(job) = job else {
+        return false;
+    };
+    let provider_of = |status: &JobStatus| match status {
+        JobStatus::Accepted { provider }
+        | JobStatus::InProgress { provider }
+        | JobStatus::Completed { provider } => Some(provider.0),
+        _ => None,
+    };
+    ack.booked_by
+        .is_none_or(|customer| customer == job.customer.0)
+        && ack.price.is_none_or(|price| price == job.request.price)
+        && ack
+            .accepted_by
+            .is_none_or(|provider| provider_of(&job.status) == Some(provider))
+        && ack.completed_by.is_none_or(|provider| {
+            matches!(job.status, JobStatus::Completed { .. })
+                && provider_of(&job.status) == Some(provider)
+        })
 }

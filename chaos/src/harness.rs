@@ -18,12 +18,20 @@
 //! The scenarios that arm failpoints need a build with the `failpoints` feature;
 //! the others run on any build. The run fails (exit 1) on any broken invariant or
 //! lost acknowledged operation; the report says which.
+//!
+//! Wallets are replicated in `--replication-factor` copies (default 3: each
+//! wallet bucket a Raft group on all three nodes; 1: every wallet on its home node
+//! only). With replication, each report measures the failovers of the shards a
+//! fault took the leader of (the `failover` module), and every replica must have caught up
+//! before the nodes stop ([`shards`]).
 
 mod cluster;
 mod driver;
+mod failover;
 pub mod membership;
 pub mod report;
 pub mod scenarios;
+pub mod shards;
 
 use crate::checker::{self, Acknowledged, NodeDir};
 use anyhow::Context;
@@ -37,6 +45,8 @@ use std::time::{Duration, Instant};
 
 /// Bounds of the arguments.
 const DURATION_S_MIN: u64 = 4;
+/// The chaos cluster has three nodes: a bucket has at most three replicas.
+const REPLICATION_FACTOR_MAX: u32 = 3;
 const DURATION_S_MAX: u64 = 3_600;
 const USERS_MAX: u64 = 5_000;
 
@@ -51,9 +61,15 @@ pub struct ChaosArgs {
     #[command(subcommand)]
     pub command: Option<ChaosCommand>,
     /// A scenario name, or `all`: panic-storm, sled-faults, service-crash-loop,
-    /// packet-loss, partition, kill-during-capture, rolling-restart, node-kills.
+    /// packet-loss, partition, kill-during-capture, rolling-restart, node-kills,
+    /// node-loss, disk-loss, leader-partition.
     #[arg(long, default_value = "all")]
     pub scenario: String,
+    /// Replicas of each wallet bucket on the three nodes (`[cluster]
+    /// replication_factor`): 3 replicates every wallet with Raft, 1 keeps each
+    /// wallet on its home node only.
+    #[arg(long, default_value_t = 3)]
+    pub replication_factor: u32,
     /// Length of each scenario (baseline + fault + recovery), in seconds.
     #[arg(long, default_value_t = 60)]
     pub duration_s: u64,
@@ -195,7 +211,8 @@ impl ChaosArgs {
             cfg!(feature = "failpoints") || missing.is_empty(),
             "{} arm failpoints, which this build lacks: build with \
              `cargo build --release --features failpoints` (or pick packet-loss, \
-             partition, kill-during-capture or rolling-restart)",
+             partition, kill-during-capture, rolling-restart, node-kills, node-loss, \
+             disk-loss or leader-partition)",
             missing.join(", ")
         );
         Ok(chosen)
@@ -209,6 +226,10 @@ impl ChaosArgs {
         anyhow::ensure!(
             (1..=USERS_MAX).contains(&self.customers) && (1..=USERS_MAX).contains(&self.providers),
             "--customers and --providers must be 1 to {USERS_MAX}"
+        );
+        anyhow::ensure!(
+            (1..=REPLICATION_FACTOR_MAX).contains(&self.replication_factor),
+            "--replication-factor must be 1 to {REPLICATION_FACTOR_MAX} (three nodes)"
         );
         Ok(())
     }
@@ -230,10 +251,11 @@ pub async fn run(args: ChaosArgs, binary: PathBuf) -> anyhow::Result<()> {
     };
     let progress = Progress { quiet: args.quiet };
     progress.say(&format!(
-        "fixit chaos: {} scenario(s), {} s each, seed {}, data under {}",
+        "fixit chaos: {} scenario(s), {} s each, seed {}, replication factor {}, data under {}",
         scenarios.len(),
         args.duration_s,
         args.seed,
+        args.replication_factor,
         root.display()
     ));
     let workload = Workload {
@@ -242,6 +264,7 @@ pub async fn run(args: ChaosArgs, binary: PathBuf) -> anyhow::Result<()> {
         duration_s: args.duration_s,
         seed: args.seed,
         also_arm: args.also_arm.iter().cloned().collect(),
+        replication_factor: args.replication_factor,
     };
     let mut reports = Vec::new();
     for scenario in scenarios {

@@ -94,7 +94,7 @@ fn two_nodes(deliver: bool) -> TwoNodes {
                 key: "dep-1".into(),
                 amount: 1_000,
             }],
-            jobs: Vec::new(),
+            ..Acknowledged::default()
         },
         _root: root,
     }

@@ -7,6 +7,9 @@
 //! proxy, which relays to y's link listener), so a partition of one node cuts the
 //! four proxies touching it, and packet loss is set on all six. Client listeners
 //! and link listeners have fixed ports, so a restarted node is found where it was.
+//! Every node runs with the run's replication factor; a node's client TLS
+//! identity lives beside its config, not in its data dir, so a node whose data
+//! dir is deleted (disk-loss) comes back as the same node to its clients.
 
 use crate::checker::NodeDir;
 use crate::proxy::{FaultProxy, Faults, ProxyConfig};
@@ -33,6 +36,11 @@ const RATE_PER_S: u32 = 1_000_000;
 
 /// Tokens outlive a run by this much.
 const TOKEN_TTL_S: u64 = 6 * 3_600;
+
+/// An environment variable whose value, when set, is the nodes' log filter
+/// (`RUST_LOG` of each `fixit node`; e.g. `warn,openraft=info` to see elections
+/// in `nodes/<name>/node.log`).
+pub(crate) const NODE_LOG_ENV: &str = "FIXIT_CHAOS_NODE_LOG";
 
 /// Longest wait for one admin HTTP call.
 const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,12 +80,24 @@ pub(crate) struct ChaosCluster {
     /// Processes killed with SIGKILL and restarted, for the report.
     pub(crate) kills: u64,
     pub(crate) restarts: u64,
+    /// Data dirs deleted (disk-loss), for the report.
+    pub(crate) disks_lost: u64,
+    /// Replicas of each wallet bucket (1: not replicated).
+    pub(crate) replication_factor: u32,
+    /// Wallet buckets (shards when replicated).
+    pub(crate) wallet_buckets: u32,
 }
 
 impl ChaosCluster {
     /// Makes certificates and configs under `dir`, puts a proxy (seeded from
-    /// `seed`) on each link direction, and starts every node.
-    pub(crate) async fn start(binary: &Path, dir: &Path, seed: u64) -> anyhow::Result<Self> {
+    /// `seed`) on each link direction, and starts every node with wallets in
+    /// `replication_factor` replicas.
+    pub(crate) async fn start(
+        binary: &Path,
+        dir: &Path,
+        seed: u64,
+        replication_factor: u32,
+    ) -> anyhow::Result<Self> {
         let regions_map = fixit_load::city::regions();
         let mut configs = local_cluster(dir, &regions_map).context("configuring the cluster")?;
         let client_ports = free_link_addrs(configs.len())?;
@@ -99,8 +119,12 @@ impl ChaosCluster {
             config.rate_limits.address_burst = RATE_PER_S;
             config.rate_limits.principal_per_s = RATE_PER_S;
             config.rate_limits.principal_burst = RATE_PER_S;
+            let own = dir.join("nodes").join(&name);
+            config.server.tls_cert_file = own.join("client-tls-cert.pem");
+            config.server.tls_key_file = own.join("client-tls-key.pem");
             let cluster = config.cluster.as_mut().context("a cluster section")?;
             cluster.call_timeout_ms = CALL_TIMEOUT_MS;
+            cluster.replication_factor = replication_factor;
             for (peer, addr) in cluster.seeds.iter_mut() {
                 let proxy_seed =
                     seed ^ fixit_cluster::placement::rendezvous_weight(peer, index as u64);
@@ -113,6 +137,12 @@ impl ChaosCluster {
             }
         }
         let tokens = TokenKey::load_or_create(&configs[0].auth.secret_file)?;
+        let wallet_buckets = configs[0]
+            .cluster
+            .as_ref()
+            .map_or_else(fixit_actors::config::default_wallet_buckets, |cluster| {
+                cluster.wallet_buckets
+            });
         let nodes = configs
             .into_iter()
             .map(|config| ChaosNode {
@@ -134,6 +164,9 @@ impl ChaosCluster {
                 .build()?,
             kills: 0,
             restarts: 0,
+            disks_lost: 0,
+            replication_factor,
+            wallet_buckets,
         };
         for index in 0..cluster.nodes.len() {
             cluster.start_node(index).await?;
@@ -194,8 +227,11 @@ impl ChaosCluster {
         let node = &mut self.nodes[index];
         anyhow::ensure!(node.process.is_none(), "node {} runs already", node.name);
         std::fs::create_dir_all(&node.dir)?;
+        // The nodes' log filter, when the run is being looked into.
+        let filter = std::env::var(NODE_LOG_ENV).ok();
+        let env: Vec<(&str, &str)> = filter.iter().map(|f| ("RUST_LOG", f.as_str())).collect();
         let process =
-            SpawnedNode::start_with_env(&self.binary, node.config.clone(), &node.dir, &[])
+            SpawnedNode::start_with_env(&self.binary, node.config.clone(), &node.dir, &env)
                 .await
                 .with_context(|| format!("starting node {}", node.name))?;
         node.process = Some(process);
@@ -208,6 +244,55 @@ impl ChaosCluster {
         let mut process = node.process.take().context("the node is not running")?;
         process.kill9()?;
         self.kills += 1;
+        Ok(())
+    }
+
+    /// Deletes the data dir of node `index`, which must be stopped (a lost disk).
+    pub(crate) fn delete_data(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[index];
+        anyhow::ensure!(node.process.is_none(), "node {} still runs", node.name);
+        let dir = &node.config.node.data_dir;
+        std::fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))?;
+        self.disks_lost += 1;
+        Ok(())
+    }
+
+    /// The running nodes that do not answer `/ready` (within the admin call
+    /// limit): hung.
+    pub(crate) async fn unanswering(&self) -> Vec<String> {
+        let mut hung = Vec::new();
+        for node in self.nodes.iter().filter(|node| node.running()) {
+            let ready = self
+                .http
+                .get(format!("http://{}/ready", node.http()))
+                .send()
+                .await;
+            if !ready.is_ok_and(|answer| answer.status().is_success()) {
+                hung.push(node.name.clone());
+            }
+        }
+        hung
+    }
+
+    /// Whether wallets are replicated.
+    pub(crate) fn replicated(&self) -> bool {
+        self.replication_factor > 1
+    }
+
+    /// The indexes of the running nodes other than `index`.
+    pub(crate) fn others_running(&self, index: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|other| *other != index && self.nodes[*other].running())
+            .collect()
+    }
+
+    /// `kill -9` node `index` because it stopped answering: not a fault injected.
+    pub(crate) fn kill_hung(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[index];
+        node.process
+            .take()
+            .context("the node is not running")?
+            .kill9()?;
         Ok(())
     }
 
@@ -276,12 +361,22 @@ impl ChaosCluster {
         }
         let body = serde_json::json!({ "failpoints": failpoints });
         for node in self.nodes.iter().filter(|node| node.running()) {
-            let answer = self
+            let answer = match self
                 .admin(node, reqwest::Method::PUT)
                 .json(&body)
                 .send()
                 .await
-                .with_context(|| format!("arming failpoints on node {}", node.name))?;
+            {
+                // A node that does not answer in time is hung: the run goes on
+                // and says so (`nodes_answering`) rather than stop without a report.
+                Err(error) if error.is_timeout() => {
+                    tracing::warn!(node = %node.name, %error, "arming failpoints: no answer");
+                    continue;
+                }
+                answer => {
+                    answer.with_context(|| format!("arming failpoints on node {}", node.name))?
+                }
+            };
             let status = answer.status();
             anyhow::ensure!(
                 status.is_success(),
@@ -327,9 +422,23 @@ impl ChaosCluster {
             .bearer_auth(token)
     }
 
-    /// SIGTERMs every running node; whether all exited cleanly. The proxies stop.
+    /// SIGTERMs every running node — in turn, or at once when wallets are
+    /// replicated (so that an election among the last nodes running writes as
+    /// little as possible to shards' logs after the first node stopped) — and
+    /// waits; whether all exited cleanly. The proxies stop.
     pub(crate) async fn stop_all(&mut self) -> anyhow::Result<bool> {
         let mut clean = true;
+        if self.replicated() {
+            let mut processes: Vec<SpawnedNode> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|node| node.process.take())
+                .collect();
+            let stops = processes.iter_mut().map(|process| process.stop());
+            for stopped in futures::future::join_all(stops).await {
+                clean &= stopped?.success();
+            }
+        }
         for index in 0..self.nodes.len() {
             clean &= self.stop_node(index).await?;
         }

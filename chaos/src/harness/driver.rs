@@ -9,9 +9,17 @@
 //! subscribes again and goes online again. Some deposits are sent twice with the
 //! same idempotency key, as a client does after a lost answer: the second must
 //! change nothing (the checker counts entries per key).
+//!
+//! With replicated wallets, a run may let wallet calls move (the scenarios that
+//! take nodes away): a customer then holds the list of nodes, and a balance or
+//! deposit its node did not serve (dead, or `unavailable`) goes to the next node
+//! with the same idempotency key, where the customer stays. Acknowledged writes
+//! and every call are marked in time for [`super::failover`].
 
+use super::failover::{self, Fault, Tracker};
 use crate::checker::{AckedDeposit, AckedJob, Acknowledged};
 use fixit_actors::error::CoreError;
+use fixit_actors::ids::WalletId;
 use fixit_actors::services::ProviderPush;
 use fixit_auth::{now_s, Principal, Role, TokenKey};
 use fixit_cluster::Regions;
@@ -23,7 +31,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -58,6 +66,20 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(300);
 /// Longest latency a histogram holds, in µs.
 const LATENCY_MAX_US: u64 = 60_000_000;
 
+/// When wallet calls may move: the longest wait for one node's answer before the
+/// call goes to the next node (a killed node answers nothing; a node that cannot
+/// reach a shard's leader answers `unavailable` after its own wait, 1.5 s here).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(2_500);
+
+/// When wallet calls may move: how long one call keeps going to the next node.
+const MOVE_PATIENCE: Duration = Duration::from_secs(8);
+
+/// Pause before a call goes to the next node.
+const MOVE_PAUSE: Duration = Duration::from_millis(100);
+
+/// The first failover probe's wallet id (above every customer's).
+const PROBE_WALLETS: u64 = 3_000_000;
+
 /// Where the run is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -68,18 +90,35 @@ pub(crate) enum Phase {
     Drain,
 }
 
-/// What is under fault now: whole nodes (by index), and entities whose id is a
-/// multiple of `modulus`.
+/// What is under fault now: whole nodes (by index), entities whose id is a
+/// multiple of `modulus`, and the wallets of replicated shards (those a node
+/// under fault led: their calls wait for a new leader).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Scope {
     pub(crate) nodes: BTreeSet<usize>,
     pub(crate) modulus: Option<u64>,
+    pub(crate) shards: BTreeSet<u32>,
 }
 
 impl Scope {
-    fn affects(&self, node: usize, entity: u64) -> bool {
-        self.nodes.contains(&node) || self.modulus.is_some_and(|m| entity % m == 0)
+    fn affects(&self, node: usize, entity: u64, shard: Option<u32>) -> bool {
+        self.nodes.contains(&node)
+            || self.modulus.is_some_and(|m| entity % m == 0)
+            || shard.is_some_and(|shard| self.shards.contains(&shard))
     }
+}
+
+/// Whether `op` is a call on a wallet (its entity is the wallet id).
+fn is_wallet_op(op: &str) -> bool {
+    matches!(
+        op,
+        "balance" | "deposit" | "deposit_retry" | "failover_probe"
+    )
+}
+
+/// Whether `op` writes to a wallet.
+fn is_write_op(op: &str) -> bool {
+    matches!(op, "deposit" | "deposit_retry" | "failover_probe")
 }
 
 /// Calls of one operation.
@@ -213,6 +252,9 @@ struct Record {
     accepted_twice: Vec<u64>,
     /// Keys whose retry answered another outcome than the first call.
     retries_answered_differently: Vec<String>,
+    /// Jobs acknowledged on a node whose data dir was then deleted, as far as
+    /// they were acknowledged then.
+    lost_with_disk: Vec<AckedJob>,
     latency: BTreeMap<Class, Histogram<u64>>,
     /// The slowest calls on unaffected entities during the fault.
     slowest_unaffected: Vec<SlowCall>,
@@ -235,10 +277,13 @@ pub(crate) struct Seen {
     pub(crate) failed_unaffected_during_fault: Vec<FailedCall>,
     pub(crate) accepted_twice: Vec<u64>,
     pub(crate) retries_answered_differently: Vec<String>,
+    pub(crate) failover: failover::FailoverReport,
+    /// Wallet calls that went to another node than the one they were sent to.
+    pub(crate) wallet_calls_moved: u64,
 }
 
 /// One client's connection to one node, opened on demand.
-struct Conn {
+pub(crate) struct Conn {
     node: usize,
     token: String,
     client: tokio::sync::Mutex<Option<Client>>,
@@ -284,6 +329,16 @@ fn unavailable(reason: String) -> ApiError {
     ApiError::Core(CoreError::Unavailable(reason))
 }
 
+/// What a run lets clients do and what it measures about replicated wallets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WalletMode {
+    /// Wallet buckets when wallets are replicated (their calls are classed by
+    /// shard, failovers measured), `None` when not.
+    pub(crate) buckets: Option<u32>,
+    /// Whether a wallet call its node did not serve goes to the next node.
+    pub(crate) moves: bool,
+}
+
 /// The shared state of a run's load.
 pub(crate) struct Driver {
     nodes: Vec<(String, SocketAddr)>,
@@ -305,6 +360,14 @@ pub(crate) struct Driver {
     /// When the driver was made, and that instant in ms since the Unix epoch.
     started: Instant,
     started_unix_ms: u64,
+    wallets: WalletMode,
+    tracker: Mutex<Tracker>,
+    /// Wallet calls that moved to another node.
+    moved: AtomicU64,
+    /// Failover probes still running.
+    probes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Failover probes started (each probe wallet's keys are its own).
+    probes_started: AtomicU64,
 }
 
 impl Driver {
@@ -314,6 +377,7 @@ impl Driver {
         regions: Regions,
         tokens: TokenKey,
         seed: u64,
+        wallets: WalletMode,
     ) -> anyhow::Result<Arc<Driver>> {
         let connectors = nodes
             .iter()
@@ -340,6 +404,11 @@ impl Driver {
             started_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_millis() as u64),
+            wallets,
+            tracker: Mutex::new(Tracker::default()),
+            moved: AtomicU64::new(0),
+            probes: Mutex::new(Vec::new()),
+            probes_started: AtomicU64::new(0),
         };
         let admin = Principal {
             role: Role::Admin,
@@ -365,6 +434,172 @@ impl Driver {
 
     fn record(&self) -> std::sync::MutexGuard<'_, Record> {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shard of a wallet, when wallets are replicated.
+    fn shard_of(&self, wallet: u64) -> Option<u32> {
+        let buckets = self.wallets.buckets?;
+        Some(fixit_cluster::shards::shard_of(WalletId(wallet), buckets).0)
+    }
+
+    /// Ms since the Unix epoch at `at`.
+    fn unix_ms(&self, at: Instant) -> u64 {
+        self.started_unix_ms + at.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    /// Node `victim` (by index) was taken away from the shards in `led` (those it
+    /// led just before) by a fault of `kind`, now: the failover is measured, and
+    /// a probe writes to each of those shards through the nodes in `through`.
+    pub(crate) fn fault_began(
+        self: &Arc<Self>,
+        victim: usize,
+        kind: &'static str,
+        led: BTreeSet<u32>,
+        through: Vec<usize>,
+    ) {
+        let at = Instant::now();
+        self.tracker().fault(Fault {
+            victim: self.nodes[victim].0.clone(),
+            kind,
+            at,
+            at_unix_ms: self.unix_ms(at),
+            led: led.clone(),
+        });
+        if through.is_empty() {
+            return;
+        }
+        let round = self.probes_started.fetch_add(1, Ordering::Relaxed);
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in led {
+            let driver = self.clone();
+            let through = through.clone();
+            probes.push(tokio::spawn(async move {
+                driver.probe(shard, round, at, &through).await;
+            }));
+        }
+    }
+
+    /// Writes to a wallet of `shard` through the nodes in `through` until a write
+    /// sent after `since` is acknowledged (by this probe or any client), or the
+    /// failover limit passes. One deposit of 1, retried under its key.
+    async fn probe(&self, shard: u32, round: u64, since: Instant, through: &[usize]) {
+        let Some(wallet) =
+            (PROBE_WALLETS..PROBE_WALLETS + 100_000).find(|id| self.shard_of(*id) == Some(shard))
+        else {
+            return;
+        };
+        let key = format!("chaos-{}-probe-{wallet}-{round}", self.run_id);
+        let conns: Vec<&Conn> = through.iter().map(|node| &self.admins[*node]).collect();
+        let current = AtomicUsize::new(0);
+        while since.elapsed() < failover::FAILOVER_MAX {
+            if self.tracker().first_write(shard, since).is_some() {
+                return;
+            }
+            let key = key.as_str();
+            let deposit = self.on_any_node(&conns, &current, true, |client| async move {
+                client.deposit(wallet, key, 1).await
+            });
+            let deposited = self
+                .call("failover_probe", through[0], wallet, false, deposit)
+                .await;
+            if deposited.is_ok() {
+                self.record().deposits.push(AckedDeposit {
+                    wallet,
+                    key: key.to_owned(),
+                    amount: 1,
+                });
+                return;
+            }
+            tokio::time::sleep(failover::PROBE_EVERY).await;
+        }
+    }
+
+    /// Waits for the failover probes still running (each ends within the
+    /// failover limit).
+    pub(crate) async fn finish_probes(&self) {
+        let probes = std::mem::take(&mut *self.probes.lock().unwrap_or_else(|p| p.into_inner()));
+        for probe in probes {
+            let _ = probe.await;
+        }
+    }
+
+    /// Node `victim` lost its data dir: the jobs acknowledged there so far went
+    /// with it (jobs are not replicated). They are set apart, so that a new job
+    /// given one of their ids after the restart is followed as a new job.
+    pub(crate) fn disk_lost(&self, victim: usize) {
+        let number = fixit_cluster::placement::node_number(&self.nodes[victim].0);
+        let on_victim = |job: &u64| fixit_actors::cluster_hooks::node_number_of_job(*job) == number;
+        let mut record = self.record();
+        let mut lost: BTreeMap<u64, AckedJob> = BTreeMap::new();
+        let booked: Vec<u64> = record.booked.keys().copied().filter(on_victim).collect();
+        for job in booked {
+            if let Some((customer, price)) = record.booked.remove(&job) {
+                let entry = lost.entry(job).or_default();
+                entry.booked_by = Some(customer);
+                entry.price = Some(price);
+            }
+        }
+        let accepted: Vec<u64> = record.accepted.keys().copied().filter(on_victim).collect();
+        for job in accepted {
+            lost.entry(job).or_default().accepted_by = record.accepted.remove(&job);
+        }
+        let completed: Vec<u64> = record.completed.keys().copied().filter(on_victim).collect();
+        for job in completed {
+            lost.entry(job).or_default().completed_by = record.completed.remove(&job);
+        }
+        record
+            .lost_with_disk
+            .extend(lost.into_iter().map(|(job, ack)| AckedJob { job, ..ack }));
+    }
+
+    /// Runs `attempt` with the client of the node `current` points at (among
+    /// `conns`). When `moves`, a call that node did not serve — no answer within
+    /// [`ATTEMPT_TIMEOUT`], or `unavailable` — goes to the next node, the same
+    /// request (the same idempotency key), until served or [`MOVE_PATIENCE`] is
+    /// spent; `current` follows, as a client holding the node list does.
+    async fn on_any_node<T, F, Fut>(
+        &self,
+        conns: &[&Conn],
+        current: &AtomicUsize,
+        moves: bool,
+        attempt: F,
+    ) -> Result<T, ApiError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let patience = Instant::now() + MOVE_PATIENCE;
+        loop {
+            let at = current.load(Ordering::Relaxed) % conns.len();
+            let conn = conns[at];
+            let tried = async { attempt(conn.client(self).await?).await };
+            let result = if moves {
+                tokio::time::timeout(ATTEMPT_TIMEOUT, tried)
+                    .await
+                    .unwrap_or_else(|_| {
+                        let node = &self.nodes[conn.node].0;
+                        Err(unavailable(format!("node {node} did not answer in time")))
+                    })
+            } else {
+                tried.await
+            };
+            match result {
+                Err(error)
+                    if moves && error.kind() == "unavailable" && Instant::now() < patience =>
+                {
+                    let next = (at + 1) % conns.len();
+                    let _ =
+                        current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed);
+                    self.moved.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(MOVE_PAUSE).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     fn node_named(&self, name: &str) -> Option<usize> {
@@ -394,11 +629,12 @@ impl Driver {
         call: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
         let phase = self.phase();
+        let shard = is_wallet_op(op).then(|| self.shard_of(entity)).flatten();
         let in_scope = || {
             self.scope
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .affects(node, entity)
+                .affects(node, entity, shard)
         };
         let affected_at_start = in_scope();
         let started = Instant::now();
@@ -411,6 +647,7 @@ impl Driver {
         let affected = affected_at_start || in_scope();
         let elapsed_us = started.elapsed().as_micros() as u64;
         self.operations.fetch_add(1, Ordering::Relaxed);
+        self.mark(op, shard, phase, started, &result);
         let mut record = self.record();
         let outcome = result.as_ref().map(drop);
         record.calls.entry(op).or_default().count(outcome);
@@ -461,17 +698,57 @@ impl Driver {
         result
     }
 
-    /// A deposit by the admin of the wallet's home node; a quarter of them are
-    /// sent a second time with the same key (a client's retry), which must answer
-    /// what the first did.
-    async fn deposit(&self, rng: &mut Rng, wallet: u64, key: String, amount: i64, tries: u32) {
-        let home = self.home_of(wallet);
-        let admin = &self.admins[home];
+    /// Marks a call for the failover figures: every load call, and the
+    /// acknowledged writes to replicated wallets.
+    fn mark<T>(
+        &self,
+        op: &'static str,
+        shard: Option<u32>,
+        phase: Phase,
+        started: Instant,
+        result: &Result<T, ApiError>,
+    ) {
+        let ended = Instant::now();
+        let mut tracker = self.tracker();
+        if let (Some(shard), Ok(_)) = (shard, result) {
+            if is_write_op(op) {
+                tracker.write_acked(shard, started, ended);
+            }
+        }
+        let load = matches!(phase, Phase::Baseline | Phase::Fault | Phase::Recovery);
+        if load && op != "failover_probe" {
+            let served = match result {
+                Ok(_) => true,
+                Err(error) => !not_served(error.kind()),
+            };
+            tracker.call(started, ended, served, is_wallet_op(op));
+        }
+    }
+
+    /// A deposit by an admin, at the node the customer's wallet calls go to
+    /// (`current`: its home unless it moved); a quarter of them are sent a second
+    /// time with the same key (a client's retry), which must answer what the
+    /// first did.
+    async fn deposit(
+        &self,
+        rng: &mut Rng,
+        current: &AtomicUsize,
+        wallet: u64,
+        key: String,
+        amount: i64,
+        tries: u32,
+    ) {
+        let admins: Vec<&Conn> = self.admins.iter().collect();
         let send = |op: &'static str, timed: bool| {
-            self.call(op, home, wallet, timed, async {
-                let client = admin.client(self).await?;
-                client.deposit(wallet, &key, amount).await
-            })
+            let node = current.load(Ordering::Relaxed);
+            let key = key.as_str();
+            let on_any = self.on_any_node(
+                &admins,
+                current,
+                self.wallets.moves,
+                move |client| async move { client.deposit(wallet, key, amount).await },
+            );
+            self.call(op, node, wallet, timed, on_any)
         };
         let mut answer = send("deposit", true).await;
         for _ in 1..tries {
@@ -521,6 +798,7 @@ impl Driver {
         Acknowledged {
             deposits: record.deposits.clone(),
             jobs: jobs.into_values().collect(),
+            lost_with_disk: record.lost_with_disk.clone(),
         }
     }
 
@@ -545,6 +823,8 @@ impl Driver {
             failed_unaffected_during_fault: record.failed_unaffected.clone(),
             accepted_twice: record.accepted_twice.clone(),
             retries_answered_differently: record.retries_answered_differently.clone(),
+            failover: self.tracker().report(),
+            wallet_calls_moved: self.moved.load(Ordering::Relaxed),
         }
     }
 
@@ -570,10 +850,24 @@ pub(crate) async fn customer(driver: Arc<Driver>, id: u64, start: Instant, end: 
         role: Role::Customer,
         sub: id,
     };
-    let conn = Conn::new(&driver, home, principal);
+    // One connection per node (each opened on first use): bookings go to the
+    // home node; wallet calls to `current`, the home until they move.
+    let conns: Vec<Conn> = (0..driver.nodes.len())
+        .map(|node| Conn::new(&driver, node, principal))
+        .collect();
+    let wallet_conns: Vec<&Conn> = conns.iter().collect();
+    let current = AtomicUsize::new(home);
+    let conn = &conns[home];
     let key = format!("chaos-{}-d-{id}-0", driver.run_id);
     driver
-        .deposit(&mut rng, id, key, FIRST_DEPOSIT, FIRST_DEPOSIT_TRIES)
+        .deposit(
+            &mut rng,
+            &current,
+            id,
+            key,
+            FIRST_DEPOSIT,
+            FIRST_DEPOSIT_TRIES,
+        )
         .await;
     tokio::time::sleep_until(start.into()).await;
     let mut actions = 0u64;
@@ -587,21 +881,25 @@ pub(crate) async fn customer(driver: Arc<Driver>, id: u64, start: Instant, end: 
         actions += 1;
         match rng.below(10) {
             0..=3 => {
-                let _ = driver
-                    .call("balance", home, id, true, async {
-                        conn.client(&driver).await?.balance(id).await
-                    })
-                    .await;
+                let node = current.load(Ordering::Relaxed);
+                let moves = driver.wallets.moves;
+                let balance =
+                    driver.on_any_node(&wallet_conns, &current, moves, |client| async move {
+                        client.balance(id).await
+                    });
+                let _ = driver.call("balance", node, id, true, balance).await;
             }
             4..=5 => {
                 let key = format!("chaos-{}-d-{id}-{actions}", driver.run_id);
                 let amount = 100 + rng.below(900) as i64;
-                driver.deposit(&mut rng, id, key, amount, 1).await;
+                driver.deposit(&mut rng, &current, id, key, amount, 1).await;
             }
-            _ => book(&driver, &conn, &mut rng, id, actions).await,
+            _ => book(&driver, conn, &mut rng, id, actions).await,
         }
     }
-    conn.close().await;
+    for conn in &conns {
+        conn.close().await;
+    }
 }
 
 async fn book(driver: &Driver, conn: &Conn, rng: &mut Rng, customer: u64, n: u64) {

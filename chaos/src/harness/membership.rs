@@ -5,6 +5,11 @@
 //! answers `/ready`, how long until calls forwarded to it succeed through every
 //! survivor. Also the members declared down during packet loss (flapping) and
 //! whether a healed partition comes back to everyone alive.
+//!
+//! The call that needs the victim is a balance of a wallet homed there; when
+//! wallets are replicated no wallet needs one node (its shard's other replicas
+//! serve it), so it is a read of a job held by the victim (an id with the
+//! victim's node number that no job has: `not_found` once the victim answers).
 
 use super::cluster::ChaosCluster;
 use fixit_auth::{Principal, Role};
@@ -229,20 +234,19 @@ impl Observer {
     }
 }
 
-/// One kill round: `kill -9` node `victim`, watch every survivor detect it and
-/// refuse what needs it, bring it back after `downtime`, and watch forwarded
-/// calls to it recover.
+/// One kill round: `kill -9` node `victim` (`on_kill` is told at once), watch
+/// every survivor detect it and refuse what needs it, bring it back after
+/// `downtime`, and watch forwarded calls to it recover.
 pub(crate) async fn kill_round(
     cluster: &mut ChaosCluster,
     observer: &Observer,
     victim: usize,
     downtime: Duration,
+    on_kill: impl FnOnce(),
 ) -> anyhow::Result<KillSample> {
     let names = cluster.names();
     let victim_name = names[victim].clone();
-    let wallet = (1..100_000u64)
-        .find(|id| fixit_cluster::placement::home_of_wallet(*id, &names) == Some(&victim_name))
-        .ok_or_else(|| anyhow::anyhow!("no wallet homed on {victim_name}"))?;
+    let needed = Needs::victim(cluster, &victim_name)?;
     let survivors: Vec<usize> = (0..names.len()).filter(|index| *index != victim).collect();
     let mut clients = Vec::new();
     for &index in &survivors {
@@ -250,6 +254,7 @@ pub(crate) async fn kill_round(
     }
     let killed = Instant::now();
     cluster.kill9(victim)?;
+    on_kill();
     let mut samples = Vec::new();
     let detections = survivors.iter().zip(&clients).map(|(&index, client)| {
         detect(
@@ -257,7 +262,7 @@ pub(crate) async fn kill_round(
             cluster.http_addr(index),
             &victim_name,
             client,
-            wallet,
+            needed,
             killed,
         )
     });
@@ -284,7 +289,7 @@ pub(crate) async fn kill_round(
         tokio::time::sleep(POLL_EVERY).await;
     }
     let ready = Instant::now();
-    let recoveries = clients.iter().map(|client| recover(client, wallet, ready));
+    let recoveries = clients.iter().map(|client| recover(client, needed, ready));
     for (sample, recovered) in samples.iter_mut().zip(join_all(recoveries).await) {
         sample.recovered_ms = recovered;
     }
@@ -298,14 +303,53 @@ pub(crate) async fn kill_round(
     })
 }
 
+/// A call only the victim can serve.
+#[derive(Clone, Copy, Debug)]
+enum Needs {
+    /// A balance of a wallet homed on the victim (wallets not replicated).
+    Balance(u64),
+    /// A read of a job id held by the victim that no job has.
+    Job(u64),
+}
+
+impl Needs {
+    /// The call that needs node `victim` in `cluster`.
+    fn victim(cluster: &ChaosCluster, victim: &str) -> anyhow::Result<Needs> {
+        if cluster.replicated() {
+            let number = u64::from(fixit_cluster::placement::node_number(victim));
+            let shift = fixit_actors::cluster_hooks::JOB_ID_NODE_SHIFT;
+            // The highest local id of the victim's range: never reached in a run.
+            return Ok(Needs::Job(number << shift | ((1 << shift) - 1)));
+        }
+        let names = cluster.names();
+        let wallet = (1..100_000u64)
+            .find(|id| fixit_cluster::placement::home_of_wallet(*id, &names) == Some(victim))
+            .ok_or_else(|| anyhow::anyhow!("no wallet homed on {victim}"))?;
+        Ok(Needs::Balance(wallet))
+    }
+
+    /// Makes the call through `client`: `Ok` when the victim answered
+    /// (`not_found` included: it served the call).
+    async fn ask(self, client: &fixit_sdk::Client) -> Result<(), fixit_protocol::api::ApiError> {
+        let answer = match self {
+            Needs::Balance(wallet) => client.balance(wallet).await.map(drop),
+            Needs::Job(job) => client.job(job).await.map(drop),
+        };
+        match answer {
+            Err(error) if error.kind() == "not_found" => Ok(()),
+            answer => answer,
+        }
+    }
+}
+
 /// Polls survivor `http` until it shows `victim` not alive, then down; then
-/// calls for `wallet` (homed on the victim) through `client`.
+/// makes the call that `needed` the victim through `client`.
 async fn detect(
     observer: &Observer,
     http: SocketAddr,
     victim: &str,
     client: &fixit_sdk::Client,
-    wallet: u64,
+    needed: Needs,
     killed: Instant,
 ) -> (Option<u64>, Option<u64>, Option<u64>) {
     let ms = |at: Instant| at.duration_since(killed).as_millis() as u64;
@@ -330,7 +374,7 @@ async fn detect(
     let mut unavailable = None;
     if down.is_some() {
         let asked = Instant::now();
-        if let Err(error) = client.balance(wallet).await {
+        if let Err(error) = needed.ask(client).await {
             if error.kind() == "unavailable" {
                 unavailable = Some(asked.elapsed().as_millis() as u64);
             }
@@ -339,15 +383,12 @@ async fn detect(
     (not_alive, down, unavailable)
 }
 
-/// Calls for `wallet` through `client` until the call is served (`not_found` is
-/// served: the home answered); time since `ready`.
-async fn recover(client: &fixit_sdk::Client, wallet: u64, ready: Instant) -> Option<u64> {
+/// Makes the call that `needed` the victim through `client` until it is served
+/// (`not_found` is served: the victim answered); time since `ready`.
+async fn recover(client: &fixit_sdk::Client, needed: Needs, ready: Instant) -> Option<u64> {
     while ready.elapsed() < STEP_MAX {
-        match client.balance(wallet).await {
-            Ok(_) => return Some(ready.elapsed().as_millis() as u64),
-            Err(error) if error.kind() == "not_found" => {
-                return Some(ready.elapsed().as_millis() as u64)
-            }
+        match needed.ask(client).await {
+            Ok(()) => return Some(ready.elapsed().as_millis() as u64),
             Err(_) => tokio::time::sleep(POLL_EVERY).await,
         }
     }

@@ -1,14 +1,17 @@
 //! The JSON report of a chaos run: per scenario the faults injected, the
 //! operations attempted / acknowledged / failed (with typed errors), the
-//! invariants, the acknowledged operations lost, and the latency of unaffected
-//! entities during the fault against the baseline.
+//! invariants, the acknowledged operations lost, the latency of unaffected
+//! entities during the fault against the baseline, and the failovers of
+//! replicated wallet shards.
 
 use super::driver::{Calls, Latency, Seen};
+use super::failover::{FaultFailover, Percentiles};
 use super::membership::MembershipReport;
 use super::scenarios::{Scenario, Workload};
+use super::shards::CaughtUp;
 use crate::checker::CheckOutcome;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Largest share of the unaffected entities' calls during the fault that may go
@@ -44,6 +47,39 @@ pub struct Containment {
     failed_unaffected_during_fault: Vec<super::driver::FailedCall>,
 }
 
+/// What a leader partition did to the leadership of the node cut off.
+#[derive(Debug, Serialize)]
+pub struct LeaderPartition {
+    victim: String,
+    /// The shards it led when it was cut off.
+    led: Vec<String>,
+    /// Those it still said it led, by its own view, just before the heal (a
+    /// leader cut off from the majority commits nothing, whatever it believes).
+    still_leading_at_heal: Vec<String>,
+    /// Heal → it no longer claims the leadership it still claimed at the heal
+    /// (`null`: not within the limit).
+    stepped_down_ms: Option<u64>,
+}
+
+impl LeaderPartition {
+    pub(crate) fn new(
+        victim: String,
+        led: &BTreeSet<u32>,
+        still_leading: &BTreeMap<u32, u64>,
+        stepped_down_ms: Option<u64>,
+    ) -> LeaderPartition {
+        LeaderPartition {
+            victim,
+            led: led.iter().map(|shard| format!("w{shard}")).collect(),
+            still_leading_at_heal: still_leading
+                .iter()
+                .map(|(shard, term)| format!("w{shard} (term {term})"))
+                .collect(),
+            stepped_down_ms,
+        }
+    }
+}
+
 /// One scenario's result.
 #[derive(Debug, Serialize)]
 pub struct ScenarioReport {
@@ -52,6 +88,8 @@ pub struct ScenarioReport {
     duration_s: u64,
     customers: u64,
     providers: u64,
+    /// Replicas of each wallet bucket (1: wallets not replicated).
+    replication_factor: u32,
     data_dir: PathBuf,
     /// Fault kind (failpoint name, proxy drop, process kill) → count.
     pub(crate) faults_injected: BTreeMap<String, u64>,
@@ -63,17 +101,39 @@ pub struct ScenarioReport {
     violations: BTreeMap<String, Vec<String>>,
     pub(crate) acked_lost: u64,
     acknowledged: u64,
+    /// Fault → first acknowledged write to each shard the victim led (`null`
+    /// when no fault took a shard's leader away).
+    failover_ms: Option<Percentiles>,
+    /// Client calls served outside every failover window, in percent.
+    served_pct_outside_failover: Option<f64>,
+    /// The same, wallet calls only (regions are not replicated).
+    wallet_served_pct_outside_failover: Option<f64>,
+    /// Each fault's failover, shard by shard.
+    failovers: Vec<FaultFailover>,
+    /// Wallet calls that went on to another node (scenarios whose clients move).
+    wallet_calls_moved: u64,
+    /// Whether every replica caught up before the nodes stopped (`null`: not
+    /// replicated).
+    replicas_caught_up: Option<CaughtUp>,
+    /// leader-partition only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader_partition: Option<LeaderPartition>,
     latency_ms: Containment,
     stored: crate::checker::Totals,
     /// What the failure detector did (kills measured, downs declared, healing).
     membership: MembershipReport,
 }
 
-/// What a scenario's fault did: the faults injected, by kind, and what
-/// membership made of them.
+/// What a scenario's fault did: the faults injected, by kind, what membership
+/// and leadership made of them, and whether the replicas caught up.
 pub(crate) struct Injected {
     pub(crate) faults: BTreeMap<String, u64>,
+    /// Running nodes that did not answer after the drain (hung).
+    pub(crate) unanswering: Vec<String>,
     pub(crate) membership: MembershipReport,
+    pub(crate) leader_partition: Option<LeaderPartition>,
+    pub(crate) caught_up: Option<CaughtUp>,
+    pub(crate) replication_factor: u32,
 }
 
 impl ScenarioReport {
@@ -88,7 +148,11 @@ impl ScenarioReport {
     ) -> ScenarioReport {
         let Injected {
             faults: faults_injected,
+            unanswering,
             membership,
+            leader_partition,
+            caught_up,
+            replication_factor,
         } = injected;
         let total = |pick: fn(&Calls) -> u64| seen.calls.values().map(pick).sum();
         let mut invariants = checked.invariants;
@@ -115,6 +179,16 @@ impl ScenarioReport {
             violations.insert("containment".into(), lines);
         }
         invariants.insert("nodes_stopped_cleanly".into(), stopped_cleanly);
+        // Every node still running answered after the drain (none hung).
+        invariants.insert("nodes_answering".into(), unanswering.is_empty());
+        if !unanswering.is_empty() {
+            violations.insert(
+                "nodes_answering".into(),
+                vec![format!(
+                    "{unanswering:?} did not answer /ready after the drain (killed before the check)"
+                )],
+            );
+        }
         // Every kill detected, refused and recovered from; a healed fault back to
         // every member alive.
         invariants.insert("membership_followed".into(), membership.complete());
@@ -126,12 +200,34 @@ impl ScenarioReport {
             "retries_replayed".into(),
             seen.retries_answered_differently.is_empty(),
         );
+        // Every shard a fault took the leader of was written again within the
+        // limit; a partitioned leader gave its leadership up after the heal.
+        let stepped_down = leader_partition
+            .as_ref()
+            .is_none_or(|partition| partition.stepped_down_ms.is_some());
+        let failed_over = seen.failover.complete();
+        invariants.insert("failover_completed".into(), failed_over && stepped_down);
+        if !failed_over || !stepped_down {
+            let mut lines: Vec<String> = seen
+                .failover
+                .failovers
+                .iter()
+                .map(|failover| format!("{failover:?}"))
+                .collect();
+            if let Some(partition) = leader_partition.as_ref().filter(|_| !stepped_down) {
+                lines.push(format!(
+                    "the partitioned leader did not step down: {partition:?}"
+                ));
+            }
+            violations.insert("failover_completed".into(), lines);
+        }
         ScenarioReport {
             scenario: scenario.name(),
             seed: workload.seed,
             duration_s: workload.duration_s,
             customers: workload.customers,
             providers: workload.providers,
+            replication_factor,
             data_dir: dir.to_owned(),
             faults_injected_total: faults_injected.values().sum(),
             faults_injected,
@@ -146,6 +242,13 @@ impl ScenarioReport {
             violations,
             acked_lost: checked.acked_lost,
             acknowledged: checked.totals.acknowledged,
+            failover_ms: seen.failover.failover_ms.clone(),
+            served_pct_outside_failover: seen.failover.served_pct_outside_failover,
+            wallet_served_pct_outside_failover: seen.failover.wallet_served_pct_outside_failover,
+            failovers: seen.failover.failovers.clone(),
+            wallet_calls_moved: seen.wallet_calls_moved,
+            replicas_caught_up: caught_up,
+            leader_partition,
             latency_ms: Containment {
                 unaffected_baseline: seen.latency_unaffected_baseline,
                 unaffected_during_fault: seen.latency_unaffected_during_fault,
@@ -189,6 +292,26 @@ impl ScenarioReport {
                 format!("FAILED: {}", failed.join(", "))
             },
         ) + &format!("\n{:<20} membership: {}", "", self.membership.targets_line())
+            + &format!("\n{:<20} replication: {}", "", self.replication_line())
+    }
+
+    /// Failover figures, for the summary.
+    fn replication_line(&self) -> String {
+        let pct = |value: Option<f64>| value.map_or("-".to_owned(), |pct| format!("{pct:.2}%"));
+        let failover = match &self.failover_ms {
+            Some(ms) => format!(
+                "failover p50/p99/max {}/{}/{} ms over {} shards ({} missed)",
+                ms.p50, ms.p99, ms.max, ms.count, ms.missed
+            ),
+            None => "no failover".to_owned(),
+        };
+        format!(
+            "factor {}, {failover}, served outside failover {} (wallet calls {}), wallet calls moved {}",
+            self.replication_factor,
+            pct(self.served_pct_outside_failover),
+            pct(self.wallet_served_pct_outside_failover),
+            self.wallet_calls_moved
+        )
     }
 }
 

@@ -1,18 +1,25 @@
 //! The scenarios: each starts a fresh three-node cluster of real processes, drives
 //! load through a baseline (a quarter of the duration), the fault (half), and a
-//! recovery (the rest), drains, stops every node with SIGTERM, and runs the
-//! invariant checker over their data dirs and the acknowledged operations.
+//! recovery (the rest), drains, waits for every wallet shard's replicas to catch
+//! up (when replicated), stops every node with SIGTERM, and runs the invariant
+//! checker over their data dirs and the acknowledged operations.
+//!
+//! A fault that takes a node away (kill, stop, partition, disk loss) is told to
+//! the driver with the shards that node led just before, for `failover_ms`;
+//! those shards' wallets are under fault with the node (their calls wait for a
+//! new leader).
 
 use super::cluster::ChaosCluster;
-use super::driver::{self, Driver, Phase, Scope, FIRST_PROVIDER};
+use super::driver::{self, Driver, Phase, Scope, WalletMode, FIRST_PROVIDER};
 use super::membership::{self, MembershipReport, Observer};
-use super::report::{Injected, ScenarioReport};
+use super::report::{Injected, LeaderPartition, ScenarioReport};
+use super::shards::{self, CaughtUp};
 use super::Progress;
 use crate::checker;
 use crate::proxy::Faults;
 use anyhow::Context;
 use fixit_sdk::Commands;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,10 +47,20 @@ pub enum Scenario {
     /// again (one kill per 8 s of fault); the failure detector is measured from
     /// outside (see [`super::membership`]).
     NodeKills,
+    /// Each node in turn (a, b, c, a, ...) killed with SIGKILL and restarted after
+    /// 2–5 s, through the fault; wallet calls move to another node.
+    NodeLoss,
+    /// The node leading the most shards killed, its data dir deleted, and
+    /// restarted empty: its replicas must catch up from the others.
+    DiskLoss,
+    /// The node leading the most shards cut off from the other two (links only;
+    /// its clients still reach it), then healed: it must lose its leadership
+    /// without a split brain.
+    LeaderPartition,
 }
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [Scenario; 8] = [
+pub const SCENARIOS: [Scenario; 11] = [
     Scenario::PanicStorm,
     Scenario::SledFaults,
     Scenario::ServiceCrashLoop,
@@ -52,6 +69,9 @@ pub const SCENARIOS: [Scenario; 8] = [
     Scenario::KillDuringCapture,
     Scenario::RollingRestart,
     Scenario::NodeKills,
+    Scenario::NodeLoss,
+    Scenario::DiskLoss,
+    Scenario::LeaderPartition,
 ];
 
 /// The node a single-node fault hits.
@@ -76,6 +96,30 @@ const VICTIM_SETTLE: Duration = Duration::from_secs(2);
 /// Longest wait for the links to come up before the load.
 const LINKS_WAIT_MAX: Duration = Duration::from_secs(30);
 
+/// node-loss: the victim's downtime is drawn from this range, in ms.
+const NODE_LOSS_DOWN_MS: (u64, u64) = (2_000, 5_000);
+
+/// About how long one node-loss round takes (down 2–5 s, restart, rejoin):
+/// another round starts only if this much fault time is left.
+const NODE_LOSS_ROUND_TYPICAL: Duration = Duration::from_secs(6);
+
+/// disk-loss: how long the victim stays down with its data dir gone.
+const DISK_LOSS_DOWN: Duration = Duration::from_secs(2);
+
+/// Longest wait for a restarted node to know a leader of each of its shards.
+const REJOIN_MAX: Duration = Duration::from_secs(15);
+
+/// Longest wait for a healed leader to name another node as each shard's leader.
+const STEP_DOWN_MAX: Duration = Duration::from_secs(15);
+
+/// Longest wait, after the drain, for every replica of every shard to catch up.
+const CATCH_UP_MAX: Duration = Duration::from_secs(30);
+
+/// Longest wait, after the drain, for the simulated users to finish their last
+/// calls (a provider retries a step for up to 20 × 10 s on a node that stopped
+/// answering).
+const USERS_WAIT_MAX: Duration = Duration::from_secs(30);
+
 impl Scenario {
     /// The name on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -88,7 +132,19 @@ impl Scenario {
             Scenario::KillDuringCapture => "kill-during-capture",
             Scenario::RollingRestart => "rolling-restart",
             Scenario::NodeKills => "node-kills",
+            Scenario::NodeLoss => "node-loss",
+            Scenario::DiskLoss => "disk-loss",
+            Scenario::LeaderPartition => "leader-partition",
         }
+    }
+
+    /// Whether clients' wallet calls move to another node when theirs does not
+    /// serve them (with replicated wallets): the scenarios about failover.
+    fn moves_wallet_calls(self) -> bool {
+        matches!(
+            self,
+            Scenario::NodeLoss | Scenario::DiskLoss | Scenario::LeaderPartition
+        )
     }
 
     /// The scenario called `name`.
@@ -150,6 +206,17 @@ pub struct Workload {
     pub seed: u64,
     /// Failpoints armed during the fault on top of the scenario's own.
     pub also_arm: BTreeMap<String, String>,
+    /// Replicas of each wallet bucket (1: wallets not replicated).
+    pub replication_factor: u32,
+}
+
+/// What a scenario's fault did, besides the faults counted.
+#[derive(Default)]
+struct Outcome {
+    membership: MembershipReport,
+    leader_partition: Option<LeaderPartition>,
+    /// Running nodes that did not answer `/ready` after the drain.
+    unanswering: Vec<String>,
 }
 
 /// Runs one scenario in `dir` (its data dirs stay there) and checks it.
@@ -160,12 +227,20 @@ pub async fn run(
     workload: &Workload,
     progress: &Progress,
 ) -> anyhow::Result<ScenarioReport> {
-    let mut cluster = ChaosCluster::start(binary, dir, workload.seed).await?;
+    let mut cluster =
+        ChaosCluster::start(binary, dir, workload.seed, workload.replication_factor).await?;
     let result = drive(&mut cluster, scenario, workload, progress).await;
     // Whatever happened, no node outlives the run.
     let stopped_cleanly = cluster.stop_all().await;
-    let (driver, faults, membership) = result?;
-    let injected = Injected { faults, membership };
+    let (driver, faults, outcome, caught_up) = result?;
+    let injected = Injected {
+        faults,
+        unanswering: outcome.unanswering,
+        membership: outcome.membership,
+        leader_partition: outcome.leader_partition,
+        caught_up,
+        replication_factor: workload.replication_factor,
+    };
     let stopped_cleanly = stopped_cleanly?;
     let acknowledged = driver.acknowledged();
     std::fs::write(
@@ -188,13 +263,19 @@ pub async fn run(
 }
 
 /// Setup, baseline, fault, recovery and drain; returns the driver, the faults
-/// injected and what membership did.
+/// injected, what the fault did, and whether the replicas caught up before the
+/// stop (when replicated).
 async fn drive(
     cluster: &mut ChaosCluster,
     scenario: Scenario,
     workload: &Workload,
     progress: &Progress,
-) -> anyhow::Result<(Arc<Driver>, BTreeMap<String, u64>, MembershipReport)> {
+) -> anyhow::Result<(
+    Arc<Driver>,
+    BTreeMap<String, u64>,
+    Outcome,
+    Option<CaughtUp>,
+)> {
     let nodes = cluster
         .nodes
         .iter()
@@ -208,6 +289,10 @@ async fn drive(
         cluster.regions.clone(),
         cluster.tokens.clone(),
         workload.seed,
+        WalletMode {
+            buckets: cluster.replicated().then_some(cluster.wallet_buckets),
+            moves: cluster.replicated() && scenario.moves_wallet_calls(),
+        },
     )?;
     wait_for_links(cluster).await?;
     let duration = Duration::from_secs(workload.duration_s);
@@ -241,7 +326,7 @@ async fn drive(
     tokio::time::sleep(baseline).await;
     driver.set_phase(Phase::Fault);
     cluster.arm(&workload.also_arm).await?;
-    let membership = inject(cluster, &driver, scenario, fault, workload.seed).await?;
+    let outcome = inject(cluster, &driver, scenario, fault, workload.seed).await?;
     let off = workload
         .also_arm
         .keys()
@@ -257,9 +342,38 @@ async fn drive(
     }
     let _ = stop.send(true);
     let ticker = users.0.pop();
-    for user in std::mem::take(&mut users.0) {
-        let _ = user.await;
+    // A user still waiting on a node that stopped answering is given up on.
+    let users_end = Instant::now() + USERS_WAIT_MAX;
+    for mut user in std::mem::take(&mut users.0) {
+        if tokio::time::timeout_at(users_end.into(), &mut user)
+            .await
+            .is_err()
+        {
+            user.abort();
+        }
     }
+    driver.finish_probes().await;
+    let mut outcome = outcome;
+    outcome.unanswering = cluster.unanswering().await;
+    let hung: Vec<usize> = outcome
+        .unanswering
+        .iter()
+        .filter_map(|name| cluster.index_of(name))
+        .collect();
+    for index in hung {
+        // Hung: it would not stop on SIGTERM either (its data is still checked).
+        progress.say(&format!(
+            "chaos {}: node {} does not answer; killed",
+            scenario.name(),
+            cluster.nodes[index].name
+        ));
+        cluster.kill_hung(index)?;
+    }
+    // With a node killed for hanging, its replicas cannot catch up: not waited for.
+    let caught_up = match cluster.replicated() && outcome.unanswering.is_empty() {
+        true => Some(shards::wait_caught_up(cluster, CATCH_UP_MAX).await),
+        false => None,
+    };
     if let Some(ticker) = ticker {
         ticker.abort();
     }
@@ -274,8 +388,11 @@ async fn drive(
     if cluster.restarts > 0 {
         faults.insert("process_restart".into(), cluster.restarts);
     }
+    if cluster.disks_lost > 0 {
+        faults.insert("data_dir_deleted".into(), cluster.disks_lost);
+    }
     driver.close().await;
-    Ok((driver, faults, membership))
+    Ok((driver, faults, outcome, caught_up))
 }
 
 /// Spawned tasks, aborted when dropped: a scenario that fails half-way leaves no
@@ -328,15 +445,42 @@ async fn wait_for_links(cluster: &ChaosCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Node `victim` and the wallet shards it leads now are under fault from now on.
+/// Returns those shards.
+async fn victim_scope(cluster: &ChaosCluster, driver: &Driver, victim: usize) -> BTreeSet<u32> {
+    let led = shards::led_by(cluster, victim).await;
+    driver.set_scope(Scope {
+        nodes: [victim].into(),
+        shards: led.clone(),
+        ..Scope::default()
+    });
+    led
+}
+
+/// The node leading the most shards now (the first by name among equals; node
+/// c when wallets are not replicated).
+async fn busiest_leader(cluster: &ChaosCluster) -> anyhow::Result<usize> {
+    let mut led: BTreeMap<String, usize> = BTreeMap::new();
+    for leader in shards::leaders(cluster).await.into_values() {
+        *led.entry(leader).or_default() += 1;
+    }
+    let most = led.values().copied().max().unwrap_or(0);
+    let name = led
+        .iter()
+        .find(|(_, count)| **count == most)
+        .map_or(VICTIM, |(name, _)| name.as_str());
+    cluster.index_of(name).context("the leading node")
+}
+
 /// The fault of `scenario`, for `length`; returns when it is over (healed), with
-/// what membership did meanwhile.
+/// what membership and leadership did meanwhile.
 async fn inject(
     cluster: &mut ChaosCluster,
-    driver: &Driver,
+    driver: &Arc<Driver>,
     scenario: Scenario,
     length: Duration,
     seed: u64,
-) -> anyhow::Result<MembershipReport> {
+) -> anyhow::Result<Outcome> {
     let victim = cluster.index_of(VICTIM).context("node c")?;
     let observer = Observer::new(cluster);
     let downs_before = declared_downs(cluster, &observer).await;
@@ -367,24 +511,41 @@ async fn inject(
             tokio::time::sleep(length).await;
             let downs = declared_downs(cluster, &observer).await - downs_before;
             cluster.heal_all()?;
-            return Ok(MembershipReport::of_fault(
-                downs,
-                observer.all_alive(cluster).await,
-            ));
-        }
-        Scenario::Partition => {
-            driver.set_scope(Scope {
-                nodes: [victim].into(),
-                ..Scope::default()
+            return Ok(Outcome {
+                membership: MembershipReport::of_fault(downs, observer.all_alive(cluster).await),
+                ..Outcome::default()
             });
-            cluster.partition(VICTIM);
+        }
+        Scenario::Partition | Scenario::LeaderPartition => {
+            let victim = match scenario {
+                Scenario::LeaderPartition => busiest_leader(cluster).await?,
+                _ => victim,
+            };
+            let led = victim_scope(cluster, driver, victim).await;
+            let name = cluster.nodes[victim].name.clone();
+            cluster.partition(&name);
+            driver.fault_began(
+                victim,
+                "partition",
+                led.clone(),
+                cluster.others_running(victim),
+            );
             tokio::time::sleep(length).await;
             let downs = declared_downs(cluster, &observer).await - downs_before;
+            // What it still claims, cut off: openraft 0.9 has no check-quorum, a
+            // leader steps down when it hears of a later term (after the heal).
+            let still_leading = shards::claimed_by(cluster, victim, &led).await;
             cluster.heal_all()?;
-            return Ok(MembershipReport::of_fault(
-                downs,
-                observer.all_alive(cluster).await,
-            ));
+            let stepped_down_ms =
+                shards::wait_stepped_down(cluster, victim, &still_leading, STEP_DOWN_MAX).await;
+            let membership = MembershipReport::of_fault(downs, observer.all_alive(cluster).await);
+            let leader_partition = (scenario == Scenario::LeaderPartition)
+                .then(|| LeaderPartition::new(name, &led, &still_leading, stepped_down_ms));
+            return Ok(Outcome {
+                membership,
+                leader_partition,
+                ..Outcome::default()
+            });
         }
         Scenario::NodeKills => {
             let mut rng = fixit_load::city::Rng::new(seed ^ 0x6b69_6c6c);
@@ -397,11 +558,12 @@ async fn inject(
                 let left = length.saturating_sub(started.elapsed()).as_millis() as u64;
                 let downtime_ms = low + rng.below(high - low + 1);
                 let downtime = Duration::from_millis(downtime_ms.min(left.max(low)));
-                driver.set_scope(Scope {
-                    nodes: [victim].into(),
-                    ..Scope::default()
-                });
-                samples.push(membership::kill_round(cluster, &observer, victim, downtime).await?);
+                let led = victim_scope(cluster, driver, victim).await;
+                let survivors = cluster.others_running(victim);
+                let on_kill = || driver.fault_began(victim, "kill", led, survivors);
+                let sample =
+                    membership::kill_round(cluster, &observer, victim, downtime, on_kill).await?;
+                samples.push(sample);
                 // The victim's clients find their connections to the dead process
                 // reset on their next call (about one a second); the SDK dials
                 // again and repeats what is safe to repeat, the rest fails: those
@@ -409,7 +571,28 @@ async fn inject(
                 tokio::time::sleep(VICTIM_SETTLE).await;
                 driver.set_scope(Scope::default());
             }
-            return Ok(MembershipReport::of_kills(samples));
+            return Ok(Outcome {
+                membership: MembershipReport::of_kills(samples),
+                ..Outcome::default()
+            });
+        }
+        Scenario::NodeLoss => node_loss(cluster, driver, length, seed).await?,
+        Scenario::DiskLoss => {
+            let victim = busiest_leader(cluster).await?;
+            let started = Instant::now();
+            tokio::time::sleep(length / 4).await;
+            let led = victim_scope(cluster, driver, victim).await;
+            cluster.kill9(victim)?;
+            driver.fault_began(victim, "disk-loss", led, cluster.others_running(victim));
+            cluster.delete_data(victim)?;
+            driver.disk_lost(victim);
+            tokio::time::sleep(DISK_LOSS_DOWN).await;
+            cluster.start_node(victim).await?;
+            cluster.restarts += 1;
+            if cluster.replicated() {
+                shards::wait_rejoined(cluster, victim, REJOIN_MAX).await;
+            }
+            tokio::time::sleep(length.saturating_sub(started.elapsed())).await;
         }
         Scenario::KillDuringCapture => {
             driver.set_scope(Scope {
@@ -418,7 +601,9 @@ async fn inject(
             });
             let started = Instant::now();
             tokio::time::sleep(length / 4).await;
+            let led = victim_scope(cluster, driver, victim).await;
             cluster.kill9(victim)?;
+            driver.fault_began(victim, "kill", led, cluster.others_running(victim));
             tokio::time::sleep(length / 4).await;
             cluster.start_node(victim).await?;
             cluster.restarts += 1;
@@ -427,22 +612,62 @@ async fn inject(
         Scenario::RollingRestart => {
             let started = Instant::now();
             let share = length / cluster.nodes.len() as u32;
+            let mut led_before = BTreeSet::new();
             for index in 0..cluster.nodes.len() {
                 // Every node restarted so far stays under fault until the fault
                 // ends, as the killed node does in kill-during-capture: its
-                // clients find their stale connections on their next calls.
+                // clients find their stale connections on their next calls. So
+                // do the shards each led before its restart.
+                let led = shards::led_by(cluster, index).await;
+                led_before.extend(led.iter().copied());
                 driver.set_scope(Scope {
                     nodes: (0..=index).collect(),
+                    shards: led_before.clone(),
                     ..Scope::default()
                 });
                 let turn = Instant::now();
+                driver.fault_began(index, "stop", led, cluster.others_running(index));
                 cluster.restart(index).await?;
                 tokio::time::sleep(share.saturating_sub(turn.elapsed())).await;
             }
             tokio::time::sleep(length.saturating_sub(started.elapsed())).await;
         }
     }
-    Ok(MembershipReport::default())
+    Ok(Outcome::default())
+}
+
+/// node-loss: each node in turn killed and restarted 2–5 s later, while the
+/// fault lasts (at least once); each victim and the shards it led stay under
+/// fault until it has rejoined its shards and a moment more.
+async fn node_loss(
+    cluster: &mut ChaosCluster,
+    driver: &Arc<Driver>,
+    length: Duration,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = fixit_load::city::Rng::new(seed ^ 0x6c6f_7373);
+    let first = rng.below(cluster.nodes.len() as u64) as usize;
+    let started = Instant::now();
+    let mut round = 0usize;
+    while round == 0 || started.elapsed() + NODE_LOSS_ROUND_TYPICAL < length {
+        let victim = (first + round) % cluster.nodes.len();
+        let (low, high) = NODE_LOSS_DOWN_MS;
+        let downtime = Duration::from_millis(low + rng.below(high - low + 1));
+        let led = victim_scope(cluster, driver, victim).await;
+        cluster.kill9(victim)?;
+        driver.fault_began(victim, "kill", led, cluster.others_running(victim));
+        tokio::time::sleep(downtime).await;
+        cluster.start_node(victim).await?;
+        cluster.restarts += 1;
+        if cluster.replicated() {
+            shards::wait_rejoined(cluster, victim, REJOIN_MAX).await;
+        }
+        tokio::time::sleep(VICTIM_SETTLE).await;
+        driver.set_scope(Scope::default());
+        round += 1;
+    }
+    tokio::time::sleep(length.saturating_sub(started.elapsed())).await;
+    Ok(())
 }
 
 /// Members declared down so far, summed over the running nodes.
