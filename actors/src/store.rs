@@ -388,11 +388,16 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for (key, record) in records {
-            batch.insert(key.as_bytes(), record.as_slice());
-        }
-        self.settings.apply_batch(batch).map_err(storage)?;
+        // A transaction, not `apply_batch`: that takes sled's process-wide
+        // write lock, which can deadlock with a concurrent flush.
+        self.settings
+            .transaction(|tx| {
+                for (key, record) in records {
+                    tx.insert(key.as_bytes(), record.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<CoreError>>(())
+            })
+            .map_err(from_tx)?;
         self.settings.flush().map_err(storage)?;
         Ok(())
     }

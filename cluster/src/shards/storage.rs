@@ -687,17 +687,22 @@ fn finish_install(
 ) -> Result<(), StorageFault> {
     let (_, trees) = decode_snapshot(stream)?;
     store.import(&trees)?;
-    let mut batch = sled::Batch::default();
-    match meta.last_log_id {
-        Some(log_id) => batch.insert(APPLIED_KEY, codec::encode(&log_id)?),
-        None => batch.remove(APPLIED_KEY),
-    }
-    batch.insert(MEMBERSHIP_KEY, codec::encode(&meta.last_membership)?);
-    batch.insert(SNAPSHOT_META_KEY, codec::encode(meta)?);
-    batch.insert(SNAPSHOT_DATA_KEY, stream);
-    batch.remove(PENDING_META_KEY);
-    batch.remove(PENDING_DATA_KEY);
-    tree.apply_batch(batch)?;
+    let applied = match meta.last_log_id {
+        Some(log_id) => Some(codec::encode(&log_id)?),
+        None => None,
+    };
+    let writes: Writes = vec![
+        (APPLIED_KEY.to_vec(), applied),
+        (
+            MEMBERSHIP_KEY.to_vec(),
+            Some(codec::encode(&meta.last_membership)?),
+        ),
+        (SNAPSHOT_META_KEY.to_vec(), Some(codec::encode(meta)?)),
+        (SNAPSHOT_DATA_KEY.to_vec(), Some(stream.to_vec())),
+        (PENDING_META_KEY.to_vec(), None),
+        (PENDING_DATA_KEY.to_vec(), None),
+    ];
+    write_atomically(tree, &writes)?;
     db.flush()?;
     Ok(())
 }
