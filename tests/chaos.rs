@@ -254,12 +254,23 @@ fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// The deliberately broken build: idempotency look-ups skipped during the fault.
 /// The retried deposits then apply twice, and the checker must say so — and
 /// `fixit chaos check` on the stopped data says the same, without changing it.
+///
+/// With wallets not replicated (factor 1): the look-up is skipped inside the
+/// ledger's apply, which with replicated wallets is the shard's state machine,
+/// run by each replica at its own moment — and the failpoint is armed and
+/// disarmed node by node, by the clock. One replica then skips a look-up that
+/// another makes at the same log index: the replicas diverge, and which of them
+/// the checker takes as the shard's state decides whether conservation holds
+/// too (once in CI, and 1 of 6 runs here). The checker flags that divergence
+/// (`replicas_agree`); this test is about the one bug the build plants.
 #[test]
 fn the_checker_catches_a_broken_build_and_reads_only() {
     let dir = tempfile::tempdir().unwrap();
     let (output, report) = chaos(
         dir.path(),
         &[
+            "--replication-factor",
+            "1",
             "--scenario",
             "packet-loss",
             "--also-arm",

@@ -74,7 +74,10 @@ pub const STORE_APPLY: &str = "actors::store::apply";
 /// A ledger operation is about to look up its idempotency key (`drop`: the look-up
 /// is skipped, so a retry applies twice). Never armed by a chaos scenario: it is
 /// the deliberately broken build the invariant checker must catch. The store does
-/// not know its node: this point takes no `@NODE`.
+/// not know its node: this point takes no `@NODE`. With replicated wallets the
+/// look-up runs in each replica's state machine, at its own moment: armed by
+/// the clock, it makes replicas diverge, so the checker's test runs it on
+/// wallets not replicated.
 pub const STORE_IDEMPOTENCY: &str = "actors::store::idempotency";
 /// The group-commit writer is about to flush.
 pub const DURABILITY_FLUSH: &str = "actors::durability::flush";
