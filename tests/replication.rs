@@ -414,3 +414,79 @@ async fn an_sdk_client_moves_to_another_node_when_its_node_stops() {
     client.close().await;
     cluster.stop().await;
 }
+
+/// Concurrent writes to one shard are proposed together: the shard's log grows
+/// by fewer entries than there were operations, and every operation is applied
+/// exactly once and answered with its own outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_to_one_shard_are_batched_into_fewer_log_entries() {
+    use fixit_actors::ledger::LedgerOp;
+    use fixit_cluster::shards::ViewDepth;
+    const WRITES: u64 = 300;
+    let cluster = Cluster::start_with(|config| {
+        let cluster = config.cluster.as_mut().expect("cluster section");
+        cluster.replication_factor = 3;
+        // One bucket: every wallet in the same shard.
+        cluster.wallet_buckets = 1;
+    })
+    .await;
+    let node = cluster.nodes["a"].node().clone();
+    // Leaders may still be settling right after start.
+    for attempt in 0.. {
+        match node
+            .wallet_op(WalletId(1), "warm", LedgerOp::Deposit { amount: 1 })
+            .await
+        {
+            Ok(_) => break,
+            Err(error) => assert!(attempt < 50 && error.is_retryable(), "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let router = cluster.nodes["a"]
+        .api()
+        .cluster()
+        .expect("in a cluster")
+        .clone();
+    let applied = || {
+        let views = router.shards().expect("replicated").views(ViewDepth::Raft);
+        assert_eq!(views.len(), 1, "{views:?}");
+        views[0].applied.expect("applied")
+    };
+    let before = applied();
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..WRITES {
+        let node = node.clone();
+        writes.spawn(async move {
+            let wallet = WalletId(100 + n);
+            let outcome = node
+                .wallet_op(
+                    wallet,
+                    &format!("d{n}"),
+                    LedgerOp::Deposit {
+                        amount: n as i64 + 1,
+                    },
+                )
+                .await
+                .expect("deposit");
+            (n, outcome)
+        });
+    }
+    while let Some(done) = writes.join_next().await {
+        let (n, outcome) = done.expect("task");
+        assert_eq!(outcome.balance.available, n as i64 + 1, "its own outcome");
+    }
+    let entries = applied() - before;
+    assert!(
+        entries < WRITES,
+        "{WRITES} concurrent writes took {entries} log entries: not batched"
+    );
+    // Read back through another node (its reads go to the leader).
+    let other = cluster.nodes["b"].node().clone();
+    for n in 0..WRITES {
+        let balance = other.balance(WalletId(100 + n)).await.expect("balance");
+        assert_eq!(balance.available, n as i64 + 1, "wallet {}", 100 + n);
+    }
+    println!("{WRITES} concurrent deposits in {entries} log entries");
+    drop((node, other, router));
+    cluster.stop().await;
+}

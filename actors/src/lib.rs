@@ -29,6 +29,7 @@ pub mod root;
 pub mod services;
 pub mod session_actor;
 pub mod settings;
+pub mod sled_gate;
 pub mod store;
 pub mod wallet_actor;
 

@@ -192,7 +192,7 @@ impl Marker {
             ))),
             None if records.is_empty() => {
                 meta.insert(self.key, self.value).map_err(storage)?;
-                meta.flush().map_err(storage)?;
+                crate::sled_gate::flush(meta).map_err(storage)?;
                 Ok(())
             }
             None => Err(CoreError::Internal(format!(
@@ -312,13 +312,13 @@ impl Store {
             let Some((_, records)) = trees.iter().find(|(named, _)| named == name) else {
                 continue;
             };
-            // A transaction, not `apply_batch`: that takes sled's process-wide
-            // write lock, which can deadlock with a concurrent flush.
-            tree.transaction(|tx| {
-                for (key, value) in records {
-                    tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<CoreError>>(())
+            crate::sled_gate::write(|| {
+                tree.transaction(|tx| {
+                    for (key, value) in records {
+                        tx.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Ok::<(), ConflictableTransactionError<CoreError>>(())
+                })
             })
             .map_err(from_tx)?;
         }
@@ -370,7 +370,7 @@ impl Store {
 
     /// Makes every change so far durable (fsync). Blocking: call from a blocking thread.
     pub fn flush(&self) -> CoreResult<usize> {
-        self.db.flush().map_err(storage)
+        crate::sled_gate::flush(&self.db).map_err(storage)
     }
 
     /// Stores a token revocation (encoded by the caller) under `key`, replacing
@@ -378,7 +378,7 @@ impl Store {
     /// Blocking: call from a blocking thread.
     pub fn put_revocation(&self, key: &[u8], record: &[u8]) -> CoreResult<()> {
         self.revocations.insert(key, record).map_err(storage)?;
-        self.revocations.flush().map_err(storage)?;
+        crate::sled_gate::flush(&self.revocations).map_err(storage)?;
         Ok(())
     }
 
@@ -388,17 +388,16 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        // A transaction, not `apply_batch`: that takes sled's process-wide
-        // write lock, which can deadlock with a concurrent flush.
-        self.settings
-            .transaction(|tx| {
+        crate::sled_gate::write(|| {
+            self.settings.transaction(|tx| {
                 for (key, record) in records {
                     tx.insert(key.as_bytes(), record.as_slice())?;
                 }
                 Ok::<(), ConflictableTransactionError<CoreError>>(())
             })
-            .map_err(from_tx)?;
-        self.settings.flush().map_err(storage)?;
+        })
+        .map_err(from_tx)?;
+        crate::sled_gate::flush(&self.settings).map_err(storage)?;
         Ok(())
     }
 
@@ -473,18 +472,80 @@ impl Store {
         now_ms: u64,
         home: WalletHome<'_>,
     ) -> CoreResult<OpOutcome> {
-        ledger::validate_ledger_key(key)?;
-        let request = codec::encode(op).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let idempotency_key = pair_key(wallet.0, key.as_bytes());
-        // The deliberately broken build (failpoints only): skip the look-up below.
-        let check_key = crate::failpoints::check(crate::failpoints::STORE_IDEMPOTENCY, "")
-            != Some(crate::failpoints::Fault::Drop);
-        if let Some(other) = home(wallet) {
-            return Err(CoreError::Unavailable(format!(
-                "wallet {} lives on node {other}, not here",
-                wallet.0
-            )));
+        let command = LedgerCommand {
+            wallet,
+            key,
+            op,
+            now_ms,
+        };
+        let prepared = Prepared::new(&command, home)?;
+        crate::sled_gate::write(|| {
+            self.ledger_trees()
+                .transaction(|trees| apply_in(&LedgerTx::of(trees), &prepared, home))
+        })
+        .map_err(from_tx)?
+    }
+
+    /// Applies `commands` in order, as [`Store::apply`] would one after the
+    /// other, in one transaction: the process-wide write lock and the wait
+    /// for running flushes are paid once for all (a replicated shard applies
+    /// a batch of operations per log entry this way). Each command gets its own
+    /// answer: a refusal is an answer and changes nothing; an I/O failure is
+    /// the call's error. Should a command fail inside the transaction in a way
+    /// that would leave half of it written (a bug), the transaction is dropped
+    /// and the commands are applied one per transaction instead.
+    pub fn apply_many(
+        &self,
+        commands: &[LedgerCommand<'_>],
+        home: WalletHome<'_>,
+    ) -> CoreResult<Vec<CoreResult<OpOutcome>>> {
+        let prepared: Vec<CoreResult<Prepared<'_>>> = commands
+            .iter()
+            .map(|command| Prepared::new(command, home))
+            .collect();
+        let together = crate::sled_gate::write(|| {
+            self.ledger_trees().transaction(|trees| {
+                let tx = LedgerTx::of(trees);
+                prepared
+                    .iter()
+                    .map(|prepared| match prepared {
+                        Ok(prepared) => apply_in(&tx, prepared, home),
+                        Err(refused) => Ok(Err(refused.clone())),
+                    })
+                    .collect::<TxResult<Vec<_>>>()
+            })
+        });
+        match together {
+            Ok(answers) => Ok(answers),
+            Err(TransactionError::Storage(error)) => Err(storage(error)),
+            Err(TransactionError::Abort(error)) => {
+                tracing::warn!(%error, "a batch of ledger operations failed together: applying them one by one");
+                Ok(commands
+                    .iter()
+                    .map(|command| {
+                        self.apply(
+                            command.wallet,
+                            command.key,
+                            command.op,
+                            command.now_ms,
+                            home,
+                        )
+                    })
+                    .collect())
+            }
         }
+    }
+
+    /// The trees a ledger operation writes, for one transaction.
+    fn ledger_trees(
+        &self,
+    ) -> (
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+    ) {
         (
             &self.wallets,
             &self.ledger,
@@ -492,73 +553,6 @@ impl Store {
             &self.meta,
             &self.outbox,
         )
-            .transaction(|(wallets, ledger_tree, idempotency, meta, outbox)| {
-                let seen = match check_key {
-                    true => idempotency.get(&idempotency_key)?,
-                    false => None,
-                };
-                if let Some(seen) = seen {
-                    let seen: IdempotencyRecord = tx_decode(&seen)?;
-                    if seen.request != request {
-                        return Err(ConflictableTransactionError::Abort(
-                            CoreError::IdempotencyConflict {
-                                key: key.to_owned(),
-                            },
-                        ));
-                    }
-                    return Ok(seen.outcome);
-                }
-                let payer = tx_wallet(wallets, wallet)?;
-                let postings = ledger::plan(wallet, op, payer.balance)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                let routes = ledger::route(wallet, op, &postings, home)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                let mut outcome: Option<OpOutcome> = None;
-                let mut sent = 0i64;
-                for route in routes {
-                    match (route.to_node, outcome) {
-                        (Some(to_node), Some(paid)) => {
-                            let transfer =
-                                ledger::transfer(wallet, paid.seq, &route.posting, to_node, now_ms);
-                            outbox.insert(outbox_key(&transfer), tx_encode(&transfer)?)?;
-                            sent += transfer.amount;
-                        }
-                        (Some(_), None) => {
-                            return Err(ConflictableTransactionError::Abort(CoreError::Internal(
-                                "a remote posting came before the payer's own".into(),
-                            )))
-                        }
-                        (None, _) => {
-                            let (balance, seq) = tx_post(
-                                wallets,
-                                ledger_tree,
-                                &route.posting,
-                                key,
-                                route.counterparty,
-                                now_ms,
-                            )?;
-                            if route.posting.wallet == wallet && outcome.is_none() {
-                                outcome = Some(OpOutcome { balance, seq });
-                            }
-                        }
-                    }
-                }
-                let outcome = outcome.ok_or_else(|| {
-                    ConflictableTransactionError::Abort(CoreError::Internal(
-                        "operation made no posting on its own wallet".into(),
-                    ))
-                })?;
-                if op.external_flow() != 0 || sent != 0 {
-                    tx_add_flow(meta, op, sent)?;
-                }
-                let record = IdempotencyRecord {
-                    request: request.clone(),
-                    outcome,
-                };
-                idempotency.insert(idempotency_key.as_slice(), tx_encode(&record)?)?;
-                Ok(outcome)
-            })
-            .map_err(from_tx)
     }
 
     /// Up to `limit` ledger entries of a wallet from `from_seq` on.
@@ -737,35 +731,37 @@ impl Store {
         let request_key = pair_key(customer.0, key.as_bytes());
         let job_bytes = codec::encode(job).map_err(|e| CoreError::Internal(e.to_string()))?;
         let timer_key = pair_key(wake_at_ms, &job_id.0.to_be_bytes());
-        (
-            &self.job_requests,
-            &self.jobs,
-            &self.customer_jobs,
-            &self.offer_deadlines,
-        )
-            .transaction(|(requests, jobs, customer_jobs, timers)| {
-                if let Some(seen) = requests.get(&request_key)? {
-                    let seen: JobRequestRecord = tx_decode(&seen)?;
-                    if seen.request != request {
-                        return Err(ConflictableTransactionError::Abort(
-                            CoreError::IdempotencyConflict {
-                                key: key.to_owned(),
-                            },
-                        ));
+        crate::sled_gate::write(|| {
+            (
+                &self.job_requests,
+                &self.jobs,
+                &self.customer_jobs,
+                &self.offer_deadlines,
+            )
+                .transaction(|(requests, jobs, customer_jobs, timers)| {
+                    if let Some(seen) = requests.get(&request_key)? {
+                        let seen: JobRequestRecord = tx_decode(&seen)?;
+                        if seen.request != request {
+                            return Err(ConflictableTransactionError::Abort(
+                                CoreError::IdempotencyConflict {
+                                    key: key.to_owned(),
+                                },
+                            ));
+                        }
+                        return Ok(seen.job);
                     }
-                    return Ok(seen.job);
-                }
-                let record = JobRequestRecord {
-                    request: request.clone(),
-                    job: job_id,
-                };
-                requests.insert(request_key.as_slice(), tx_encode(&record)?)?;
-                jobs.insert(&job_id.0.to_be_bytes(), job_bytes.as_slice())?;
-                customer_jobs.insert(pair_key(customer.0, &job_id.0.to_be_bytes()), &[])?;
-                timers.insert(timer_key.as_slice(), &[])?;
-                Ok(job_id)
-            })
-            .map_err(from_tx)
+                    let record = JobRequestRecord {
+                        request: request.clone(),
+                        job: job_id,
+                    };
+                    requests.insert(request_key.as_slice(), tx_encode(&record)?)?;
+                    jobs.insert(&job_id.0.to_be_bytes(), job_bytes.as_slice())?;
+                    customer_jobs.insert(pair_key(customer.0, &job_id.0.to_be_bytes()), &[])?;
+                    timers.insert(timer_key.as_slice(), &[])?;
+                    Ok(job_id)
+                })
+        })
+        .map_err(from_tx)
     }
 
     /// Where this database's job id counter starts: fixed at the first call
@@ -886,8 +882,8 @@ impl Store {
         new_deadline_ms: Option<u64>,
     ) -> CoreResult<()> {
         let bytes = codec::encode(record).map_err(|e| CoreError::Internal(e.to_string()))?;
-        (&self.jobs, &self.offer_deadlines)
-            .transaction(|(jobs, deadlines)| {
+        crate::sled_gate::write(|| {
+            (&self.jobs, &self.offer_deadlines).transaction(|(jobs, deadlines)| {
                 jobs.insert(&job.0.to_be_bytes(), bytes.as_slice())?;
                 if let Some(old) = old_deadline_ms {
                     deadlines.remove(pair_key(old, &job.0.to_be_bytes()))?;
@@ -897,7 +893,8 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(from_tx)
+        })
+        .map_err(from_tx)
     }
 
     /// Jobs whose offer deadline is at or before `now_ms`, at most `limit`.
@@ -923,6 +920,165 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// One ledger operation for [`Store::apply_many`].
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerCommand<'a> {
+    /// The wallet it is on.
+    pub wallet: WalletId,
+    /// Its idempotency key.
+    pub key: &'a str,
+    /// The operation.
+    pub op: &'a LedgerOp,
+    /// When it was decided, ms since the epoch.
+    pub now_ms: u64,
+}
+
+/// A ledger operation checked and encoded, ready for a transaction.
+struct Prepared<'a> {
+    command: LedgerCommand<'a>,
+    request: Vec<u8>,
+    idempotency_key: Vec<u8>,
+    /// Whether its idempotency key is looked up (always, but in the
+    /// deliberately broken build).
+    check_key: bool,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(command: &LedgerCommand<'a>, home: WalletHome<'_>) -> CoreResult<Prepared<'a>> {
+        ledger::validate_ledger_key(command.key)?;
+        let request = codec::encode(command.op).map_err(|e| CoreError::Internal(e.to_string()))?;
+        // The deliberately broken build (failpoints only): skip the look-up.
+        let check_key = crate::failpoints::check(crate::failpoints::STORE_IDEMPOTENCY, "")
+            != Some(crate::failpoints::Fault::Drop);
+        if let Some(other) = home(command.wallet) {
+            return Err(CoreError::Unavailable(format!(
+                "wallet {} lives on node {other}, not here",
+                command.wallet.0
+            )));
+        }
+        Ok(Prepared {
+            command: *command,
+            request,
+            idempotency_key: pair_key(command.wallet.0, command.key.as_bytes()),
+            check_key,
+        })
+    }
+}
+
+/// The trees of a ledger transaction.
+struct LedgerTx<'t> {
+    wallets: &'t TransactionalTree,
+    ledger: &'t TransactionalTree,
+    idempotency: &'t TransactionalTree,
+    meta: &'t TransactionalTree,
+    outbox: &'t TransactionalTree,
+}
+
+type LedgerTrees = (
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+);
+
+impl<'t> LedgerTx<'t> {
+    fn of(trees: &'t LedgerTrees) -> LedgerTx<'t> {
+        let (wallets, ledger, idempotency, meta, outbox) = trees;
+        LedgerTx {
+            wallets,
+            ledger,
+            idempotency,
+            meta,
+            outbox,
+        }
+    }
+}
+
+/// Applies one prepared operation inside a transaction. A refusal (a key
+/// reused with another operation, what the ledger refuses) comes before any
+/// write and is an answer, `Ok(Err(..))`; an error that may come after a write
+/// aborts the transaction.
+fn apply_in(
+    tx: &LedgerTx<'_>,
+    prepared: &Prepared<'_>,
+    home: WalletHome<'_>,
+) -> TxResult<CoreResult<OpOutcome>> {
+    let LedgerCommand {
+        wallet,
+        key,
+        op,
+        now_ms,
+    } = prepared.command;
+    let seen = match prepared.check_key {
+        true => tx.idempotency.get(&prepared.idempotency_key)?,
+        false => None,
+    };
+    if let Some(seen) = seen {
+        let seen: IdempotencyRecord = tx_decode(&seen)?;
+        if seen.request != prepared.request {
+            return Ok(Err(CoreError::IdempotencyConflict {
+                key: key.to_owned(),
+            }));
+        }
+        return Ok(Ok(seen.outcome));
+    }
+    let payer = tx_wallet(tx.wallets, wallet)?;
+    let postings = match ledger::plan(wallet, op, payer.balance) {
+        Ok(postings) => postings,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let routes = match ledger::route(wallet, op, &postings, home) {
+        Ok(routes) => routes,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let mut outcome: Option<OpOutcome> = None;
+    let mut sent = 0i64;
+    for route in routes {
+        match (route.to_node, outcome) {
+            (Some(to_node), Some(paid)) => {
+                let transfer = ledger::transfer(wallet, paid.seq, &route.posting, to_node, now_ms);
+                tx.outbox
+                    .insert(outbox_key(&transfer), tx_encode(&transfer)?)?;
+                sent += transfer.amount;
+            }
+            (Some(_), None) => {
+                return Err(ConflictableTransactionError::Abort(CoreError::Internal(
+                    "a remote posting came before the payer's own".into(),
+                )))
+            }
+            (None, _) => {
+                let (balance, seq) = tx_post(
+                    tx.wallets,
+                    tx.ledger,
+                    &route.posting,
+                    key,
+                    route.counterparty,
+                    now_ms,
+                )?;
+                if route.posting.wallet == wallet && outcome.is_none() {
+                    outcome = Some(OpOutcome { balance, seq });
+                }
+            }
+        }
+    }
+    let outcome = outcome.ok_or_else(|| {
+        ConflictableTransactionError::Abort(CoreError::Internal(
+            "operation made no posting on its own wallet".into(),
+        ))
+    })?;
+    if op.external_flow() != 0 || sent != 0 {
+        tx_add_flow(tx.meta, op, sent)?;
+    }
+    let record = IdempotencyRecord {
+        request: prepared.request.clone(),
+        outcome,
+    };
+    tx.idempotency
+        .insert(prepared.idempotency_key.as_slice(), tx_encode(&record)?)?;
+    Ok(Ok(outcome))
 }
 
 fn tx_wallet(wallets: &TransactionalTree, wallet: WalletId) -> TxResult<WalletRecord> {

@@ -56,7 +56,8 @@ fn replica(dir: &Path, log: &[Logged], applied: u64) {
     drop(Store::open(dir, 16 << 20).expect("node store"));
     let shards = dir.join("shards");
     let db = fixit_actors::store::open_db(&shards, 16 << 20).expect("shards db");
-    let (_log, state) = open_shard(&db, &shards, SHARD, BUCKETS).expect("shard");
+    let grouped = fixit_actors::sled_gate::GroupFlushed::new(db.clone());
+    let (_log, state) = open_shard(&grouped, &shards, SHARD, BUCKETS).expect("shard");
     let raft_log = db.open_tree("w0/raft_log").expect("log tree");
     for (index, logged) in (1u64..).zip(log) {
         let leader = u64::from(node_number(logged.leader));

@@ -6,10 +6,13 @@
 //! leader has applied it; reads go through the leader after a read-index check.
 
 pub mod network;
+pub mod proposer;
 pub mod running;
 mod storage;
 pub mod types;
 
 pub use running::{Group, ShardAudit, ShardView, Shards, ViewDepth};
 pub use storage::{open_shard, LogStore, StateMachine};
-pub use types::{replicas_of, shard_of, ShardAnswer, ShardId, ShardRaft, ShardTypes, ShardWrite};
+pub use types::{
+    replicas_of, shard_of, BatchedOp, ShardAnswer, ShardId, ShardRaft, ShardTypes, ShardWrite,
+};

@@ -61,8 +61,10 @@ pub(super) struct Replica {
 
 /// Reads every shard replica in `dir`, the copy of a node's `shards/`.
 pub(super) fn read_replicas(node: &str, dir: &Path) -> CoreResult<Vec<Replica>> {
-    let db = fixit_actors::store::open_db(dir, CACHE_BYTES)?;
+    let db =
+        fixit_actors::sled_gate::GroupFlushed::new(fixit_actors::store::open_db(dir, CACHE_BYTES)?);
     let shards: BTreeSet<ShardId> = db
+        .db()
         .tree_names()
         .iter()
         .filter_map(|name| {

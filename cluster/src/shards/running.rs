@@ -3,8 +3,9 @@
 //! and delivery of each led shard's outbox to the shards its captures pay.
 
 use super::network::ShardNetwork;
+use super::proposer::{Proposed, Proposer};
 use super::storage::open_shard;
-use super::types::{replicas_of, shard_of, ShardAnswer, ShardId, ShardRaft, ShardWrite};
+use super::types::{replicas_of, shard_of, BatchedOp, ShardId, ShardRaft, ShardWrite};
 use crate::placement::node_number;
 use crate::route::commands::{PeerAnswer, PeerCommand, RaftRpc};
 use crate::route::ClusterRouter;
@@ -13,9 +14,10 @@ use fixit_actors::cluster_hooks::{WalletCall, WalletReply};
 use fixit_actors::config::ClusterSection;
 use fixit_actors::error::{CoreError, CoreResult};
 use fixit_actors::ids::WalletId;
+use fixit_actors::sled_gate::GroupFlushed;
 use fixit_actors::store::{Store, Transfer};
 use fixit_protocol::api::ApiError;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, VoteResponse};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,8 @@ pub struct Group {
     pub raft: ShardRaft,
     /// Its state machine's store (read after a linearizability check).
     pub store: Store,
+    /// Batches the ledger writes proposed here.
+    proposer: Proposer,
     /// A replica that started empty while others held data: it refuses every
     /// vote until it has applied what a leader said was committed.
     rejoining: AtomicBool,
@@ -186,7 +190,7 @@ pub struct Shards {
     clock: SharedClock,
     /// Longest a wallet call waits for a leader with a majority.
     budget: Duration,
-    db: sled::Db,
+    db: GroupFlushed,
     /// Wakes outbox delivery.
     pub(crate) outbox_waker: Notify,
     stop: watch::Sender<bool>,
@@ -229,7 +233,7 @@ impl Shards {
     ) -> CoreResult<Arc<Shards>> {
         let dir = data_dir.join("shards");
         let had_data = dir.exists();
-        let db = fixit_actors::store::open_db(&dir, SHARDS_CACHE_BYTES)?;
+        let db = GroupFlushed::new(fixit_actors::store::open_db(&dir, SHARDS_CACHE_BYTES)?);
         let factor = section.replication_factor as usize;
         let buckets = section.wallet_buckets;
         let replicas: Vec<Vec<String>> = (0..buckets)
@@ -492,28 +496,22 @@ impl Shards {
         };
         match call {
             WalletCall::Apply { key, op } => {
-                let write = ShardWrite::Op {
+                let op = BatchedOp {
                     wallet,
                     key,
                     op,
                     now_ms: self.clock.now_ms(),
                 };
-                match tokio::time::timeout(left, group.raft.client_write(write)).await {
+                match tokio::time::timeout(left, group.proposer.propose(op)).await {
                     Err(_) => not_in_time("the write was"),
-                    Ok(Ok(response)) => match response.data {
-                        ShardAnswer::Op(Ok(outcome)) => Attempt::Done(WalletReply::Op(outcome)),
-                        ShardAnswer::Op(Err(error)) => Attempt::Refused(error),
-                        other => Attempt::Refused(CoreError::Internal(format!(
-                            "a ledger write was answered {other:?}"
-                        ))),
-                    },
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                        Attempt::Retry(forward.leader_node.map(|node| node.addr))
+                    Ok(Ok(Proposed::Answer(Ok(outcome)))) => {
+                        Attempt::Done(WalletReply::Op(outcome))
                     }
-                    Ok(Err(error)) => {
-                        tracing::warn!(%shard, %error, "shard write failed");
-                        Attempt::Retry(None)
-                    }
+                    Ok(Ok(Proposed::Answer(Err(error)))) => Attempt::Refused(error),
+                    Ok(Ok(Proposed::NotLeader(leader))) => Attempt::Retry(leader),
+                    Ok(Ok(Proposed::Failed(_))) => Attempt::Retry(None),
+                    Ok(Err(busy @ CoreError::Busy { .. })) => Attempt::Refused(busy),
+                    Ok(Err(_stopped)) => Attempt::Retry(None),
                 }
             }
             read => {
@@ -664,7 +662,7 @@ impl Shards {
                 tracing::warn!(%shard, %error, "shard did not shut down cleanly");
             }
         }
-        if let Err(error) = self.db.flush_async().await {
+        if let Err(error) = self.db.flush().await {
             tracing::warn!(%error, "shards database flush failed");
         }
     }
@@ -799,11 +797,13 @@ async fn bring_up(
             }
         }
         let rejoining = start == Start::Rejoin;
+        let proposer = Proposer::start(shard, raft.clone(), running.stop.subscribe());
         groups.insert(
             shard,
             Group {
                 raft,
                 store,
+                proposer,
                 rejoining: AtomicBool::new(rejoining),
                 leader_commit: AtomicU64::new(0),
             },

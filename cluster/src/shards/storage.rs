@@ -7,11 +7,12 @@
 //! snapshot's meta, chunks of one store tree's records, an end record with the
 //! count), so no single value comes near the codec's decode limit.
 
-use super::types::{shard_of, ShardAnswer, ShardId, ShardTypes, ShardWrite};
+use super::types::{shard_of, BatchedOp, ShardAnswer, ShardId, ShardTypes, ShardWrite};
 use fixit_actors::codec::{self, CodecError};
 use fixit_actors::error::{CoreError, CoreResult};
 use fixit_actors::ids::WalletId;
-use fixit_actors::store::Store;
+use fixit_actors::sled_gate::{self, GroupFlushed};
+use fixit_actors::store::{LedgerCommand, OpOutcome, Store};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend,
@@ -119,7 +120,7 @@ fn io<E: Into<StorageFault>>(
 /// of `buckets` (wallets of other buckets are paid through outbox transfers).
 /// Finishes a snapshot install a crash interrupted.
 pub fn open_shard(
-    db: &sled::Db,
+    db: &GroupFlushed,
     dir: &Path,
     shard: ShardId,
     buckets: u32,
@@ -127,6 +128,7 @@ pub fn open_shard(
     let prefix = format!("{}/", shard.name());
     let tree = |name: &str| -> CoreResult<sled::Tree> {
         Ok(db
+            .db()
             .open_tree(format!("{prefix}{name}"))
             .map_err(StorageFault::from)?)
     };
@@ -139,11 +141,15 @@ pub fn open_shard(
         shard,
         buckets,
         db: db.clone(),
-        store: Store::open_in(db.clone(), &prefix, dir)?,
+        store: Store::open_in(db.db().clone(), &prefix, dir)?,
         meta: tree(SM_TREE)?,
         snapshot_lock: Arc::default(),
     };
-    resume_install(&state_machine.db, &state_machine.store, &state_machine.meta)?;
+    resume_install(
+        state_machine.db.db(),
+        &state_machine.store,
+        &state_machine.meta,
+    )?;
     Ok((log_store, state_machine))
 }
 
@@ -181,7 +187,7 @@ fn index_key(index: u64) -> [u8; 8] {
 /// log reader of the replication tasks).
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    db: GroupFlushed,
     log: sled::Tree,
     state: sled::Tree,
 }
@@ -261,7 +267,7 @@ impl RaftLogStorage<ShardTypes> for LogStore {
         write_record(&self.state, VOTE_KEY, vote)
             .map_err(io(ErrorSubject::Vote, ErrorVerb::Write))?;
         self.db
-            .flush_async()
+            .flush()
             .await
             .map_err(io(ErrorSubject::Vote, ErrorVerb::Write))?;
         Ok(())
@@ -304,7 +310,7 @@ impl RaftLogStorage<ShardTypes> for LogStore {
             writes.push((index_key(entry.log_id.index).to_vec(), Some(value)));
         }
         write_atomically(&self.log, &writes).map_err(io(ErrorSubject::Logs, ErrorVerb::Write))?;
-        match self.db.flush_async().await {
+        match self.db.flush().await {
             Ok(_) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -323,7 +329,7 @@ impl RaftLogStorage<ShardTypes> for LogStore {
         self.remove_entries(index_key(log_id.index)..)
             .map_err(io(ErrorSubject::Logs, ErrorVerb::Delete))?;
         self.db
-            .flush_async()
+            .flush()
             .await
             .map_err(io(ErrorSubject::Logs, ErrorVerb::Delete))?;
         Ok(())
@@ -350,7 +356,7 @@ impl RaftLogStorage<ShardTypes> for LogStore {
 pub struct StateMachine {
     shard: ShardId,
     buckets: u32,
-    db: sled::Db,
+    db: GroupFlushed,
     store: Store,
     meta: sled::Tree,
     /// Held while the current snapshot is replaced: a snapshot built from an
@@ -412,18 +418,49 @@ impl StateMachine {
                 key,
                 op,
                 now_ms,
-            } => match self.store.apply(wallet, &key, &op, now_ms, &self.home()) {
-                Err(CoreError::Unavailable(message)) if message.starts_with(STORE_IO_PREFIX) => {
-                    Err(CoreError::Unavailable(message).into())
-                }
-                answer => Ok(ShardAnswer::Op(answer)),
-            },
+            } => self
+                .apply_op(&BatchedOp {
+                    wallet,
+                    key,
+                    op,
+                    now_ms,
+                })
+                .map(ShardAnswer::Op),
+            ShardWrite::Batch(ops) => {
+                let commands: Vec<LedgerCommand<'_>> = ops
+                    .iter()
+                    .map(|op| LedgerCommand {
+                        wallet: op.wallet,
+                        key: &op.key,
+                        op: &op.op,
+                        now_ms: op.now_ms,
+                    })
+                    .collect();
+                // One transaction for the whole entry; an I/O failure stops
+                // this replica (its answers are not known).
+                let answers = self.store.apply_many(&commands, &self.home())?;
+                Ok(ShardAnswer::Batch(answers))
+            }
             ShardWrite::Delivered(transfers) => {
                 for transfer in &transfers {
                     self.store.remove_transfer(transfer)?;
                 }
                 Ok(ShardAnswer::Done)
             }
+        }
+    }
+
+    /// Applies one ledger operation: the ledger's answer, refusals included;
+    /// an I/O failure is an error (it stops this replica).
+    fn apply_op(&self, op: &BatchedOp) -> Result<Result<OpOutcome, CoreError>, StorageFault> {
+        match self
+            .store
+            .apply(op.wallet, &op.key, &op.op, op.now_ms, &self.home())
+        {
+            Err(CoreError::Unavailable(message)) if message.starts_with(STORE_IO_PREFIX) => {
+                Err(CoreError::Unavailable(message).into())
+            }
+            answer => Ok(answer),
         }
     }
 
@@ -507,8 +544,8 @@ impl RaftStateMachine<ShardTypes> for StateMachine {
         let (db, store, tree) = (self.db.clone(), self.store.clone(), self.meta.clone());
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StorageFault> {
-            stage_install(&db, &tree, &meta, &stream)?;
-            finish_install(&db, &store, &tree, &meta, &stream)
+            stage_install(db.db(), &tree, &meta, &stream)?;
+            finish_install(db.db(), &store, &tree, &meta, &stream)
         })
         .await
         .map_err(StorageFault::from)
@@ -553,7 +590,7 @@ struct StateView {
 pub struct ShardSnapshotBuilder {
     /// The copy (or why it could not be made); taken by the build.
     view: Option<Result<StateView, StorageFault>>,
-    db: sled::Db,
+    db: GroupFlushed,
     meta: sled::Tree,
     snapshot_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -591,7 +628,7 @@ impl RaftSnapshotBuilder<ShardTypes> for ShardSnapshotBuilder {
             save_current(&self.meta, &meta, &stream)
                 .map_err(io(subject.clone(), ErrorVerb::Write))?;
             self.db
-                .flush_async()
+                .flush()
                 .await
                 .map_err(io(subject, ErrorVerb::Write))?;
         }
@@ -616,27 +653,28 @@ fn snapshot_id(applied: Option<ShardLogId>) -> String {
 /// Keys to write (`Some` value) or remove (`None`), applied together.
 type Writes = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// Applies `writes` to `tree` atomically, in a sled transaction. Not sled's
-/// `apply_batch`: that takes sled's process-wide write lock, and a batch
-/// waiting for it while a `flush` waits for the log to be made stable
-/// deadlocked a node under chaos (sled's flusher thread queued behind the
-/// writer); transactions take the shared side, as the ledger's own writes do.
+/// Applies `writes` to `tree` atomically, in a sled transaction, through the
+/// gate that keeps transactions and flushes apart (see
+/// [`fixit_actors::sled_gate`]: both sled's transactions and `apply_batch`
+/// take its process-wide exclusive lock, which deadlocks with a flush).
 fn write_atomically(
     tree: &sled::Tree,
     writes: &[(Vec<u8>, Option<Vec<u8>>)],
 ) -> Result<(), StorageFault> {
-    tree.transaction(|tx| {
-        for (key, value) in writes {
-            match value {
-                Some(value) => {
-                    tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                None => {
-                    tx.remove(key.as_slice())?;
+    sled_gate::write(|| {
+        tree.transaction(|tx| {
+            for (key, value) in writes {
+                match value {
+                    Some(value) => {
+                        tx.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    None => {
+                        tx.remove(key.as_slice())?;
+                    }
                 }
             }
-        }
-        Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+        })
     })
     .map_err(|error| match error {
         sled::transaction::TransactionError::Storage(error) => StorageFault::from(error),
@@ -671,7 +709,7 @@ fn stage_install(
         (PENDING_DATA_KEY.to_vec(), Some(stream.to_vec())),
     ];
     write_atomically(tree, &writes)?;
-    db.flush()?;
+    sled_gate::flush(db)?;
     Ok(())
 }
 
@@ -703,7 +741,7 @@ fn finish_install(
         (PENDING_DATA_KEY.to_vec(), None),
     ];
     write_atomically(tree, &writes)?;
-    db.flush()?;
+    sled_gate::flush(db)?;
     Ok(())
 }
 

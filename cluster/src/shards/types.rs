@@ -70,6 +70,22 @@ pub enum ShardWrite {
     },
     /// Outbox transfers their receiving shards acknowledged: forget them.
     Delivered(Vec<Transfer>),
+    /// Ledger operations proposed together (see the proposer): applied in
+    /// order, each on its own, as if each were an [`ShardWrite::Op`] entry.
+    Batch(Vec<BatchedOp>),
+}
+
+/// One ledger operation of a [`ShardWrite::Batch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchedOp {
+    /// The wallet (in this shard).
+    pub wallet: WalletId,
+    /// Its idempotency key.
+    pub key: String,
+    /// The operation.
+    pub op: LedgerOp,
+    /// The proposer's clock when it was proposed, ms since the epoch.
+    pub now_ms: u64,
 }
 
 /// What applying a [`ShardWrite`] answered.
@@ -78,6 +94,8 @@ pub enum ShardAnswer {
     /// The ledger's answer to an operation (a refusal is an answer too: every
     /// replica refuses it alike and nothing changed).
     Op(Result<OpOutcome, CoreError>),
+    /// The ledger's answer to each operation of a batch, in order.
+    Batch(Vec<Result<OpOutcome, CoreError>>),
     /// Transfers forgotten.
     Done,
     /// A membership or blank entry.

@@ -27,7 +27,8 @@ fn temp_shard(shard: ShardId) -> TempShard {
         .path(dir.path())
         .open()
         .expect("open sled");
-    let (log, state) = open_shard(&db, dir.path(), shard, BUCKETS).expect("open shard");
+    let (log, state) =
+        open_shard(&GroupFlushed::new(db.clone()), dir.path(), shard, BUCKETS).expect("open shard");
     TempShard {
         log,
         state,
@@ -227,7 +228,8 @@ async fn a_restart_keeps_the_vote_the_log_and_what_was_applied() {
     drop((log, state, db));
 
     let db = sled::Config::new().path(dir.path()).open().expect("reopen");
-    let (mut log, mut state) = open_shard(&db, dir.path(), shard, BUCKETS).expect("open");
+    let (mut log, mut state) =
+        open_shard(&GroupFlushed::new(db.clone()), dir.path(), shard, BUCKETS).expect("open");
     assert_eq!(log.read_vote().await.expect("vote"), Some(vote));
     assert_eq!(
         log.get_log_state().await.expect("state"),
@@ -274,8 +276,13 @@ async fn an_install_cut_by_a_crash_is_finished_at_open() {
     // The crash: nothing imported yet.
     assert_eq!(follower.state.applied_index().expect("index"), None);
 
-    let (_, mut state) =
-        open_shard(&follower.db, follower.dir.path(), shard, BUCKETS).expect("open");
+    let (_, mut state) = open_shard(
+        &GroupFlushed::new(follower.db.clone()),
+        follower.dir.path(),
+        shard,
+        BUCKETS,
+    )
+    .expect("open");
     assert_eq!(state.applied_index().expect("index"), Some(4));
     assert_eq!(
         state.store().digest().expect("digest"),
