@@ -4,17 +4,21 @@
 //! spot and moving about, customers booking and sometimes cancelling through node
 //! a (forwarded to the owner) — with a live summary and a JSON report whose
 //! invariants are checked against every node's storage at the end. Node a's
-//! dashboard is at http://127.0.0.1:8080/ by default.
+//! dashboard is at http://127.0.0.1:8080/ by default. With `--kill-node-at-s`
+//! one node is stopped midway and started again, to watch the wallet shards
+//! fail over.
 
 mod city;
 mod cluster;
 mod customers;
+mod failover;
 mod provider;
 mod report;
 
 use anyhow::Context;
 use city::Rng;
 use cluster::DemoCluster;
+use failover::KillPlan;
 use fixit_actors::ids::ProviderId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,16 +59,32 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulation's randomness.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Where node a's HTTP bridge and dashboard listen (b and c: port 0).
+    /// Where node a's HTTP bridge and dashboard listen (b and c: port 0; a node
+    /// stopped by `--kill-node-at-s`: a fixed free port, kept across its restart).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
-    /// Where node a's QUIC client listener listens (b and c: port 0).
+    /// Where node a's QUIC client listener listens (b and c: as for HTTP).
     #[arg(long, default_value = "127.0.0.1:4433")]
     quic_listen: SocketAddr,
     /// The nodes' logs go to this file, so the terminal shows only the demo's
     /// progress and verdict (default: fixit-demo.log in the system's temp dir).
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Stop one node (`--kill-node`) this many seconds into the simulation and
+    /// start it again from its data dir `--down-s` later, to watch its wallet
+    /// shards fail over and its providers come back. The stop is in-process and
+    /// abrupt (listeners, links and actors stop without finishing in-flight
+    /// requests), not a crash: a real `kill -9` of a node process is `fixit
+    /// chaos --scenario node-loss` and tests/replication.rs.
+    #[arg(long)]
+    kill_node_at_s: Option<u64>,
+    /// The node `--kill-node-at-s` stops: b or c (a serves the dashboard).
+    #[arg(long, default_value = "b", requires = "kill_node_at_s")]
+    kill_node: String,
+    /// How long the stopped node stays down, in seconds; it must be back 10 s
+    /// before the end.
+    #[arg(long, default_value_t = 5, requires = "kill_node_at_s")]
+    down_s: u64,
 }
 
 impl DemoArgs {
@@ -91,6 +111,9 @@ pub(crate) struct Counters {
     location_updates: AtomicU64,
     provider_moves: AtomicU64,
     errors: AtomicU64,
+    /// Calls that failed because their node was down (`--kill-node-at-s`):
+    /// neither errors nor refusals of a node that was up.
+    while_down: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -99,9 +122,10 @@ pub(crate) fn bump(counter: &AtomicU64) {
 
 /// Runs the demo city until the duration is over; fails if an invariant does not hold.
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let plan = KillPlan::from_args(&args, &node_names())?;
     let dir = tempfile::tempdir().context("making a temporary data dir")?;
     let cluster = Arc::new(DemoCluster::start(dir.path(), &args).await?);
-    print_banner(&cluster, &args, dir.path());
+    print_banner(&cluster, &args, dir.path(), plan);
     cluster.wait_linked().await?;
     customers::fund(&cluster, args.customers).await?;
     let counters = Arc::new(Counters::default());
@@ -124,16 +148,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         end,
     )));
     let started = Instant::now();
+    let outage = plan.map(|plan| tokio::spawn(failover::run(cluster.clone(), plan, started)));
     while Instant::now() < end {
         tokio::time::sleep(SUMMARY_EVERY.min(end.saturating_duration_since(Instant::now()))).await;
-        print_summary(&cluster, &counters, started.elapsed());
+        print_summary(&cluster, &counters, started.elapsed(), plan.is_some());
     }
     for task in tasks {
         task.await.context("a simulation task failed")?;
     }
+    let failover = match outage {
+        Some(task) => Some(task.await.context("the outage task failed")??),
+        None => None,
+    };
     let settled = report::settle(&cluster).await;
-    print_summary(&cluster, &counters, started.elapsed());
-    let report = report::build(&cluster, &counters, &args, settled).await?;
+    print_summary(&cluster, &counters, started.elapsed(), plan.is_some());
+    let report = report::build(&cluster, &counters, &args, settled, failover).await?;
     println!("{}", report.borders_line());
     println!("{}", serde_json::to_string_pretty(&report.invariants)?);
     if let Some(path) = &args.report {
@@ -141,7 +170,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
-    sole_owner(cluster).await?.shutdown().await?;
+    cluster::sole_owner(cluster, RELEASE_WAIT_MAX)
+        .await
+        .context("simulation tasks still hold the cluster")?
+        .shutdown()
+        .await?;
     anyhow::ensure!(
         report.invariants.values().all(|held| *held),
         "an invariant failed: {:?}",
@@ -150,13 +183,33 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(cluster: &DemoCluster, args: &DemoArgs, dir: &std::path::Path) {
-    let a = cluster.node(0);
-    println!(
-        "fixit demo: dashboard at http://{}/ (also /cluster, /health, /metrics, /openapi.json), QUIC on {}",
-        a.http_addr(),
-        a.quic_addr()
-    );
+/// The demo's node names, in node order (as `local_cluster` orders them).
+fn node_names() -> Vec<String> {
+    let mut names: Vec<String> = city::regions().into_values().collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A progress line's time stamp.
+pub(crate) fn stamp(elapsed: Duration) -> String {
+    format!("[{:>4} s]", elapsed.as_secs())
+}
+
+fn print_banner(
+    cluster: &DemoCluster,
+    args: &DemoArgs,
+    dir: &std::path::Path,
+    plan: Option<KillPlan>,
+) {
+    let nodes = cluster.live();
+    if let Some((_, a)) = nodes.first() {
+        println!(
+            "fixit demo: dashboard at http://{}/ (also /cluster, /health, /metrics, /openapi.json), QUIC on {}",
+            a.http_addr(),
+            a.quic_addr()
+        );
+    }
     println!(
         "three nodes on loopback, data in {}, logs in {}, {} providers, {} customers, {} bookings/s, {} s",
         dir.display(),
@@ -166,8 +219,8 @@ fn print_banner(cluster: &DemoCluster, args: &DemoArgs, dir: &std::path::Path) {
         args.bookings_per_s,
         args.duration_s
     );
-    for (index, node) in cluster.nodes().iter().enumerate() {
-        let name = cluster.name(index);
+    for (index, node) in &nodes {
+        let name = cluster.name(*index);
         let cells: Vec<&str> = fixit_edge::city::THREE_NODE_REGIONS
             .iter()
             .filter(|(_, owner)| *owner == name)
@@ -182,26 +235,52 @@ fn print_banner(cluster: &DemoCluster, args: &DemoArgs, dir: &std::path::Path) {
             cells.join(" ")
         );
     }
+    if let Some(plan) = plan {
+        println!(
+            "  node {} will be stopped at {} s (in-process, abruptly) and started again {} s later",
+            cluster.name(plan.node),
+            plan.at.as_secs(),
+            plan.down.as_secs()
+        );
+    }
 }
 
-fn print_summary(cluster: &DemoCluster, counters: &Counters, elapsed: Duration) {
+fn print_summary(cluster: &DemoCluster, counters: &Counters, elapsed: Duration, outage: bool) {
     let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    let live: usize = cluster
-        .nodes()
+    let nodes = cluster.live();
+    let live: usize = nodes
         .iter()
-        .map(|node| node.node().live().total())
+        .map(|(_, node)| node.node().live().total())
         .sum();
-    let (forwarded, transfers) = (0..cluster.nodes().len())
-        .map(|index| cluster.router(index).traffic.view())
-        .fold((0, 0), |(forwarded, transfers), view| {
+    let (forwarded, transfers) = (0..cluster.len()).map(|index| cluster.traffic(index)).fold(
+        (0, 0),
+        |(forwarded, transfers), view| {
             (
                 forwarded + view.forwarded_out,
                 transfers + view.transfers_delivered,
             )
-        });
+        },
+    );
+    let down = if outage {
+        let names: Vec<&str> = (0..cluster.len())
+            .filter(|index| !cluster.state(*index).up)
+            .map(|index| cluster.name(index))
+            .collect();
+        format!(
+            "  failed while down {:>4}{}",
+            get(&counters.while_down),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" (node {} down)", names.join(", "))
+            }
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "[{:>4} s] booked {:>5}  outside area {:>3}  offers {:>5}  accepted {:>5}  completed {:>5}  cancelled {:>4}  refused {:>3}  errors {:>3}  live actors {:>5}  forwarded {:>6}  cross-node payments {:>5}  moves {:>4}",
-        elapsed.as_secs(),
+        "{} booked {:>5}  outside area {:>3}  offers {:>5}  accepted {:>5}  completed {:>5}  cancelled {:>4}  refused {:>3}  errors {:>3}  live actors {:>5}  forwarded {:>6}  cross-node payments {:>5}  moves {:>4}{down}",
+        stamp(elapsed),
         get(&counters.jobs_requested),
         get(&counters.outside_area),
         get(&counters.offers_received),
@@ -215,20 +294,4 @@ fn print_summary(cluster: &DemoCluster, counters: &Counters, elapsed: Duration) 
         transfers,
         get(&counters.provider_moves),
     );
-}
-
-/// The cluster back from the simulation's tasks (the last ones end within
-/// moments of the run), to shut it down.
-async fn sole_owner(mut cluster: Arc<DemoCluster>) -> anyhow::Result<DemoCluster> {
-    let deadline = Instant::now() + RELEASE_WAIT_MAX;
-    loop {
-        match Arc::try_unwrap(cluster) {
-            Ok(cluster) => return Ok(cluster),
-            Err(shared) if Instant::now() < deadline => {
-                cluster = shared;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(_) => anyhow::bail!("simulation tasks still hold the cluster"),
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! Node assembly: the actor system on its sled data dir, its cluster links (when
 //! configured), the QUIC listener and the HTTP bridge in front of it, and a clean
-//! shutdown (stop taking requests, finish in-flight ones, close links, flush, exit).
+//! shutdown (stop taking requests, finish in-flight ones, close links, flush, exit)
+//! or an abrupt one (the same without waiting for in-flight requests).
 
 use crate::api::Api;
 use crate::auth::TokenKey;
@@ -148,13 +149,31 @@ impl RunningNode {
     /// Stops taking requests, lets in-flight ones finish (up to the grace time),
     /// closes the cluster links, then stops the actors and flushes storage.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        let grace = self.grace;
+        self.stop(grace).await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+
+    /// Stops the node as abruptly as one process can stop a part of itself (the
+    /// demo's `--kill-node-at-s`): the listeners close at once, dropping
+    /// in-flight requests instead of finishing them, the cluster links and the
+    /// wallet shards stop, then the actors. The data dir stays, so the node can
+    /// start again from it. Unlike a crash, storage is flushed and the links
+    /// close saying so; a real `kill -9` is `fixit chaos --scenario node-loss`.
+    pub async fn kill(self) -> anyhow::Result<()> {
+        self.stop(Duration::ZERO).await?;
+        tracing::info!("stopped abruptly (no grace)");
+        Ok(())
+    }
+
+    async fn stop(self, grace: Duration) -> anyhow::Result<()> {
         let RunningNode {
             node,
             api,
             quic,
             http,
             cluster,
-            grace,
             ..
         } = self;
         tokio::join!(http.stop(grace), quic.stop(grace));
@@ -164,7 +183,6 @@ impl RunningNode {
         drop(api);
         let node = wait_for_sole_owner(node, grace).await?;
         node.shutdown().await.context("stopping the node")?;
-        tracing::info!("stopped cleanly");
         Ok(())
     }
 }

@@ -74,6 +74,102 @@ fn demo_completes_jobs_across_three_nodes_and_reports_invariants() {
     }
 }
 
+/// `--kill-node-at-s`: node b is stopped midway and started again from its data
+/// dir; the wallet shards get leaders again, b catches up, and every invariant
+/// holds at the end. Behaviour only: no timing is asserted.
+#[test]
+fn demo_stops_a_node_midway_brings_it_back_and_keeps_every_invariant() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_fixit"))
+        .args([
+            "demo",
+            "--duration-s",
+            "25",
+            "--kill-node-at-s",
+            "5",
+            "--down-s",
+            "4",
+            "--providers",
+            "60",
+            "--customers",
+            "40",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--quic-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--log-file")
+        .arg(dir.path().join("demo.log"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "fixit demo exited with {}: {stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("node b stopped (in-process abrupt stop)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("node b back, started again from its data dir"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("every wallet shard has a leader again"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("node b's shards caught up"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let failover = &report["failover"];
+    assert_eq!(failover["node"], "b", "{report}");
+    assert!(
+        failover["leader_again_s"].as_f64().is_some_and(|s| s > 0.0),
+        "{report}"
+    );
+    assert!(
+        failover["calls_failed_while_down"].as_u64().is_some(),
+        "{report}"
+    );
+    assert!(report["jobs_completed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["payments_ok"], report["jobs_completed"], "{report}");
+    let invariants = report["invariants"].as_object().unwrap();
+    assert!(invariants.contains_key("audit_holds_b"), "{report}");
+    for (name, held) in invariants {
+        assert_eq!(held, true, "invariant {name}: {report}");
+    }
+}
+
+#[test]
+fn demo_refuses_to_kill_node_a_or_to_end_before_the_node_is_back() {
+    let fixit = env!("CARGO_BIN_EXE_fixit");
+    let refused = |args: &[&str]| {
+        let output = Command::new(fixit)
+            .arg("demo")
+            .args(args)
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--quic-listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let a = refused(&["--kill-node-at-s", "5", "--kill-node", "a"]);
+    assert!(a.contains("dashboard"), "{a}");
+    let late = refused(&["--duration-s", "12", "--kill-node-at-s", "5"]);
+    assert!(late.contains("--duration-s 20"), "{late}");
+}
+
 #[test]
 fn check_config_accepts_the_default_and_names_a_bad_field() {
     let fixit = env!("CARGO_BIN_EXE_fixit");

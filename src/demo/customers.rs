@@ -1,9 +1,11 @@
 //! The demo's customers: funded by an admin through node a (each deposit is
 //! forwarded to the wallet's home), then booking through node a at a steady rate
 //! (each booking is forwarded to the node owning its position); a few cancel.
+//! While a node is down (`--kill-node-at-s`), bookings in its region fail as
+//! node a answers them (unavailable) and are counted as failed while down.
 
 use super::city::Rng;
-use super::cluster::{demo_address, send, DemoCluster};
+use super::cluster::{demo_address, CallError, DemoCluster};
 use super::{bump, Counters};
 use anyhow::Context;
 use fixit_edge::api::{Request, Response};
@@ -40,15 +42,10 @@ pub(crate) async fn fund(cluster: &DemoCluster, customers: u64) -> anyhow::Resul
             amount: STARTING_BALANCE,
         };
         let request_id = format!("demo-fund-{customer}");
-        send(
-            cluster.node(ENTRY_NODE),
-            &admin,
-            demo_address(0),
-            deposit,
-            &request_id,
-        )
-        .await
-        .with_context(|| format!("funding customer {customer}"))?;
+        cluster
+            .send(ENTRY_NODE, &admin, demo_address(0), deposit, &request_id)
+            .await
+            .with_context(|| format!("funding customer {customer}"))?;
     }
     Ok(())
 }
@@ -85,6 +82,8 @@ pub(crate) async fn book_jobs(
     }
 }
 
+/// Books one job through node a, and cancels it if asked; a failure while the
+/// node owning the spot was down, or went down, counts as failed while down.
 async fn book_one(
     cluster: &DemoCluster,
     counters: &Counters,
@@ -96,13 +95,17 @@ async fn book_one(
         role: Role::Customer,
         sub: customer,
     };
-    let api = cluster.node(ENTRY_NODE).api();
     let source = demo_address(customer);
-    let request_id = match &booking {
-        Request::RequestJob { key, .. } => key.clone(),
-        _ => "demo-booking".to_owned(),
+    let (request_id, owner) = match &booking {
+        Request::RequestJob { key, lat, lon, .. } => (key.clone(), cluster.owner_of((*lat, *lon))),
+        _ => ("demo-booking".to_owned(), ENTRY_NODE),
     };
-    match api.handle(&principal, source, booking, &request_id).await {
+    let before = cluster.state(owner);
+    let owner_was_down = || !before.up || cluster.state(owner) != before;
+    let answer = cluster
+        .send_once(ENTRY_NODE, &principal, source, booking, &request_id)
+        .await;
+    match answer {
         Ok(Response::Job(job)) => {
             bump(&counters.jobs_requested);
             if cancel && !job.status.is_terminal() {
@@ -112,18 +115,23 @@ async fn book_one(
                     job: job.id.0,
                 };
                 let request_id = format!("{request_id}-cancel");
-                if api
-                    .handle(&principal, source, cancel, &request_id)
+                match cluster
+                    .send_once(ENTRY_NODE, &principal, source, cancel, &request_id)
                     .await
-                    .is_ok()
                 {
-                    bump(&counters.cancelled);
+                    Ok(_) => bump(&counters.cancelled),
+                    Err(_) if owner_was_down() => bump(&counters.while_down),
+                    Err(_) => {}
                 }
             }
         }
         Ok(_) => bump(&counters.errors),
+        Err(CallError::NodeDown) => bump(&counters.while_down),
+        Err(_) if owner_was_down() => bump(&counters.while_down),
         Err(error) if error.retry_after_ms().is_some() => bump(&counters.booking_refused),
-        Err(error) if error.kind() == "outside_service_area" => bump(&counters.outside_area),
+        Err(CallError::Api(error)) if error.kind() == "outside_service_area" => {
+            bump(&counters.outside_area)
+        }
         Err(_) => bump(&counters.errors),
     }
 }

@@ -4,6 +4,7 @@
 //! and the exact payments of every completed job, wherever its wallets live.
 
 use super::cluster::DemoCluster;
+use super::failover::Failover;
 use super::{Counters, DemoArgs};
 use anyhow::Context;
 use fixit_actors::ids::WalletId;
@@ -11,10 +12,12 @@ use fixit_actors::job::{Job, JobStatus};
 use fixit_actors::ledger::{fee_for, EntryKind, LedgerEntry};
 use fixit_actors::store::Audit;
 use fixit_cluster::TrafficView;
+use fixit_edge::server::RunningNode;
 use serde::Serialize;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Pause after the simulation ends before the cluster is watched for quiet.
@@ -63,6 +66,9 @@ pub(crate) struct Report {
     actor_restarts: BTreeMap<&'static str, u64>,
     /// Time the cluster took to go quiet after the run, in ms.
     settle_ms: u64,
+    /// The node stopped and started again mid-run (`--kill-node-at-s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failover: Option<Failover>,
     nodes: Vec<NodeReport>,
     pub(crate) invariants: BTreeMap<String, bool>,
 }
@@ -101,7 +107,7 @@ pub(crate) async fn settle(cluster: &DemoCluster) -> Duration {
 }
 
 fn is_quiet(cluster: &DemoCluster) -> bool {
-    cluster.nodes().iter().all(|running| {
+    cluster.live().iter().all(|(_, running)| {
         let node = running.node();
         let drained = node.outbox_backlog().is_ok_and(|(count, _)| count == 0);
         let ended = node.jobs_by_status().is_ok_and(|by_status| {
@@ -119,13 +125,15 @@ pub(crate) async fn build(
     counters: &Counters,
     args: &DemoArgs,
     settled: Duration,
+    failover: Option<Failover>,
 ) -> anyhow::Result<Report> {
     let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let running_nodes = cluster.all_up()?;
     let mut audits = Vec::new();
     let mut nodes = Vec::new();
     let mut jobs_by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut actor_restarts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (index, running) in cluster.nodes().iter().enumerate() {
+    for (index, running) in running_nodes.iter().enumerate() {
         let node = running.node();
         let name = cluster.name(index).to_owned();
         let audit = node
@@ -141,13 +149,13 @@ pub(crate) async fn build(
         nodes.push(NodeReport {
             name,
             jobs_by_status: by_status,
-            traffic: cluster.router(index).traffic.view(),
+            traffic: cluster.traffic(index),
             outbox_transfers: audit.outbox_transfers,
             outbox_amount: i64::try_from(audit.outbox_amount).unwrap_or(i64::MAX),
         });
         audits.push(audit);
     }
-    let payments = check_payments(cluster).await?;
+    let payments = check_payments(cluster, &running_nodes).await?;
     let count = |name: &str| jobs_by_status.get(name).copied().unwrap_or(0);
     let cross_node_payments = nodes
         .iter()
@@ -165,11 +173,10 @@ pub(crate) async fn build(
     invariants.insert("jobs_completed".into(), count("completed") > 0);
     invariants.insert(
         "offers_inside_work_areas".into(),
-        offers_inside_work_areas(cluster)?,
+        offers_inside_work_areas(&running_nodes)?,
     );
     let stat = |read: fn(&fixit_actors::context::NodeStats) -> &AtomicU64| -> u64 {
-        cluster
-            .nodes()
+        running_nodes
             .iter()
             .map(|running| get(read(running.node().stats())))
             .sum()
@@ -198,6 +205,10 @@ pub(crate) async fn build(
         errors: get(&counters.errors),
         actor_restarts,
         settle_ms: settled.as_millis() as u64,
+        failover: failover.map(|mut failover| {
+            failover.calls_failed_while_down = get(&counters.while_down);
+            failover
+        }),
         nodes,
         invariants,
     })
@@ -205,8 +216,8 @@ pub(crate) async fn build(
 
 /// Whether every provider offered a job (tried or holding it) whose work area is
 /// set had the job inside it, on every node.
-fn offers_inside_work_areas(cluster: &DemoCluster) -> anyhow::Result<bool> {
-    for running in cluster.nodes() {
+fn offers_inside_work_areas(running_nodes: &[Arc<RunningNode>]) -> anyhow::Result<bool> {
+    for running in running_nodes {
         let node = running.node();
         for job in node.recent_jobs(usize::MAX)? {
             let offered = job.tried.iter().copied().chain(job.status.provider());
@@ -272,10 +283,13 @@ struct Payments {
 /// payment of price − fee and the platform's exactly one fee, each either under
 /// the capture's key (same home as the customer) or under the outbox transfer's id
 /// `xfer-<customer>-<capture seq>-<p|f>` (another home).
-async fn check_payments(cluster: &DemoCluster) -> anyhow::Result<Payments> {
+async fn check_payments(
+    cluster: &DemoCluster,
+    running_nodes: &[Arc<RunningNode>],
+) -> anyhow::Result<Payments> {
     let mut ledgers = Ledgers::default();
     let mut payments = Payments::default();
-    for running in cluster.nodes() {
+    for running in running_nodes {
         let node = running.node();
         let fee_bps = node.context().config.fees.platform_fee_bps;
         let jobs_stored: u64 = node.jobs_by_status()?.values().sum();
@@ -333,7 +347,7 @@ async fn received(
         EntryKind::Fee => (job.fee, "f"),
         _ => (job.request.price - job.fee, "p"),
     };
-    let router = cluster.router(0);
+    let router = cluster.placement();
     let key = if router.wallet_place(wallet) == router.wallet_place(customer) {
         job.capture_key()
     } else {
@@ -371,7 +385,10 @@ impl Ledgers {
 }
 
 async fn read_ledger(cluster: &DemoCluster, wallet: WalletId) -> anyhow::Result<Vec<LedgerEntry>> {
-    let home = cluster.node(cluster.home_of(wallet)).node();
+    let home = cluster
+        .node(cluster.home_of(wallet))
+        .with_context(|| format!("the home of {wallet} is down"))?;
+    let home = home.node();
     let mut ledger = Vec::new();
     for _ in 0..LEDGER_PAGES_MAX {
         let page = home
