@@ -1,22 +1,25 @@
 //! Keeps sled 0.34's flushes and its multi-key writes apart, process-wide.
 //!
-//! sled guards every operation with one process-wide read/write lock once any
+//! sled guards its operations with one process-wide read/write lock once any
 //! transaction has run: reads, inserts and flushes take the shared side;
-//! transactions (and `apply_batch`) take the exclusive side. A flush holds the
-//! shared side *while it waits* for the log to be made stable, and making it
-//! stable needs sled's I/O threads, which take the shared side too. When a
-//! transaction queues for the exclusive side in that window, the lock (which
-//! lets a waiting writer go first) blocks the I/O threads, the flush never
-//! completes, and the writer waits for it forever: every thread of the node
-//! stops. gdb showed exactly that in the replicated bench (a shard's ledger
-//! transaction in `wait_for_readers`, two flushes in `make_stable` holding the
-//! shared side, every other sled thread queued for it).
+//! transactions (and `apply_batch`) take the exclusive side, and a waiting
+//! writer goes before new readers. A flush holds the shared side *while it
+//! waits* for the log to be made stable, which needs sled's I/O pool to write
+//! the buffers. sled's own `flush_async` runs its flushes *on that pool*: with
+//! a transaction queued for the exclusive side, the pool's threads were all
+//! flush tasks holding or queued for the shared side, none was left to write,
+//! and every thread of the node stopped. gdb showed exactly that in the
+//! replicated bench (a shard's ledger transaction in `wait_for_readers`, two
+//! flush tasks in `make_stable` holding the shared side, the other pool
+//! threads queued for it); chaos had hit it before with `apply_batch`.
 //!
-//! So every flush holds this gate's shared side for its whole length, and
-//! every transaction its exclusive side: a transaction waits for running
-//! flushes to finish *before* it queues on sled's lock, and sled's I/O threads
-//! are never queued behind it. Transactions were already serialized by sled,
-//! and already waited for flushes, so the gate costs no concurrency.
+//! So nothing here uses sled's `flush_async` (flushes run on tokio's blocking
+//! threads, not on sled's pool; `clippy.toml` forbids it and `apply_batch`),
+//! and, as a second guard, every flush holds this gate's shared side for its
+//! whole length and every transaction takes its exclusive side first: a
+//! transaction waits for running flushes *before* it queues on sled's lock.
+//! Transactions were already serialized by sled, and already waited for
+//! flushes, so the gate costs no concurrency.
 //!
 //! Never take the gate while holding it (a transaction inside a transaction,
 //! a flush inside a transaction): a std `RwLock` is not re-entrant.

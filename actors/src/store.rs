@@ -487,53 +487,57 @@ impl Store {
     }
 
     /// Applies `commands` in order, as [`Store::apply`] would one after the
-    /// other, in one transaction: the process-wide write lock and the wait
-    /// for running flushes are paid once for all (a replicated shard applies
-    /// a batch of operations per log entry this way). Each command gets its own
-    /// answer: a refusal is an answer and changes nothing; an I/O failure is
-    /// the call's error. Should a command fail inside the transaction in a way
-    /// that would leave half of it written (a bug), the transaction is dropped
-    /// and the commands are applied one per transaction instead.
+    /// other, in one transaction that also writes `mark` (a replicated state
+    /// machine's applied log id): the process-wide write lock and the wait
+    /// for running flushes are paid once for all, and after a crash the
+    /// commands are either all applied and marked or none is — applied again
+    /// half-way, a command refused the first time could see the later ones'
+    /// effects and succeed on this replica only. Each command gets its own
+    /// answer: a refusal is an answer and changes nothing. An I/O failure, or
+    /// a command failing after it began to write (a bug: the transaction is
+    /// dropped whole), is the call's error and nothing is applied.
     pub fn apply_many(
         &self,
         commands: &[LedgerCommand<'_>],
         home: WalletHome<'_>,
+        mark: &Mark<'_>,
     ) -> CoreResult<Vec<CoreResult<OpOutcome>>> {
         let prepared: Vec<CoreResult<Prepared<'_>>> = commands
             .iter()
             .map(|command| Prepared::new(command, home))
             .collect();
-        let together = crate::sled_gate::write(|| {
-            self.ledger_trees().transaction(|trees| {
-                let tx = LedgerTx::of(trees);
-                prepared
-                    .iter()
-                    .map(|prepared| match prepared {
-                        Ok(prepared) => apply_in(&tx, prepared, home),
-                        Err(refused) => Ok(Err(refused.clone())),
-                    })
-                    .collect::<TxResult<Vec<_>>>()
-            })
-        });
-        match together {
-            Ok(answers) => Ok(answers),
-            Err(TransactionError::Storage(error)) => Err(storage(error)),
-            Err(TransactionError::Abort(error)) => {
-                tracing::warn!(%error, "a batch of ledger operations failed together: applying them one by one");
-                Ok(commands
-                    .iter()
-                    .map(|command| {
-                        self.apply(
-                            command.wallet,
-                            command.key,
-                            command.op,
-                            command.now_ms,
-                            home,
-                        )
-                    })
-                    .collect())
-            }
-        }
+        let (wallets, ledger, idempotency, meta, outbox) = self.ledger_trees();
+        crate::sled_gate::write(|| {
+            (wallets, ledger, idempotency, meta, outbox, mark.tree).transaction(
+                |(wallets, ledger, idempotency, meta, outbox, marks)| {
+                    let tx = LedgerTx {
+                        wallets,
+                        ledger,
+                        idempotency,
+                        meta,
+                        outbox,
+                    };
+                    let answers = prepared
+                        .iter()
+                        .map(|prepared| match prepared {
+                            Ok(prepared) => apply_in(&tx, prepared, home),
+                            Err(refused) => Ok(Err(refused.clone())),
+                        })
+                        .collect::<TxResult<Vec<_>>>()?;
+                    for (key, value) in mark.records {
+                        marks.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Ok(answers)
+                },
+            )
+        })
+        .map_err(|error| match error {
+            TransactionError::Storage(error) => storage(error),
+            TransactionError::Abort(error) => CoreError::Internal(format!(
+                "a batch of {} ledger operations could not be applied: {error}",
+                commands.len()
+            )),
+        })
     }
 
     /// The trees a ledger operation writes, for one transaction.
@@ -935,6 +939,17 @@ pub struct LedgerCommand<'a> {
     pub now_ms: u64,
 }
 
+/// Records [`Store::apply_many`] writes in the same transaction as its
+/// commands, in a tree of the same db outside the store (a replicated state
+/// machine's applied log id).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark<'a> {
+    /// Where.
+    pub tree: &'a sled::Tree,
+    /// (key, value) records.
+    pub records: &'a [(Vec<u8>, Vec<u8>)],
+}
+
 /// A ledger operation checked and encoded, ready for a transaction.
 struct Prepared<'a> {
     command: LedgerCommand<'a>,
@@ -1185,5 +1200,62 @@ mod tests {
         }
         let error = Store::open(dir.path(), 1 << 20).err().expect("refused");
         assert!(error.to_string().contains("zone charge"), "{error}");
+    }
+
+    /// A batch applied in one transaction answers and ends exactly as the same
+    /// commands applied one by one: refusals (not enough money, a key reused
+    /// with another operation), a replay of a key earlier in the batch, two
+    /// commands on one wallet; the mark is written with them.
+    #[test]
+    fn apply_many_answers_and_ends_as_one_by_one() {
+        let here = |_: WalletId| None;
+        let (a, b) = (WalletId(1), WalletId(2));
+        let ops = [
+            (a, "fund", LedgerOp::Deposit { amount: 50 }),
+            (a, "too-much", LedgerOp::Withdraw { amount: 100 }),
+            (a, "more", LedgerOp::Deposit { amount: 100 }),
+            (a, "more", LedgerOp::Deposit { amount: 100 }),
+            (a, "more", LedgerOp::Withdraw { amount: 1 }),
+            (b, "hold", LedgerOp::Hold { amount: 1 }),
+            (a, "hold", LedgerOp::Hold { amount: 120 }),
+        ];
+        let commands: Vec<LedgerCommand<'_>> = ops
+            .iter()
+            .map(|(wallet, key, op)| LedgerCommand {
+                wallet: *wallet,
+                key,
+                op,
+                now_ms: 7,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let one_by_one = Store::open(&dir.path().join("one"), 1 << 20).unwrap();
+        let expected: Vec<CoreResult<OpOutcome>> = commands
+            .iter()
+            .map(|c| one_by_one.apply(c.wallet, c.key, c.op, c.now_ms, &here))
+            .collect();
+        let together = Store::open(&dir.path().join("many"), 1 << 20).unwrap();
+        let marks = together.db.open_tree("marks").unwrap();
+        let records = [(b"applied".to_vec(), b"7".to_vec())];
+        let mark = Mark {
+            tree: &marks,
+            records: &records,
+        };
+        let answers = together.apply_many(&commands, &here, &mark).unwrap();
+        assert_eq!(answers, expected);
+        assert!(matches!(
+            answers[1],
+            Err(CoreError::InsufficientFunds { .. })
+        ));
+        assert_eq!(
+            answers[3], answers[2],
+            "the replay answers the first outcome"
+        );
+        assert!(matches!(
+            answers[4],
+            Err(CoreError::IdempotencyConflict { .. })
+        ));
+        assert_eq!(together.digest().unwrap(), one_by_one.digest().unwrap());
+        assert_eq!(marks.get(b"applied").unwrap().as_deref(), Some(&b"7"[..]));
     }
 }

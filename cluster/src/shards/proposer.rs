@@ -17,7 +17,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-/// Most operations in one log entry (an entry stays far below a link frame).
+/// Most operations in one log entry (at most about 133 KiB encoded; see
+/// [`super::running::MAX_PAYLOAD_ENTRIES`] for how many go in one message).
 pub const BATCH_MAX: usize = 512;
 /// Batches of one shard being committed at once: while one waits for its
 /// fsync and majority, the next is already on its way.
@@ -161,4 +162,44 @@ fn failed(count: usize, why: &str) -> Vec<Proposed> {
     (0..count)
         .map(|_| Proposed::Failed(why.to_owned()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::running::MAX_PAYLOAD_ENTRIES;
+    use super::super::types::ShardTypes;
+    use super::*;
+    use fixit_actors::ids::WalletId;
+    use fixit_actors::ledger::{LedgerOp, LEDGER_KEY_BYTES_MAX};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    /// The largest Raft message a follower can be sent — as many entries as
+    /// one message carries, each a full batch of the largest operations —
+    /// fits a link frame with room to spare.
+    #[test]
+    fn a_message_of_full_batches_fits_a_link_frame() {
+        let op = BatchedOp {
+            wallet: WalletId(u64::MAX),
+            key: "k".repeat(LEDGER_KEY_BYTES_MAX),
+            op: LedgerOp::Capture {
+                amount: i64::MAX,
+                fee: i64::MAX,
+                payee: WalletId(u64::MAX),
+            },
+            now_ms: u64::MAX,
+        };
+        let entry = Entry::<ShardTypes> {
+            log_id: LogId::new(CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX),
+            payload: EntryPayload::Normal(ShardWrite::Batch(vec![op; BATCH_MAX])),
+        };
+        let message = vec![entry; MAX_PAYLOAD_ENTRIES as usize];
+        let bytes = fixit_actors::codec::encode(&message)
+            .expect("encodes")
+            .len();
+        let frame = crate::LinkLimits::default().frame_bytes_max as usize;
+        assert!(
+            bytes * 3 / 2 < frame,
+            "{bytes} bytes for {MAX_PAYLOAD_ENTRIES} full entries; a frame holds {frame}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use fixit_actors::codec::{self, CodecError};
 use fixit_actors::error::{CoreError, CoreResult};
 use fixit_actors::ids::WalletId;
 use fixit_actors::sled_gate::{self, GroupFlushed};
-use fixit_actors::store::{LedgerCommand, OpOutcome, Store};
+use fixit_actors::store::{LedgerCommand, Mark, OpOutcome, Store};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend,
@@ -388,15 +388,22 @@ impl StateMachine {
 
     /// Applies one entry and records it as the last applied.
     ///
-    /// Neither is flushed: the log is durable, and an entry re-applied after a
-    /// crash changes nothing (ledger operations carry their idempotency key,
-    /// removing a delivered transfer twice removes nothing), so at worst a
-    /// restart re-applies a few entries.
+    /// Not flushed: the log is durable. A batch of ledger operations is
+    /// applied and recorded as applied in one transaction (re-applied half-way
+    /// after a crash, an operation refused the first time could see the later
+    /// ones' effects). Any other entry re-applied after a crash changes nothing
+    /// (a single ledger operation carries its idempotency key, and sled keeps
+    /// its writes' order through a crash, so the entries after it are not
+    /// durable either; removing a delivered transfer twice removes nothing).
     fn apply_entry(&self, entry: Entry<ShardTypes>) -> Result<ShardAnswer, StorageFault> {
         let log_id = entry.log_id;
-        let mut writes: Writes = Vec::new();
+        let mut writes: Writes = vec![(APPLIED_KEY.to_vec(), Some(codec::encode(&log_id)?))];
         let answer = match entry.payload {
             EntryPayload::Blank => ShardAnswer::Nothing,
+            EntryPayload::Normal(ShardWrite::Batch(ops)) => {
+                let applied = [(APPLIED_KEY.to_vec(), codec::encode(&log_id)?)];
+                return self.apply_batch_entry(&ops, &applied);
+            }
             EntryPayload::Normal(write) => self.apply_write(write)?,
             EntryPayload::Membership(membership) => {
                 let stored = StoredMembership::new(Some(log_id), membership);
@@ -404,13 +411,38 @@ impl StateMachine {
                 ShardAnswer::Nothing
             }
         };
-        writes.push((APPLIED_KEY.to_vec(), Some(codec::encode(&log_id)?)));
         write_atomically(&self.meta, &writes)?;
         Ok(answer)
     }
 
-    /// Applies one application write. The ledger's refusals are answers (every
-    /// replica refuses alike); its I/O failures are not: they stop this replica.
+    /// Applies a batch of ledger operations and `applied` (the applied mark)
+    /// in one transaction. The ledger's refusals are answers; an I/O failure
+    /// or a failed batch stops this replica (no replica may answer differently).
+    fn apply_batch_entry(
+        &self,
+        ops: &[BatchedOp],
+        applied: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<ShardAnswer, StorageFault> {
+        let commands: Vec<LedgerCommand<'_>> = ops
+            .iter()
+            .map(|op| LedgerCommand {
+                wallet: op.wallet,
+                key: &op.key,
+                op: &op.op,
+                now_ms: op.now_ms,
+            })
+            .collect();
+        let mark = Mark {
+            tree: &self.meta,
+            records: applied,
+        };
+        let answers = self.store.apply_many(&commands, &self.home(), &mark)?;
+        Ok(ShardAnswer::Batch(answers))
+    }
+
+    /// Applies one application write other than a batch. The ledger's
+    /// refusals are answers (every replica refuses alike); its I/O failures
+    /// are not: they stop this replica.
     fn apply_write(&self, write: ShardWrite) -> Result<ShardAnswer, StorageFault> {
         match write {
             ShardWrite::Op {
@@ -427,19 +459,12 @@ impl StateMachine {
                 })
                 .map(ShardAnswer::Op),
             ShardWrite::Batch(ops) => {
-                let commands: Vec<LedgerCommand<'_>> = ops
-                    .iter()
-                    .map(|op| LedgerCommand {
-                        wallet: op.wallet,
-                        key: &op.key,
-                        op: &op.op,
-                        now_ms: op.now_ms,
-                    })
-                    .collect();
-                // One transaction for the whole entry; an I/O failure stops
-                // this replica (its answers are not known).
-                let answers = self.store.apply_many(&commands, &self.home())?;
-                Ok(ShardAnswer::Batch(answers))
+                // Batches come through `apply_entry`, which marks them applied
+                // in the same transaction; a batch here has no entry to mark.
+                Err(StorageFault::Store(CoreError::Internal(format!(
+                    "a batch of {} operations reached apply_write",
+                    ops.len()
+                ))))
             }
             ShardWrite::Delivered(transfers) => {
                 for transfer in &transfers {

@@ -71,7 +71,8 @@ pub enum ShardWrite {
     /// Outbox transfers their receiving shards acknowledged: forget them.
     Delivered(Vec<Transfer>),
     /// Ledger operations proposed together (see the proposer): applied in
-    /// order, each on its own, as if each were an [`ShardWrite::Op`] entry.
+    /// order, each answered on its own, in one transaction with the entry's
+    /// applied mark (all or none of them after a crash).
     Batch(Vec<BatchedOp>),
 }
 
