@@ -9,7 +9,8 @@ use crate::route::commands::{PeerAnswer, PeerCommand, RaftRpc};
 use crate::route::ClusterRouter;
 use fixit_actors::codec;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -66,6 +67,20 @@ impl ShardPeer {
     {
         let bytes =
             codec::encode(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        self.send_encoded(bytes, wrap, option).await
+    }
+
+    /// [`ShardPeer::send`] of a request already encoded.
+    async fn send_encoded<Resp, E>(
+        &self,
+        bytes: Vec<u8>,
+        wrap: fn(Vec<u8>) -> RaftRpc,
+        option: &RPCOption,
+    ) -> Result<Resp, Failure<E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let command = PeerCommand::Raft {
             shard: self.shard,
             rpc: wrap(bytes),
@@ -105,7 +120,15 @@ impl RaftNetwork<ShardTypes> for ShardPeer {
         rpc: AppendEntriesRequest<ShardTypes>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, Failure<openraft::error::Infallible>> {
-        self.send(&rpc, RaftRpc::Append, &option).await
+        let bytes =
+            codec::encode(&rpc).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        if let Some(hint) = entries_that_fit(rpc.entries.len(), bytes.len()) {
+            // Too big for a link frame: openraft sends fewer entries next.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        self.send_encoded(bytes, RaftRpc::Append, &option).await
     }
 
     async fn install_snapshot(
@@ -123,6 +146,25 @@ impl RaftNetwork<ShardTypes> for ShardPeer {
     ) -> Result<VoteResponse<u64>, Failure<openraft::error::Infallible>> {
         self.send(&rpc, RaftRpc::Vote, &option).await
     }
+}
+
+/// Most bytes of one encoded AppendEntries message: three quarters of the
+/// default link frame (1 MiB), room for the call's envelope. An entry is a
+/// batch of up to [`super::proposer::BATCH_MAX`] ledger operations (at most
+/// about 133 KiB), so openraft's 300 entries per message can be far more.
+pub const APPEND_BYTES_MAX: usize = 768 * 1024;
+
+/// When `entries` entries encode to `bytes`, more than [`APPEND_BYTES_MAX`]:
+/// how many to send instead (at least one; an entry alone always fits).
+/// openraft, told the payload is too large, sends that many next. Without
+/// it a follower far enough behind was sent a message the link could not
+/// frame, again and again, until a snapshot replaced the entries.
+pub fn entries_that_fit(entries: usize, bytes: usize) -> Option<u64> {
+    if bytes <= APPEND_BYTES_MAX || entries <= 1 {
+        return None;
+    }
+    let per_entry = bytes.div_ceil(entries).max(1);
+    Some((APPEND_BYTES_MAX / per_entry).clamp(1, entries - 1) as u64)
 }
 
 /// Serves a Raft message for `raft` and encodes its result for the sender.

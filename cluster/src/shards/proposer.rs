@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// Most operations in one log entry (at most about 133 KiB encoded; see
-/// [`super::running::MAX_PAYLOAD_ENTRIES`] for how many go in one message).
+/// [`super::network::APPEND_BYTES_MAX`] for how many go in one message).
 pub const BATCH_MAX: usize = 512;
 /// Batches of one shard being committed at once: while one waits for its
 /// fsync and majority, the next is already on its way.
@@ -166,18 +166,17 @@ fn failed(count: usize, why: &str) -> Vec<Proposed> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::running::MAX_PAYLOAD_ENTRIES;
+    use super::super::network::{entries_that_fit, APPEND_BYTES_MAX};
     use super::super::types::ShardTypes;
     use super::*;
     use fixit_actors::ids::WalletId;
     use fixit_actors::ledger::{LedgerOp, LEDGER_KEY_BYTES_MAX};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
-    /// The largest Raft message a follower can be sent — as many entries as
-    /// one message carries, each a full batch of the largest operations —
-    /// fits a link frame with room to spare.
+    /// A full batch of the largest operations fits one message alone, and
+    /// openraft's 300 such entries are cut to a count that fits.
     #[test]
-    fn a_message_of_full_batches_fits_a_link_frame() {
+    fn messages_of_full_batches_are_cut_to_fit_a_link_frame() {
         let op = BatchedOp {
             wallet: WalletId(u64::MAX),
             key: "k".repeat(LEDGER_KEY_BYTES_MAX),
@@ -192,14 +191,23 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX),
             payload: EntryPayload::Normal(ShardWrite::Batch(vec![op; BATCH_MAX])),
         };
-        let message = vec![entry; MAX_PAYLOAD_ENTRIES as usize];
-        let bytes = fixit_actors::codec::encode(&message)
+        let one = fixit_actors::codec::encode(&vec![entry.clone()])
             .expect("encodes")
             .len();
+        assert!(one < APPEND_BYTES_MAX, "{one} bytes for one full entry");
+        assert_eq!(entries_that_fit(1, one), None);
+        let many = vec![entry; 300];
+        let bytes = fixit_actors::codec::encode(&many).expect("encodes").len();
+        let hint = entries_that_fit(300, bytes).expect("300 full entries are cut") as usize;
+        assert!((1..300).contains(&hint), "{hint}");
+        let cut = fixit_actors::codec::encode(&many[..hint].to_vec())
+            .expect("encodes")
+            .len();
+        assert!(cut <= APPEND_BYTES_MAX, "{hint} entries: {cut} bytes");
         let frame = crate::LinkLimits::default().frame_bytes_max as usize;
         assert!(
-            bytes * 3 / 2 < frame,
-            "{bytes} bytes for {MAX_PAYLOAD_ENTRIES} full entries; a frame holds {frame}"
+            APPEND_BYTES_MAX + 64 * 1024 < frame,
+            "room for the envelope"
         );
     }
 }

@@ -41,13 +41,6 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 256 * 1024;
 /// Longest one ask of a shard's leader over a link may take before the call
 /// looks for the leader again.
 pub const ASK_TIMEOUT: Duration = Duration::from_millis(1_000);
-/// Log entries sent to a follower in one Raft message. An entry is a batch of
-/// up to [`super::proposer::BATCH_MAX`] ledger operations (about 260 bytes each
-/// at most: a 192-byte key), so 4 of them stay well inside a link frame
-/// (1 MiB); openraft's default, 300, made a follower that fell 9 or more full
-/// batches behind unreachable (the message could not be framed, and openraft
-/// sent the same one again) until a snapshot replaced the entries.
-pub const MAX_PAYLOAD_ENTRIES: u64 = 4;
 /// Transfers delivered per shard per round.
 pub const DELIVERY_BATCH: usize = 128;
 /// Pause between outbox rounds when nothing was queued.
@@ -766,7 +759,6 @@ async fn bring_up(
             max_in_snapshot_log_to_keep: section.shard_snapshot_entries / 10,
             // Chunks well inside a link frame (1 MiB).
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
-            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
