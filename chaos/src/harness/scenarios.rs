@@ -535,6 +535,20 @@ async fn inject(
             // What it still claims, cut off: openraft 0.9 has no check-quorum, a
             // leader steps down when it hears of a later term (after the heal).
             let still_leading = shards::claimed_by(cluster, victim, &led).await;
+            if scenario == Scenario::Partition && cluster.replicated() {
+                // openraft 0.9 has no pre-vote: cut off, the victim stood for
+                // election in ever higher terms, and once healed its term
+                // deposes the leader of every shard it replicates (a new
+                // election follows). Those shards are under fault from the
+                // heal on (a CI run saw w6's leader on a deposed this way).
+                let mut shards = shards::replicated_by(cluster, victim).await;
+                shards.extend(led.iter().copied());
+                driver.set_scope(Scope {
+                    nodes: [victim].into(),
+                    shards,
+                    ..Scope::default()
+                });
+            }
             cluster.heal_all()?;
             let stepped_down_ms =
                 shards::wait_stepped_down(cluster, victim, &still_leading, STEP_DOWN_MAX).await;

@@ -97,6 +97,17 @@ pub(crate) async fn led_by(cluster: &ChaosCluster, index: usize) -> BTreeSet<u32
         .collect()
 }
 
+/// The shards node `index` replicates, by its own view (empty when it does
+/// not answer, or wallets are not replicated).
+pub(crate) async fn replicated_by(cluster: &ChaosCluster, index: usize) -> BTreeSet<u32> {
+    rows(cluster, index)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| row.shard)
+        .collect()
+}
+
 /// Those of `shards` that node `index` says it leads, by its own view, with
 /// the term it leads them in.
 pub(crate) async fn claimed_by(
