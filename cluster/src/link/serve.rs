@@ -173,7 +173,10 @@ async fn answer<H: CallHandler>(recv: &mut RecvStream, peer: &str, serving: &Ser
     let first_frame = Duration::from_millis(serving.limits.first_frame_timeout_ms);
     let read = read_frame::<Envelope, _>(recv, serving.frame_bytes_max());
     let refused = |reason: String| {
-        tracing::info!(%peer, %reason, "cluster stream refused");
+        // A cluster member sending what this node cannot read is a fault
+        // worth seeing (a Raft message refused this way once stalled a
+        // follower's catch-up).
+        tracing::warn!(%peer, %reason, "cluster stream refused");
         Reply {
             request_id: String::new(),
             result: Err(LinkError::BadFrame(reason)),

@@ -8,6 +8,8 @@ use super::types::{ShardId, ShardTypes};
 use crate::route::commands::{PeerAnswer, PeerCommand, RaftRpc};
 use crate::route::ClusterRouter;
 use fixit_actors::codec;
+use fixit_actors::error::CoreError;
+use fixit_protocol::api::ApiError;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -109,6 +111,11 @@ impl ShardPeer {
                     self.node
                 )),
             ))),
+            // The target refused or could not read the message (a link
+            // frame it could not decode): not a matter of reaching it.
+            Err(error @ ApiError::Core(CoreError::Internal(_))) => {
+                Err(RPCError::Network(NetworkError::new(&error)))
+            }
             Err(error) => Err(RPCError::Unreachable(Unreachable::new(&error))),
         }
     }
@@ -128,7 +135,20 @@ impl RaftNetwork<ShardTypes> for ShardPeer {
                 PayloadTooLarge::new_entries_hint(hint),
             ));
         }
-        self.send_encoded(bytes, RaftRpc::Append, &option).await
+        let entries = rpc.entries.len();
+        match self.send_encoded(bytes, RaftRpc::Append, &option).await {
+            Err(RPCError::Network(error)) if entries > 1 => {
+                // Sent again unchanged it would fail again, for ever (a
+                // partition run once left a follower 465 entries behind this
+                // way: its node refused the frame as undecodable). Half as
+                // many entries next time: one entry alone always gets through.
+                tracing::warn!(shard = %self.shard, node = %self.node, entries, %error, "append refused; sending fewer entries");
+                Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint((entries / 2) as u64),
+                ))
+            }
+            answer => answer,
+        }
     }
 
     async fn install_snapshot(
