@@ -160,9 +160,28 @@ fn packet_loss() {
     scenario_holds("packet-loss");
 }
 
+/// Node c cut off from a and b both ways, then healed. Cut off, c hears from
+/// no majority and may not stand for election, so its terms stay where they
+/// were and, healed, it deposes none of the leaders a and b kept (containment
+/// covers their shards through the heal).
 #[test]
 fn partition() {
-    scenario_holds("partition");
+    let scenario = scenario_holds("partition");
+    kept_its_terms(&scenario);
+}
+
+/// The partition report says the cut-off node raised no term and, healed,
+/// deposed none of the others' leaders (and both checks ran: the lists are
+/// there).
+fn kept_its_terms(scenario: &Value) {
+    for list in ["terms_raised_while_cut_off", "leaders_deposed_after_heal"] {
+        assert_eq!(
+            scenario[list],
+            serde_json::json!([]),
+            "{list}: {}",
+            scenario["violations"]
+        );
+    }
 }
 
 #[test]
@@ -212,6 +231,7 @@ fn node_loss() {
 #[test]
 fn leader_partition() {
     let scenario = fails_over("leader-partition");
+    kept_its_terms(&scenario);
     let partition = &scenario["leader_partition"];
     assert!(partition["stepped_down_ms"].is_u64(), "{partition}");
     assert!(

@@ -25,7 +25,7 @@ pub(crate) use slot::RAFT_CALLS_PER_PEER;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Most peers one node keeps links to (seeds and learnt members together).
@@ -93,6 +93,9 @@ pub struct Peers {
     /// The latest connection each peer opened to this node: membership
     /// datagrams go back on it while this node's own link is not up.
     inbound: std::sync::Mutex<BTreeMap<String, quinn::Connection>>,
+    /// When each peer was last heard from: a membership datagram it sent, or a
+    /// call it made (see [`Peers::heard_within`]).
+    heard: std::sync::Mutex<BTreeMap<String, Instant>>,
     seed: u64,
     shutdown: watch::Sender<bool>,
 }
@@ -127,6 +130,7 @@ impl Peers {
             slots: RwLock::new(slots),
             seeds,
             inbound: std::sync::Mutex::new(BTreeMap::new()),
+            heard: std::sync::Mutex::new(BTreeMap::new()),
             seed,
             shutdown: watch::channel(false).0,
         }
@@ -142,6 +146,25 @@ impl Peers {
     /// Every known peer and its link, sorted by name.
     pub fn peer_states(&self) -> Vec<PeerState> {
         self.all_slots().iter().map(|slot| slot.state()).collect()
+    }
+
+    /// Peer `name` (authenticated by its certificate) was just heard from.
+    pub(crate) fn heard_from(&self, name: &str) {
+        let now = Instant::now();
+        let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = heard.get_mut(name) {
+            *at = now;
+        } else if heard.len() < PEERS_MAX {
+            heard.insert(name.to_owned(), now);
+        }
+    }
+
+    /// Whether peer `name` was heard from within `window`: whether this node
+    /// is in contact with it (what a replica checks before it stands for
+    /// election).
+    pub fn heard_within(&self, name: &str, window: Duration) -> bool {
+        let heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
+        heard.get(name).is_some_and(|at| at.elapsed() <= window)
     }
 
     /// The names of every known peer, sorted.

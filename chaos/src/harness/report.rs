@@ -118,6 +118,14 @@ pub struct ScenarioReport {
     /// leader-partition only.
     #[serde(skip_serializing_if = "Option::is_none")]
     leader_partition: Option<LeaderPartition>,
+    /// Partitions, replicated: the shards whose term the cut-off node raised
+    /// while cut off (`w<n>: before → after`; empty: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    terms_raised_while_cut_off: Option<Vec<String>>,
+    /// Partitions, replicated: the leaders the other nodes had at the heal
+    /// that no longer led in the same term 4 s later (empty: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leaders_deposed_after_heal: Option<Vec<String>>,
     latency_ms: Containment,
     stored: crate::checker::Totals,
     /// What the failure detector did (kills measured, downs declared, healing).
@@ -132,6 +140,8 @@ pub(crate) struct Injected {
     pub(crate) unanswering: Vec<String>,
     pub(crate) membership: MembershipReport,
     pub(crate) leader_partition: Option<LeaderPartition>,
+    pub(crate) terms_raised: Option<Vec<String>>,
+    pub(crate) deposed: Option<Vec<String>>,
     pub(crate) caught_up: Option<CaughtUp>,
     pub(crate) replication_factor: u32,
 }
@@ -151,6 +161,8 @@ impl ScenarioReport {
             unanswering,
             membership,
             leader_partition,
+            terms_raised,
+            deposed,
             caught_up,
             replication_factor,
         } = injected;
@@ -221,6 +233,35 @@ impl ScenarioReport {
             }
             violations.insert("failover_completed".into(), lines);
         }
+        if let Some(raised) = &terms_raised {
+            // A cut-off replica that raised its term would depose, once
+            // healed, the leader the others kept (openraft 0.9 has no
+            // pre-vote; the nodes' own check keeps it from standing).
+            invariants.insert("cut_off_node_kept_its_terms".into(), raised.is_empty());
+            if !raised.is_empty() {
+                violations.insert(
+                    "cut_off_node_kept_its_terms".into(),
+                    vec![format!(
+                        "the partitioned node stood for election while cut off: {}",
+                        raised.join(", ")
+                    )],
+                );
+            }
+        }
+        if let Some(deposed) = &deposed {
+            // Healed, the node rejoins its groups as a follower: standing
+            // before the kept leader reached it would depose that leader.
+            invariants.insert("heal_deposed_no_leader".into(), deposed.is_empty());
+            if !deposed.is_empty() {
+                violations.insert(
+                    "heal_deposed_no_leader".into(),
+                    vec![format!(
+                        "leaders lost after the heal: {}",
+                        deposed.join(", ")
+                    )],
+                );
+            }
+        }
         ScenarioReport {
             scenario: scenario.name(),
             seed: workload.seed,
@@ -249,6 +290,8 @@ impl ScenarioReport {
             wallet_calls_moved: seen.wallet_calls_moved,
             replicas_caught_up: caught_up,
             leader_partition,
+            terms_raised_while_cut_off: terms_raised,
+            leaders_deposed_after_heal: deposed,
             latency_ms: Containment {
                 unaffected_baseline: seen.latency_unaffected_baseline,
                 unaffected_during_fault: seen.latency_unaffected_during_fault,

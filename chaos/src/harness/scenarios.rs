@@ -106,6 +106,11 @@ const NODE_LOSS_ROUND_TYPICAL: Duration = Duration::from_secs(6);
 /// disk-loss: how long the victim stays down with its data dir gone.
 const DISK_LOSS_DOWN: Duration = Duration::from_secs(2);
 
+/// After a partition heals: how long the leaders the others kept are watched
+/// (the healed node may stand 1.5 s after it hears from them again, and would
+/// stand at once without that wait).
+const AFTER_HEAL_WATCH: Duration = Duration::from_secs(4);
+
 /// Longest wait for a restarted node to know a leader of each of its shards.
 const REJOIN_MAX: Duration = Duration::from_secs(15);
 
@@ -215,6 +220,12 @@ pub struct Workload {
 struct Outcome {
     membership: MembershipReport,
     leader_partition: Option<LeaderPartition>,
+    /// Partitions: the shards whose term the cut-off node raised while it was
+    /// cut off (`None`: no partition, or not replicated).
+    terms_raised: Option<Vec<String>>,
+    /// Partitions, replicated: the leaders the other nodes had at the heal
+    /// that no longer led in the same term a while after it.
+    deposed: Option<Vec<String>>,
     /// Running nodes that did not answer `/ready` after the drain.
     unanswering: Vec<String>,
 }
@@ -238,6 +249,8 @@ pub async fn run(
         unanswering: outcome.unanswering,
         membership: outcome.membership,
         leader_partition: outcome.leader_partition,
+        terms_raised: outcome.terms_raised,
+        deposed: outcome.deposed,
         caught_up,
         replication_factor: workload.replication_factor,
     };
@@ -523,6 +536,7 @@ async fn inject(
             };
             let led = victim_scope(cluster, driver, victim).await;
             let name = cluster.nodes[victim].name.clone();
+            let terms_at_cut = shards::terms_of(cluster, victim).await;
             cluster.partition(&name);
             driver.fault_began(
                 victim,
@@ -535,29 +549,41 @@ async fn inject(
             // What it still claims, cut off: openraft 0.9 has no check-quorum, a
             // leader steps down when it hears of a later term (after the heal).
             let still_leading = shards::claimed_by(cluster, victim, &led).await;
-            if scenario == Scenario::Partition && cluster.replicated() {
-                // openraft 0.9 has no pre-vote: cut off, the victim stood for
-                // election in ever higher terms, and once healed its term
-                // deposes the leader of every shard it replicates (a new
-                // election follows). Those shards are under fault from the
-                // heal on (a CI run saw w6's leader on a deposed this way).
-                let mut shards = shards::replicated_by(cluster, victim).await;
-                shards.extend(led.iter().copied());
-                driver.set_scope(Scope {
-                    nodes: [victim].into(),
-                    shards,
-                    ..Scope::default()
-                });
-            }
+            // Cut off, it may not stand for election (it hears from no
+            // majority), so its terms stay where they were: healed, it
+            // deposes no leader the others kept.
+            let terms_raised = cluster.replicated().then_some(shards::raised_terms(
+                &terms_at_cut,
+                &shards::terms_of(cluster, victim).await,
+            ));
+            // The leaders the others have (kept or elected while it was cut
+            // off) must still lead, in the same term, once it is back.
+            let kept: BTreeMap<u32, (u64, String)> = shards::leaders_seen_by(cluster, Some(victim))
+                .await
+                .into_iter()
+                .filter(|(_, (_, leader))| *leader != name)
+                .collect();
             cluster.heal_all()?;
             let stepped_down_ms =
                 shards::wait_stepped_down(cluster, victim, &still_leading, STEP_DOWN_MAX).await;
+            let deposed = if cluster.replicated() {
+                // Long enough for the healed node to stand if it were going to.
+                tokio::time::sleep(AFTER_HEAL_WATCH).await;
+                Some(shards::deposed(
+                    &kept,
+                    &shards::leaders_seen_by(cluster, Some(victim)).await,
+                ))
+            } else {
+                None
+            };
             let membership = MembershipReport::of_fault(downs, observer.all_alive(cluster).await);
             let leader_partition = (scenario == Scenario::LeaderPartition)
                 .then(|| LeaderPartition::new(name, &led, &still_leading, stepped_down_ms));
             return Ok(Outcome {
                 membership,
                 leader_partition,
+                terms_raised,
+                deposed,
                 ..Outcome::default()
             });
         }

@@ -66,8 +66,23 @@ async fn rows(cluster: &ChaosCluster, index: usize) -> Option<Vec<ShardRow>> {
 /// Shard → the node leading it now: among the running nodes' views, the claim
 /// made in the highest term.
 pub(crate) async fn leaders(cluster: &ChaosCluster) -> BTreeMap<u32, String> {
+    leaders_seen_by(cluster, None)
+        .await
+        .into_iter()
+        .map(|(shard, (_, leader))| (shard, leader))
+        .collect()
+}
+
+/// Shard → (term, leader): among the views of the running nodes other than
+/// `except`, the claim made in the highest term.
+pub(crate) async fn leaders_seen_by(
+    cluster: &ChaosCluster,
+    except: Option<usize>,
+) -> BTreeMap<u32, (u64, String)> {
     let mut best: BTreeMap<u32, (u64, String)> = BTreeMap::new();
-    for index in (0..cluster.nodes.len()).filter(|index| cluster.nodes[*index].running()) {
+    let asked = (0..cluster.nodes.len())
+        .filter(|index| cluster.nodes[*index].running() && Some(*index) != except);
+    for index in asked {
         for row in rows(cluster, index).await.unwrap_or_default() {
             let Some(leader) = row.leader else {
                 continue;
@@ -78,8 +93,26 @@ pub(crate) async fn leaders(cluster: &ChaosCluster) -> BTreeMap<u32, String> {
             }
         }
     }
-    best.into_iter()
-        .map(|(shard, (_, leader))| (shard, leader))
+    best
+}
+
+/// The leaders in `before` (shard → (term, leader)) that `after` no longer
+/// shows in the same term, as `w<n>: <leader> in term t → ...`.
+pub(crate) fn deposed(
+    before: &BTreeMap<u32, (u64, String)>,
+    after: &BTreeMap<u32, (u64, String)>,
+) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(shard, kept)| after.get(shard) != Some(kept))
+        .map(|(shard, (term, leader))| {
+            let now = after
+                .get(shard)
+                .map_or("no leader".to_owned(), |(term, leader)| {
+                    format!("{leader} in term {term}")
+                });
+            format!("w{shard}: {leader} in term {term} → {now}")
+        })
         .collect()
 }
 
@@ -97,14 +130,25 @@ pub(crate) async fn led_by(cluster: &ChaosCluster, index: usize) -> BTreeSet<u32
         .collect()
 }
 
-/// The shards node `index` replicates, by its own view (empty when it does
-/// not answer, or wallets are not replicated).
-pub(crate) async fn replicated_by(cluster: &ChaosCluster, index: usize) -> BTreeSet<u32> {
+/// Shard → node `index`'s current term in it, by its own view (empty when it
+/// does not answer, or wallets are not replicated).
+pub(crate) async fn terms_of(cluster: &ChaosCluster, index: usize) -> BTreeMap<u32, u64> {
     rows(cluster, index)
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|row| row.shard)
+        .map(|row| (row.shard, row.term))
+        .collect()
+}
+
+/// The shards whose term rose from `before` to `after`, as `w<n>: a → b`.
+pub(crate) fn raised_terms(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|(shard, term)| {
+            let was = before.get(shard).copied().unwrap_or(0);
+            (*term > was).then(|| format!("w{shard}: {was} → {term}"))
+        })
         .collect()
 }
 

@@ -260,6 +260,7 @@ impl Driver {
                 }
                 self.last_heard
                     .insert(from.to_string(), self.clock.now_ms());
+                self.peers.heard_from(&from);
                 if announces_leave(&bytes) {
                     self.member_stopping(&from);
                 }

@@ -119,6 +119,7 @@ impl<A: LocalApi> PeerHandler<A> {
 
 impl<A: LocalApi> CallHandler for PeerHandler<A> {
     async fn handle(&self, from: &str, envelope: Envelope) -> Result<Vec<u8>, LinkError> {
+        self.router.heard_from(from);
         let command: PeerCommand = codec::decode(&envelope.command)
             .map_err(|error| LinkError::BadFrame(format!("command: {error}")))?;
         if let PeerCommand::Client { principal, .. } = &command {

@@ -222,6 +222,22 @@ impl ClusterRouter {
         names.into_iter().collect()
     }
 
+    /// Peer `name` just made a call to this node.
+    pub(crate) fn heard_from(&self, name: &str) {
+        if let Some(peers) = self.peers.get().and_then(Weak::upgrade) {
+            peers.heard_from(name);
+        }
+    }
+
+    /// Whether peer `name` was heard from within `window` (a membership
+    /// datagram or a call); `false` once the links have stopped.
+    pub fn heard_within(&self, name: &str, window: std::time::Duration) -> bool {
+        self.peers
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|peers| peers.heard_within(name, window))
+    }
+
     /// Lets calls go out over `peers` (held weakly: once the links stop, calls
     /// answer `Unavailable`).
     pub(crate) fn attach(&self, peers: &Arc<Peers>) {

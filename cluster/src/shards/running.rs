@@ -45,6 +45,23 @@ pub const ASK_TIMEOUT: Duration = Duration::from_millis(1_000);
 pub const DELIVERY_BATCH: usize = 128;
 /// Pause between outbox rounds when nothing was queued.
 pub const DELIVERY_INTERVAL: Duration = Duration::from_millis(200);
+/// A replica stands for election only while it has heard, within this window,
+/// from a majority of its shard's replicas (itself included): cut off, it
+/// keeps its term instead of raising it election after election, so when the
+/// partition heals it does not depose the leader the others kept. Well under
+/// the shortest time a follower waits before standing (the leader lease plus
+/// the election timeout: 1.8 s), and over twice the time between membership
+/// probes of one peer (0.6 s in a three-node cluster); leaders' heartbeats
+/// (every 150 ms) count too.
+pub const CONTACT_WINDOW: Duration = Duration::from_millis(1_000);
+/// A replica that could not stand (cut off, or just started) may stand again
+/// only once it has heard from a majority for this long: time for a leader the
+/// others kept to reach it (its replication to a peer it could not reach
+/// backs off 0.5 s) and refresh its election timer, which ran out while it was
+/// cut off — else it would stand at once and depose that leader.
+pub const STAND_AFTER_CONTACT: Duration = Duration::from_millis(1_500);
+/// How often each replica's right to stand is checked.
+pub const STAND_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// The sled cache of the shards' database, bytes.
 pub const SHARDS_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -62,9 +79,21 @@ pub struct Group {
     /// While rejoining: the highest commit index a leader has sent (+1; 0:
     /// none yet).
     leader_commit: AtomicU64,
+    /// Whether it may stand for election: it hears from a majority of the
+    /// shard's replicas (see [`CONTACT_WINDOW`]).
+    may_stand: AtomicBool,
+    /// Since when it has heard from a majority without a break (see
+    /// [`STAND_AFTER_CONTACT`]).
+    majority_since: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Group {
+    /// Whether this replica may stand for election (it hears from a majority
+    /// of the shard's replicas).
+    pub fn may_stand(&self) -> bool {
+        self.may_stand.load(Ordering::Acquire)
+    }
+
     /// Whether this replica refuses votes (rejoining, not caught up yet).
     pub fn rejoining(&self) -> bool {
         self.rejoining.load(Ordering::Acquire)
@@ -113,6 +142,11 @@ pub struct ShardView {
     /// A replica that started empty while others held data and has not caught
     /// up yet: it refuses every vote meanwhile.
     pub rejoining: bool,
+    /// Whether this replica may stand for election: it has heard from a
+    /// majority of the replicas (within [`CONTACT_WINDOW`]) for
+    /// [`STAND_AFTER_CONTACT`]. Cut off, it may not, so its term does not rise
+    /// (openraft 0.9 has no pre-vote).
+    pub may_stand: bool,
     /// Last log index applied here.
     pub applied: Option<u64>,
     /// Last log index of this replica's latest snapshot.
@@ -269,6 +303,10 @@ impl Shards {
             }
         });
         tokio::spawn(deliver(Arc::downgrade(&shards), shards.stop.subscribe()));
+        tokio::spawn(guard_elections(
+            Arc::downgrade(&shards),
+            shards.stop.subscribe(),
+        ));
         Ok(shards)
     }
 
@@ -634,6 +672,7 @@ impl Shards {
                     leader,
                     term: metrics.current_term,
                     rejoining: group.rejoining(),
+                    may_stand: group.may_stand(),
                     applied: metrics.last_applied.map(|log_id| log_id.index),
                     snapshot: metrics.snapshot.map(|log_id| log_id.index),
                     purged: metrics.purged.map(|log_id| log_id.index),
@@ -652,6 +691,50 @@ impl Shards {
             .nodes()
             .find(|(node, _)| **node == id)
             .map_or_else(|| format!("#{id}"), |(_, node)| node.addr.clone())
+    }
+
+    /// Lets each replica stand for election once it has heard from a majority
+    /// of its shard's replicas for [`STAND_AFTER_CONTACT`], and stops it as
+    /// soon as it does not.
+    fn check_may_stand(&self) {
+        for (shard, group) in self.groups() {
+            let replicas = &self.replicas[shard.0 as usize];
+            let heard = replicas
+                .iter()
+                .filter(|node| {
+                    **node == self.name || self.router.heard_within(node, CONTACT_WINDOW)
+                })
+                .count();
+            let majority = heard * 2 > replicas.len();
+            let may = {
+                let mut since = group
+                    .majority_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                match (majority, *since) {
+                    (false, _) => {
+                        *since = None;
+                        false
+                    }
+                    (true, None) => {
+                        *since = Some(Instant::now());
+                        false
+                    }
+                    (true, Some(at)) => at.elapsed() >= STAND_AFTER_CONTACT,
+                }
+            };
+            group.raft.runtime_config().elect(may);
+            if group.may_stand.swap(may, Ordering::AcqRel) != may {
+                tracing::info!(
+                    %shard,
+                    heard,
+                    replicas = replicas.len(),
+                    may_stand = may,
+                    "shard replica {} stand for election",
+                    if may { "may again" } else { "may not" }
+                );
+            }
+        }
     }
 
     /// Stops outbox delivery and every group, and makes the database durable.
@@ -759,6 +842,8 @@ async fn bring_up(
             max_in_snapshot_log_to_keep: section.shard_snapshot_entries / 10,
             // Chunks well inside a link frame (1 MiB).
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            // Until `guard_elections` has seen a majority in contact.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -806,6 +891,8 @@ async fn bring_up(
                 proposer,
                 rejoining: AtomicBool::new(rejoining),
                 leader_commit: AtomicU64::new(0),
+                may_stand: AtomicBool::new(false),
+                majority_since: std::sync::Mutex::new(None),
             },
         );
     }
@@ -821,6 +908,23 @@ async fn bring_up(
         "wallet shards up"
     );
     Ok(())
+}
+
+/// Checks every [`STAND_CHECK_EVERY`] which replicas may stand for election
+/// (see [`CONTACT_WINDOW`]) until `stop` turns true.
+async fn guard_elections(shards: std::sync::Weak<Shards>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(STAND_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(running) = shards.upgrade() else {
+            return;
+        };
+        running.check_may_stand();
+    }
 }
 
 /// Delivers the outboxes of the shards this node leads until `stop` turns true.
