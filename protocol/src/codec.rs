@@ -174,27 +174,37 @@ async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std:
     Ok(filled)
 }
 
-/// Decodes exactly one value from a frame body with a bincode limit close to the
-/// body's own length, so a lying length inside the body (a string or list claiming
-/// megabytes in a small frame) cannot make the decoder allocate more than four
-/// times the body's length (at least 1 KiB).
+/// Decodes exactly one value from a frame body under a bincode limit scaled to
+/// the body's length, so a lying length inside the body (a string or list
+/// claiming megabytes in a small frame) is refused before its buffer is made.
+///
+/// bincode counts what it decodes at its in-memory size: a `u64` counts 8
+/// bytes even when its varint took 1, a length prefix 8, an enum tag 4. A body
+/// of small integers therefore counts up to 8 times its length, and any body a
+/// few bytes over its own length (a cluster envelope: 21 bytes over). The limit
+/// is the smallest power of two of at least 1 KiB and at least 8 × the body
+/// plus 64 bytes, so at most 16 × the body (and at least 1 KiB). It was the
+/// next power of four at or above the body's length: bodies within about 20
+/// bytes below 1, 4, 16, 64 or 256 KiB were refused as `LimitExceeded` — a
+/// shard follower sent such an AppendEntries was sent the same one for ever
+/// and fell behind for good.
 fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     const KIB: usize = 1024;
-    const TIER_1: usize = KIB;
-    const TIER_2: usize = 4 * KIB;
-    const TIER_3: usize = 16 * KIB;
-    const TIER_4: usize = 64 * KIB;
-    const TIER_5: usize = 256 * KIB;
-    const TIER_6: usize = 1024 * KIB;
-    const TIER_7: usize = 4096 * KIB;
-    match body.len() {
-        0..=TIER_1 => decode_limited::<T, TIER_1>(body),
-        len if len <= TIER_2 => decode_limited::<T, TIER_2>(body),
-        len if len <= TIER_3 => decode_limited::<T, TIER_3>(body),
-        len if len <= TIER_4 => decode_limited::<T, TIER_4>(body),
-        len if len <= TIER_5 => decode_limited::<T, TIER_5>(body),
-        len if len <= TIER_6 => decode_limited::<T, TIER_6>(body),
-        len if len <= TIER_7 => decode_limited::<T, TIER_7>(body),
+    match body.len().saturating_mul(8).saturating_add(64) {
+        0..=KIB => decode_limited::<T, KIB>(body),
+        need if need <= 2 * KIB => decode_limited::<T, { 2 * KIB }>(body),
+        need if need <= 4 * KIB => decode_limited::<T, { 4 * KIB }>(body),
+        need if need <= 8 * KIB => decode_limited::<T, { 8 * KIB }>(body),
+        need if need <= 16 * KIB => decode_limited::<T, { 16 * KIB }>(body),
+        need if need <= 32 * KIB => decode_limited::<T, { 32 * KIB }>(body),
+        need if need <= 64 * KIB => decode_limited::<T, { 64 * KIB }>(body),
+        need if need <= 128 * KIB => decode_limited::<T, { 128 * KIB }>(body),
+        need if need <= 256 * KIB => decode_limited::<T, { 256 * KIB }>(body),
+        need if need <= 512 * KIB => decode_limited::<T, { 512 * KIB }>(body),
+        need if need <= 1024 * KIB => decode_limited::<T, { 1024 * KIB }>(body),
+        need if need <= 2048 * KIB => decode_limited::<T, { 2048 * KIB }>(body),
+        need if need <= 4096 * KIB => decode_limited::<T, { 4096 * KIB }>(body),
+        need if need <= 8192 * KIB => decode_limited::<T, { 8192 * KIB }>(body),
         _ => decode_limited::<T, DECODE_BYTES_MAX>(body),
     }
 }
@@ -484,5 +494,58 @@ mod frame_tests {
             ),
             "{result:?}"
         );
+    }
+
+    /// A frame laid out like a cluster envelope (an enum tag, a byte list,
+    /// an optional string, a string, a large integer, a string).
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct EnvelopeLike {
+        target: u8,
+        command: Vec<u8>,
+        key: Option<String>,
+        request_id: String,
+        deadline_ms: u64,
+        from: String,
+    }
+
+    fn round_trips_framed<T>(value: &T) -> bool
+    where
+        T: serde::Serialize + DeserializeOwned + PartialEq,
+    {
+        let frame = encode_frame(value, FRAME_BODY_BYTES_LIMIT).expect("encodes");
+        decode_frame::<T>(&frame, FRAME_BODY_BYTES_LIMIT).is_ok_and(|back| back == *value)
+    }
+
+    /// Every body length decodes, right up to each old limit: envelopes of
+    /// 1,004–1,024 bytes (and as far below 4, 16, 64 and 256 KiB) were
+    /// refused as `LimitExceeded` because bincode counts an envelope 21 bytes
+    /// over its length.
+    #[test]
+    fn frames_of_every_length_decode_near_every_limit() {
+        let mut lengths: Vec<usize> = (0..5_000).collect();
+        for tier in [16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024] {
+            lengths.extend(tier - 80..tier + 8);
+        }
+        for len in lengths {
+            let value = EnvelopeLike {
+                target: 4,
+                command: vec![0x5A; len],
+                key: None,
+                request_id: "raft-w1".into(),
+                deadline_ms: 1_796_324_185_907,
+                from: "a".into(),
+            };
+            assert!(round_trips_framed(&value), "command of {len} bytes");
+        }
+    }
+
+    /// The worst case bincode counts: integers that take one byte on the wire
+    /// and eight in memory.
+    #[test]
+    fn a_body_of_small_integers_decodes() {
+        for count in [1, 100, 127, 1_000, 5_000, 100_000] {
+            let value: Vec<u64> = (0..count).map(|n| n % 100).collect();
+            assert!(round_trips_framed(&value), "{count} small integers");
+        }
     }
 }

@@ -140,8 +140,8 @@ impl RaftNetwork<ShardTypes> for ShardPeer {
             Err(RPCError::Network(error)) if entries > 1 => {
                 // Sent again unchanged it would fail again, for ever (a
                 // partition run once left a follower 465 entries behind this
-                // way: its node refused the frame as undecodable). Half as
-                // many entries next time: one entry alone always gets through.
+                // way, when the frame decoder refused bodies just under its
+                // limits). Half as many entries next time.
                 tracing::warn!(shard = %self.shard, node = %self.node, entries, %error, "append refused; sending fewer entries");
                 Err(RPCError::PayloadTooLarge(
                     PayloadTooLarge::new_entries_hint((entries / 2) as u64),
