@@ -52,22 +52,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// `iters` deposits by [`CLIENTS`] concurrent clients over `nodes`; how long
-/// they took.
-async fn deposits(nodes: &[Arc<Node>], iters: u64, next: &Arc<AtomicU64>) -> Duration {
+/// `iters` deposits by [`CLIENTS`] concurrent clients, client `n` through
+/// `targets[n % len]` with `deposit(target, n)`; how long they took.
+async fn concurrently<C, F, Fut>(
+    targets: &[C],
+    iters: u64,
+    next: &Arc<AtomicU64>,
+    deposit: F,
+) -> Duration
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let started = Instant::now();
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..CLIENTS {
         let share = iters / CLIENTS + u64::from(client < iters % CLIENTS);
-        let node = nodes[client as usize % nodes.len()].clone();
+        let target = targets[client as usize % targets.len()].clone();
         let next = next.clone();
         clients.spawn(async move {
             for _ in 0..share {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let wallet = WalletId(n % WALLETS + 1);
-                node.wallet_op(wallet, &format!("k{n}"), LedgerOp::Deposit { amount: 1 })
-                    .await
-                    .expect("deposit");
+                deposit(target.clone(), next.fetch_add(1, Ordering::Relaxed)).await;
             }
         });
     }
@@ -77,35 +83,25 @@ async fn deposits(nodes: &[Arc<Node>], iters: u64, next: &Arc<AtomicU64>) -> Dur
     started.elapsed()
 }
 
+/// Deposit number `n` through a node's API in this process.
+async fn deposit_in_process(node: Arc<Node>, n: u64) {
+    let wallet = WalletId(n % WALLETS + 1);
+    node.wallet_op(wallet, &format!("k{n}"), LedgerOp::Deposit { amount: 1 })
+        .await
+        .expect("deposit");
+}
+
+/// Deposit number `n` over an SDK connection.
+async fn deposit_over_quic(client: Client, n: u64) {
+    deposit(&client, n % WALLETS + 1, &format!("k{n}")).await;
+}
+
 /// The three regions of the local cluster, one per node.
 fn regions() -> BTreeMap<String, String> {
     [("u33d", "a"), ("u33e", "b"), ("u336", "c")]
         .into_iter()
         .map(|(prefix, node)| (prefix.to_owned(), node.to_owned()))
         .collect()
-}
-
-/// `iters` deposits by [`CLIENTS`] concurrent clients over the SDK `clients`
-/// (client `n` on connection `n % len`); a deposit answered busy or
-/// unavailable is sent again with the same key after the hint.
-async fn deposits_over(clients: &[Client], iters: u64, next: &Arc<AtomicU64>) -> Duration {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..CLIENTS {
-        let share = iters / CLIENTS + u64::from(client < iters % CLIENTS);
-        let connection = clients[client as usize % clients.len()].clone();
-        let next = next.clone();
-        tasks.spawn(async move {
-            for _ in 0..share {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                deposit(&connection, n % WALLETS + 1, &format!("k{n}")).await;
-            }
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.expect("client");
-    }
-    started.elapsed()
 }
 
 /// One deposit of 1 into `wallet` under `key`, retried with the same key while
@@ -193,7 +189,9 @@ fn processes(c: &mut Criterion) {
     });
     let clients = runtime.block_on(connect(&single));
     group.bench_function("single_node", |b| {
-        b.iter_custom(|iters| runtime.block_on(deposits_over(&clients, iters, &next)))
+        b.iter_custom(|iters| {
+            runtime.block_on(concurrently(&clients, iters, &next, deposit_over_quic))
+        })
     });
     drop(clients);
     runtime.block_on(single[0].stop()).expect("stops");
@@ -225,7 +223,9 @@ fn processes(c: &mut Criterion) {
         clients
     });
     group.bench_function("replicated_3_nodes", |b| {
-        b.iter_custom(|iters| runtime.block_on(deposits_over(&clients, iters, &next)))
+        b.iter_custom(|iters| {
+            runtime.block_on(concurrently(&clients, iters, &next, deposit_over_quic))
+        })
     });
     group.finish();
     drop(clients);
@@ -254,7 +254,9 @@ fn wallets(c: &mut Criterion) {
     });
     let nodes = [single.node().clone()];
     group.bench_function("single_node", |b| {
-        b.iter_custom(|iters| runtime.block_on(deposits(&nodes, iters, &next)))
+        b.iter_custom(|iters| {
+            runtime.block_on(concurrently(&nodes, iters, &next, deposit_in_process))
+        })
     });
     drop(nodes);
     runtime.block_on(single.shutdown()).expect("stops");
@@ -296,7 +298,9 @@ fn wallets(c: &mut Criterion) {
         .map(|running| running.node().clone())
         .collect();
     group.bench_function("replicated_3_nodes", |b| {
-        b.iter_custom(|iters| runtime.block_on(deposits(&nodes, iters, &next)))
+        b.iter_custom(|iters| {
+            runtime.block_on(concurrently(&nodes, iters, &next, deposit_in_process))
+        })
     });
     group.finish();
     drop(nodes);

@@ -233,32 +233,32 @@ impl ScenarioReport {
             }
             violations.insert("failover_completed".into(), lines);
         }
-        if let Some(raised) = &terms_raised {
-            // A cut-off replica that raised its term would depose, once
-            // healed, the leader the others kept (openraft 0.9 has no
-            // pre-vote; the nodes' own check keeps it from standing).
-            invariants.insert("cut_off_node_kept_its_terms".into(), raised.is_empty());
-            if !raised.is_empty() {
+        // A cut-off replica that raised its term would depose, once healed,
+        // the leader the others kept (openraft 0.9 has no pre-vote; the
+        // nodes' own check keeps it from standing); healed, it rejoins its
+        // groups as a follower: standing before the kept leader reached it
+        // would depose that leader too.
+        let partition_checks = [
+            (
+                "cut_off_node_kept_its_terms",
+                &terms_raised,
+                "the partitioned node stood for election while cut off",
+            ),
+            (
+                "heal_deposed_no_leader",
+                &deposed,
+                "leaders lost after the heal",
+            ),
+        ];
+        for (invariant, found, what) in partition_checks {
+            let Some(found) = found else {
+                continue;
+            };
+            invariants.insert(invariant.into(), found.is_empty());
+            if !found.is_empty() {
                 violations.insert(
-                    "cut_off_node_kept_its_terms".into(),
-                    vec![format!(
-                        "the partitioned node stood for election while cut off: {}",
-                        raised.join(", ")
-                    )],
-                );
-            }
-        }
-        if let Some(deposed) = &deposed {
-            // Healed, the node rejoins its groups as a follower: standing
-            // before the kept leader reached it would depose that leader.
-            invariants.insert("heal_deposed_no_leader".into(), deposed.is_empty());
-            if !deposed.is_empty() {
-                violations.insert(
-                    "heal_deposed_no_leader".into(),
-                    vec![format!(
-                        "leaders lost after the heal: {}",
-                        deposed.join(", ")
-                    )],
+                    invariant.into(),
+                    vec![format!("{what}: {}", found.join(", "))],
                 );
             }
         }
