@@ -141,12 +141,14 @@ pub(crate) async fn terms_of(cluster: &ChaosCluster, index: usize) -> BTreeMap<u
         .collect()
 }
 
-/// The shards whose term rose from `before` to `after`, as `w<n>: a → b`.
+/// The shards whose term rose from `before` to `after`, as `w<n>: a → b`
+/// (a shard missing from either view, a view that could not be read, is not
+/// judged).
 pub(crate) fn raised_terms(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> Vec<String> {
     after
         .iter()
         .filter_map(|(shard, term)| {
-            let was = before.get(shard).copied().unwrap_or(0);
+            let was = *before.get(shard)?;
             (*term > was).then(|| format!("w{shard}: {was} → {term}"))
         })
         .collect()

@@ -83,6 +83,9 @@ pub enum PeerCommand {
         /// The call.
         call: WalletCall,
     },
+    /// Nothing: a shard replica checking that it can reach another replica it
+    /// has not heard from lately (answered [`PeerAnswer::Done`]).
+    Ping,
 }
 
 /// An openraft request, encoded by the codec (openraft's own serde types).

@@ -94,6 +94,7 @@ impl<A: LocalApi> PeerHandler<A> {
                 node.merge_settings(settings).await?;
                 Ok(PeerAnswer::Done)
             }
+            PeerCommand::Ping => Ok(PeerAnswer::Done),
             PeerCommand::ShardsHeld => Ok(PeerAnswer::ShardsHeld(
                 self.router.shards_or_unavailable()?.holds_data(),
             )),

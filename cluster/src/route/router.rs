@@ -222,7 +222,7 @@ impl ClusterRouter {
         names.into_iter().collect()
     }
 
-    /// Peer `name` just made a call to this node.
+    /// Peer `name` just made a call to this node, or answered one.
     pub(crate) fn heard_from(&self, name: &str) {
         if let Some(peers) = self.peers.get().and_then(Weak::upgrade) {
             peers.heard_from(name);
@@ -315,6 +315,8 @@ impl ClusterRouter {
             .await;
         if result.is_err() {
             Traffic::count(&self.traffic.calls_failed);
+        } else {
+            self.heard_from(peer);
         }
         result
     }
@@ -376,7 +378,7 @@ fn target_of(command: &PeerCommand) -> Target {
         | PeerCommand::SettingsPush(_)
         | PeerCommand::Shard { .. }
         | PeerCommand::ShardsHeld => Target::Node,
-        PeerCommand::Raft { .. } => Target::Raft,
+        PeerCommand::Raft { .. } | PeerCommand::Ping => Target::Raft,
     }
 }
 

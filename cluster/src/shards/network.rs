@@ -8,8 +8,6 @@ use super::types::{ShardId, ShardTypes};
 use crate::route::commands::{PeerAnswer, PeerCommand, RaftRpc};
 use crate::route::ClusterRouter;
 use fixit_actors::codec;
-use fixit_actors::error::CoreError;
-use fixit_protocol::api::ApiError;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -111,11 +109,6 @@ impl ShardPeer {
                     self.node
                 )),
             ))),
-            // The target refused or could not read the message (a link
-            // frame it could not decode): not a matter of reaching it.
-            Err(error @ ApiError::Core(CoreError::Internal(_))) => {
-                Err(RPCError::Network(NetworkError::new(&error)))
-            }
             Err(error) => Err(RPCError::Unreachable(Unreachable::new(&error))),
         }
     }
@@ -135,20 +128,7 @@ impl RaftNetwork<ShardTypes> for ShardPeer {
                 PayloadTooLarge::new_entries_hint(hint),
             ));
         }
-        let entries = rpc.entries.len();
-        match self.send_encoded(bytes, RaftRpc::Append, &option).await {
-            Err(RPCError::Network(error)) if entries > 1 => {
-                // Sent again unchanged it would fail again, for ever (a
-                // partition run once left a follower 465 entries behind this
-                // way, when the frame decoder refused bodies just under its
-                // limits). Half as many entries next time.
-                tracing::warn!(shard = %self.shard, node = %self.node, entries, %error, "append refused; sending fewer entries");
-                Err(RPCError::PayloadTooLarge(
-                    PayloadTooLarge::new_entries_hint((entries / 2) as u64),
-                ))
-            }
-            answer => answer,
-        }
+        self.send_encoded(bytes, RaftRpc::Append, &option).await
     }
 
     async fn install_snapshot(

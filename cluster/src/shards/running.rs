@@ -21,7 +21,7 @@ use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, VoteResponse};
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -50,9 +50,9 @@ pub const DELIVERY_INTERVAL: Duration = Duration::from_millis(200);
 /// keeps its term instead of raising it election after election, so when the
 /// partition heals it does not depose the leader the others kept. Well under
 /// the shortest time a follower waits before standing (the leader lease plus
-/// the election timeout: 1.8 s), and over twice the time between membership
-/// probes of one peer (0.6 s in a three-node cluster); leaders' heartbeats
-/// (every 150 ms) count too.
+/// the election timeout: 1.8 s), and over three times [`PING_AFTER`]: a live
+/// peer is heard from at least that often (its calls, its answers, its
+/// membership datagrams, and a ping when nothing else came).
 pub const CONTACT_WINDOW: Duration = Duration::from_millis(1_000);
 /// A replica that could not stand (cut off, or just started) may stand again
 /// only once it has heard from a majority for this long: time for a leader the
@@ -60,6 +60,12 @@ pub const CONTACT_WINDOW: Duration = Duration::from_millis(1_000);
 /// backs off 0.5 s) and refresh its election timer, which ran out while it was
 /// cut off — else it would stand at once and depose that leader.
 pub const STAND_AFTER_CONTACT: Duration = Duration::from_millis(1_500);
+/// A replica peer this node has not heard from for this long is sent a ping
+/// (followers of the same leader have no Raft traffic between them, and
+/// membership probes one member per interval, so each peer less often the
+/// larger the cluster): contact with a live peer is then at most about this
+/// old, well inside [`CONTACT_WINDOW`].
+pub const PING_AFTER: Duration = Duration::from_millis(300);
 /// How often each replica's right to stand is checked.
 pub const STAND_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// The sled cache of the shards' database, bytes.
@@ -226,6 +232,8 @@ pub struct Shards {
     budget: Duration,
     db: GroupFlushed,
     /// Wakes outbox delivery.
+    /// Replica peers with a ping in flight (see [`Shards::ping_quiet_peers`]).
+    pinging: std::sync::Mutex<BTreeSet<String>>,
     pub(crate) outbox_waker: Notify,
     stop: watch::Sender<bool>,
 }
@@ -286,6 +294,7 @@ impl Shards {
             clock,
             db,
             outbox_waker: Notify::new(),
+            pinging: std::sync::Mutex::new(BTreeSet::new()),
             stop,
         });
         router.attach_shards(&shards);
@@ -693,6 +702,45 @@ impl Shards {
             .map_or_else(|| format!("#{id}"), |(_, node)| node.addr.clone())
     }
 
+    /// Pings every replica peer of the groups here not heard from within
+    /// [`PING_AFTER`] (one ping in flight per peer; a successful call is
+    /// contact, see [`ClusterRouter::heard_within`]).
+    fn ping_quiet_peers(self: &Arc<Self>) {
+        let peers: BTreeSet<&String> = self
+            .groups()
+            .keys()
+            .flat_map(|shard| &self.replicas[shard.0 as usize])
+            .filter(|node| **node != self.name)
+            .collect();
+        for peer in peers {
+            if self.router.heard_within(peer, PING_AFTER) {
+                continue;
+            }
+            let mut pinging = self.pinging.lock().unwrap_or_else(|e| e.into_inner());
+            if !pinging.insert(peer.clone()) {
+                continue;
+            }
+            drop(pinging);
+            // The task holds the shards weakly: a stopping node's database
+            // must not wait for a ping.
+            let (shards, router) = (Arc::downgrade(self), self.router.clone());
+            let (peer, request_id) = (peer.clone(), format!("ping-{}", self.name));
+            tokio::spawn(async move {
+                // Bounded by the call's deadline; a failure is no contact.
+                let _ = router
+                    .call(&peer, &PeerCommand::Ping, None, &request_id)
+                    .await;
+                if let Some(shards) = shards.upgrade() {
+                    shards
+                        .pinging
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&peer);
+                }
+            });
+        }
+    }
+
     /// Lets each replica stand for election once it has heard from a majority
     /// of its shard's replicas for [`STAND_AFTER_CONTACT`], and stops it as
     /// soon as it does not.
@@ -923,6 +971,7 @@ async fn guard_elections(shards: std::sync::Weak<Shards>, mut stop: watch::Recei
         let Some(running) = shards.upgrade() else {
             return;
         };
+        running.ping_quiet_peers();
         running.check_may_stand();
     }
 }
