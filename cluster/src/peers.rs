@@ -159,6 +159,13 @@ impl Peers {
         }
     }
 
+    /// Whether calls to peer `name` go out at all: it is a known member that
+    /// membership has not declared down or left.
+    pub fn reachable(&self, name: &str) -> bool {
+        self.slot(name)
+            .is_some_and(|slot| slot.refuse_if_not_member().is_ok())
+    }
+
     /// Whether peer `name` was heard from within `window`: whether this node
     /// is in contact with it (what a replica checks before it stands for
     /// election).

@@ -229,6 +229,15 @@ impl ClusterRouter {
         }
     }
 
+    /// Whether calls to peer `name` go out at all (a known member, not
+    /// declared down or left); `false` once the links have stopped.
+    pub fn reachable(&self, name: &str) -> bool {
+        self.peers
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|peers| peers.reachable(name))
+    }
+
     /// Whether peer `name` was heard from within `window` (a membership
     /// datagram or a call); `false` once the links have stopped.
     pub fn heard_within(&self, name: &str, window: std::time::Duration) -> bool {

@@ -703,8 +703,8 @@ impl Shards {
     }
 
     /// Pings every replica peer of the groups here not heard from within
-    /// [`PING_AFTER`] (one ping in flight per peer; a successful call is
-    /// contact, see [`ClusterRouter::heard_within`]).
+    /// [`PING_AFTER`] and not declared down (one ping in flight per peer; a
+    /// successful call is contact, see [`ClusterRouter::heard_within`]).
     fn ping_quiet_peers(self: &Arc<Self>) {
         let peers: BTreeSet<&String> = self
             .groups()
@@ -713,7 +713,9 @@ impl Shards {
             .filter(|node| **node != self.name)
             .collect();
         for peer in peers {
-            if self.router.heard_within(peer, PING_AFTER) {
+            // A peer declared down is not pinged: the call would be refused
+            // at once, ten times a second, and counted as failed.
+            if self.router.heard_within(peer, PING_AFTER) || !self.router.reachable(peer) {
                 continue;
             }
             let mut pinging = self.pinging.lock().unwrap_or_else(|e| e.into_inner());
