@@ -421,6 +421,19 @@ impl Api {
                 lon,
                 price,
             } => Response::Quote(node.quote(&skill, lat, lon, price)?),
+            Request::ReplaceNode { old, new } => {
+                let shards = self
+                    .cluster
+                    .as_ref()
+                    .and_then(|router| router.shards())
+                    .ok_or_else(|| {
+                        CoreError::Conflict(
+                            "this node replicates no wallet shards: there is no replica to replace"
+                                .into(),
+                        )
+                    })?;
+                Response::NodeReplaced(shards.replace_node(&old, &new).await?)
+            }
         };
         Ok(response)
     }

@@ -12,15 +12,18 @@ mod cluster_common;
 mod process_common;
 
 use cluster_common::*;
+use fixit_actors::config::NodeConfig;
 use fixit_actors::ids::WalletId;
 use fixit_cluster::shards::shard_of;
+use fixit_cluster::ClusterCa;
 use fixit_edge::auth::Role;
+use fixit_edge::local_cluster::free_link_addrs;
 use fixit_edge::local_cluster::local_cluster;
 use process_common::NodeProcess;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const BUCKETS: u32 = 8;
@@ -30,6 +33,7 @@ const PER_BUCKET: usize = 2;
 const CLIENT_PATIENCE: Duration = Duration::from_secs(15);
 
 struct Nodes {
+    dir: PathBuf,
     files: BTreeMap<String, PathBuf>,
     data_dirs: BTreeMap<String, PathBuf>,
     running: BTreeMap<String, NodeProcess>,
@@ -37,6 +41,64 @@ struct Nodes {
 }
 
 impl Nodes {
+    /// Configs of a, b and c in `dir` (factor 3, [`BUCKETS`] buckets, a
+    /// snapshot every few entries, so a blank replica catches up by one);
+    /// none running yet. Also the configs.
+    fn configure(dir: &Path) -> (Nodes, Vec<NodeConfig>) {
+        let configs = local_cluster(dir, &regions()).expect("cluster configs");
+        let secret = configs[0].auth.secret_file.clone();
+        let mut nodes = Nodes {
+            dir: dir.to_owned(),
+            files: BTreeMap::new(),
+            data_dirs: BTreeMap::new(),
+            running: BTreeMap::new(),
+            admin: token(&secret, Role::Admin, 0),
+        };
+        let configs = configs
+            .into_iter()
+            .map(|mut config| {
+                let cluster = config.cluster.as_mut().expect("cluster section");
+                cluster.replication_factor = 3;
+                cluster.wallet_buckets = BUCKETS;
+                cluster.shard_snapshot_entries = 10;
+                nodes.add(&config);
+                config
+            })
+            .collect();
+        (nodes, configs)
+    }
+
+    /// Writes `config` as the file its node starts from.
+    fn add(&mut self, config: &NodeConfig) {
+        let name = config.node.id.clone();
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml::to_string(config).expect("config as TOML")).expect("write");
+        self.files.insert(name.clone(), path);
+        self.data_dirs.insert(name, config.node.data_dir.clone());
+    }
+
+    /// Starts a, b and c and waits until their links are up and every shard
+    /// has a leader all replicas agree on.
+    async fn start_all(&mut self) {
+        for name in NAMES {
+            self.start(name);
+        }
+        for name in NAMES {
+            self.rest(name).wait_links_up(&self.admin).await;
+        }
+        let leaders = self.wait_agreed().await;
+        println!("leaders at start: {leaders:?}");
+    }
+
+    /// Deposits `amount` under `key` to every wallet, one at a time, as a
+    /// client holding the running nodes would, and counts it in `expected`.
+    async fn deposit_all(&self, wallets: &[u64], key: &str, amount: i64, expected: &mut Balances) {
+        for (i, wallet) in wallets.iter().enumerate() {
+            self.deposit(i, *wallet, key, amount).await;
+            *expected.entry(*wallet).or_insert(0) += amount;
+        }
+    }
+
     fn rest(&self, name: &str) -> Rest {
         Rest::new(&self.running[name].http)
     }
@@ -137,50 +199,14 @@ fn agreed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_wallets_survive_kills_disk_loss_and_a_lost_majority() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut configs = local_cluster(dir.path(), &regions()).expect("cluster configs");
-    let secret = configs[0].auth.secret_file.clone();
-    let mut files = BTreeMap::new();
-    let mut data_dirs = BTreeMap::new();
-    for config in &mut configs {
-        let cluster = config.cluster.as_mut().expect("cluster section");
-        cluster.replication_factor = 3;
-        cluster.wallet_buckets = BUCKETS;
-        // Snapshots every few entries: a blank replica must catch up by one.
-        cluster.shard_snapshot_entries = 10;
-        let path = dir.path().join(format!("{}.toml", config.node.id));
-        std::fs::write(&path, toml::to_string(&*config).expect("config as TOML")).expect("write");
-        files.insert(config.node.id.clone(), path);
-        data_dirs.insert(config.node.id.clone(), config.node.data_dir.clone());
-    }
-    let mut nodes = Nodes {
-        files,
-        data_dirs,
-        running: BTreeMap::new(),
-        admin: token(&secret, Role::Admin, 0),
-    };
-    for name in NAMES {
-        nodes.start(name);
-    }
-    for name in NAMES {
-        nodes.rest(name).wait_links_up(&nodes.admin).await;
-    }
+    let (mut nodes, _) = Nodes::configure(dir.path());
+    nodes.start_all().await;
     let leaders = nodes.wait_agreed().await;
-    println!("leaders at start: {leaders:?}");
-
-    // Wallets in every bucket.
-    let mut wallets: Vec<u64> = Vec::new();
-    for bucket in 0..BUCKETS {
-        wallets.extend(
-            (1_000u64..)
-                .filter(|id| shard_of(WalletId(*id), BUCKETS).0 == bucket)
-                .take(PER_BUCKET),
-        );
-    }
-    let mut expected: BTreeMap<u64, i64> = wallets.iter().map(|id| (*id, 0)).collect();
-    for (i, wallet) in wallets.iter().enumerate() {
-        nodes.deposit(i, *wallet, "first", 1_000).await;
-        *expected.get_mut(wallet).expect("wallet") += 1_000;
-    }
+    let wallets = wallets();
+    let mut expected = Balances::new();
+    nodes
+        .deposit_all(&wallets, "first", 1_000, &mut expected)
+        .await;
 
     // kill -9 of each node in turn, deposits to every wallet at once right after.
     let mut failovers_ms: Vec<u128> = Vec::new();
@@ -223,12 +249,8 @@ async fn replicated_wallets_survive_kills_disk_loss_and_a_lost_majority() {
     nodes.kill("b");
     std::fs::remove_dir_all(&nodes.data_dirs["b"]).expect("delete b's data dir");
     for round in 0..3 {
-        for (i, wallet) in wallets.iter().enumerate() {
-            nodes
-                .deposit(i, *wallet, &format!("while-b-is-blank-{round}"), 5)
-                .await;
-            *expected.get_mut(wallet).expect("wallet") += 5;
-        }
+        let key = format!("while-b-is-blank-{round}");
+        nodes.deposit_all(&wallets, &key, 5, &mut expected).await;
     }
     let views = nodes.views().await;
     let purged = views["a"]
@@ -285,8 +307,22 @@ async fn replicated_wallets_survive_kills_disk_loss_and_a_lost_majority() {
     assert_eq!(deposited, total);
 }
 
+/// Wallet → what was acknowledged into it.
+type Balances = BTreeMap<u64, i64>;
+
+/// [`PER_BUCKET`] wallets in every bucket.
+fn wallets() -> Vec<u64> {
+    (0..BUCKETS)
+        .flat_map(|bucket| {
+            (1_000u64..)
+                .filter(move |id| shard_of(WalletId(*id), BUCKETS).0 == bucket)
+                .take(PER_BUCKET)
+        })
+        .collect()
+}
+
 /// Reads every wallet through every node: each equals what was acknowledged.
-async fn assert_balances(nodes: &Nodes, expected: &BTreeMap<u64, i64>) {
+async fn assert_balances(nodes: &Nodes, expected: &Balances) {
     for name in nodes.running.keys() {
         let rest = nodes.rest(name);
         for (wallet, amount) in expected {
@@ -489,4 +525,190 @@ async fn concurrent_writes_to_one_shard_are_batched_into_fewer_log_entries() {
     println!("{WRITES} concurrent deposits in {entries} log entries");
     drop((node, other, router));
     cluster.stop().await;
+}
+
+/// Node c dies for good and a new node d takes its place. The operator starts
+/// d on an empty data dir (its config naming d in the region map where c was)
+/// and asks a node to replace c by d: each shard's leader adds d as a learner,
+/// brings it up to date (by snapshot: the logs were compacted meanwhile) and
+/// makes it a voter instead of c. Then a is killed: b and d are a majority of
+/// every shard and go on acknowledging writes. c, started again with its old
+/// data and membership, deposes no leader: its votes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_by_a_new_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut nodes, configs) = Nodes::configure(dir.path());
+    nodes.start_all().await;
+    let wallets = wallets();
+    let mut expected = Balances::new();
+    nodes
+        .deposit_all(&wallets, "first", 1_000, &mut expected)
+        .await;
+
+    let c_terms = terms(&nodes).await.remove("c").expect("c's view");
+    nodes.kill("c");
+    for round in 0..2 {
+        let key = format!("without-c-{round}");
+        nodes.deposit_all(&wallets, &key, 10, &mut expected).await;
+    }
+    // d is not running yet: not a member a reaches.
+    let (status, answer) = replace(&nodes, "c", "d").await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "unavailable", "{answer}");
+    // Malformed names, a node replacing itself, and a node that is already a
+    // voter (which would only remove c): refused, nothing changed.
+    let bad = [("c", "c"), ("c", "D"), ("c", "-d"), ("", "d"), ("c", "42")];
+    for (old, new) in bad.into_iter().chain([("c", "a"), ("c", "b")]) {
+        let (status, answer) = replace(&nodes, old, new).await;
+        assert_eq!(status, 400, "{old:?} → {new:?}: {answer}");
+        assert_eq!(answer["error"], "invalid", "{answer}");
+    }
+    let (status, answer) = nodes
+        .rest("a")
+        .post(
+            "/v1/cluster/replace-node",
+            &token(&configs[0].auth.secret_file, Role::Customer, 5),
+            json!({ "old": "c", "new": "d" }),
+        )
+        .await;
+    assert_eq!(status, 403, "a customer replaces no node: {answer}");
+
+    let d = replacement_config(&configs[2], "d", dir.path());
+    nodes.add(&d);
+    nodes.start("d");
+    let mut rounds = 0;
+    let replacement = loop {
+        rounds += 1;
+        let (status, answer) = replace(&nodes, "c", "d").await;
+        let done = status == 200 && answer["pending"].as_array().is_some_and(Vec::is_empty);
+        if done {
+            break answer;
+        }
+        // 503 while d is not a member yet; pending while it catches up.
+        assert!(matches!(status, 200 | 503), "{status} {answer}");
+        assert!(rounds < 60, "c never replaced by d: {answer}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("replacement after {rounds} requests: {replacement}");
+    assert_eq!(
+        replacement["replaced"].as_array().map(Vec::len),
+        Some(BUCKETS as usize),
+        "{replacement}"
+    );
+    let leaders = nodes.wait_agreed().await;
+    for (node, shards) in nodes.views().await {
+        for view in shards {
+            assert_eq!(view["replicas"], json!(["a", "b", "d"]), "{node}: {view}");
+        }
+    }
+    assert!(leaders.values().all(|leader| leader != "c"), "{leaders:?}");
+    // Sent again, it changes nothing and says every shard is replaced.
+    let (status, again) = replace(&nodes, "c", "d").await;
+    assert_eq!(
+        (status, &again["replaced"]),
+        (200, &replacement["replaced"])
+    );
+    assert_balances(&nodes, &expected).await;
+
+    // d is a voter: with a gone, b and d are a majority of every shard.
+    nodes.kill("a");
+    nodes
+        .deposit_all(&wallets, "without-a", 1, &mut expected)
+        .await;
+    assert_balances(&nodes, &expected).await;
+
+    // c comes back with its old log and membership ({a, b, c}) and stands in
+    // every shard, again and again: b and d grant it nothing (its log is
+    // older than theirs, and their leaders' leases hold), so no leader is
+    // deposed and writes go on.
+    let before = terms(&nodes).await;
+    nodes.start("c");
+    let mut stood = false;
+    for _ in 0..300 {
+        let now = terms(&nodes).await.remove("c").unwrap_or_default();
+        stood = now.len() == c_terms.len()
+            && now
+                .iter()
+                .zip(&c_terms)
+                .all(|(now, then)| now.0 == then.0 && now.2.as_u64() > then.2.as_u64());
+        if stood {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stood, "c never stood in every shard");
+    nodes
+        .deposit_all(&wallets, "c-is-back", 1, &mut expected)
+        .await;
+    nodes.kill("c");
+    assert_eq!(terms(&nodes).await, before, "c's terms deposed a leader");
+    nodes.start("a");
+    nodes
+        .rest("a")
+        .wait_links_up_to(&nodes.admin, &["b", "d"])
+        .await;
+    nodes.wait_agreed().await;
+    assert_balances(&nodes, &expected).await;
+}
+
+/// Asks a to replace node `old` by node `new` (as an admin).
+async fn replace(nodes: &Nodes, old: &str, new: &str) -> (u16, Value) {
+    nodes
+        .rest("a")
+        .post(
+            "/v1/cluster/replace-node",
+            &nodes.admin,
+            json!({ "old": old, "new": new }),
+        )
+        .await
+}
+
+/// Each running node's (shard, leader, term) rows.
+async fn terms(nodes: &Nodes) -> BTreeMap<String, Vec<(Value, Value, Value)>> {
+    nodes
+        .views()
+        .await
+        .into_iter()
+        .map(|(node, shards)| {
+            let rows = shards
+                .iter()
+                .map(|view| {
+                    (
+                        view["shard"].clone(),
+                        view["leader"].clone(),
+                        view["term"].clone(),
+                    )
+                })
+                .collect();
+            (node, rows)
+        })
+        .collect()
+}
+
+/// The config of node `new` taking `old`'s place: its own certificate from the
+/// cluster CA, data dir and link port; the region map names it where it named
+/// `old`; its seeds are the other nodes.
+fn replacement_config(old: &NodeConfig, new: &str, dir: &Path) -> NodeConfig {
+    let mut cluster = old.cluster.clone().expect("cluster section");
+    let certs = cluster.certs_dir.clone();
+    ClusterCa::load(&certs)
+        .expect("cluster CA")
+        .issue_node(new, &certs)
+        .expect("certificate");
+    let old_name = std::mem::replace(&mut cluster.name, new.to_owned());
+    cluster.listen = free_link_addrs(1).expect("a free port")[0];
+    cluster.seeds.remove(&old_name);
+    for node in cluster.regions.values_mut() {
+        if *node == old_name {
+            *node = new.to_owned();
+        }
+    }
+    let mut config = NodeConfig::single_node(&dir.join(new));
+    config.node.id = new.to_owned();
+    config.server.quic_listen = "127.0.0.1:0".parse().expect("address");
+    config.server.http_listen = "127.0.0.1:0".parse().expect("address");
+    config.auth.secret_file = old.auth.secret_file.clone();
+    config.cluster = Some(cluster);
+    config.validate(Path::new(new)).expect("valid config");
+    config
 }

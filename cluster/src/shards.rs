@@ -7,6 +7,7 @@
 
 pub mod network;
 pub mod proposer;
+pub mod replace;
 pub mod running;
 mod storage;
 pub mod types;

@@ -113,6 +113,8 @@ pub enum FieldType {
     Geometry,
     /// A provider's [`WorkArea`](crate::area::WorkArea); JSON text on the CLI.
     WorkArea,
+    /// A cluster node's name: one DNS label of 1 to 63 of `a-z 0-9 -`.
+    NodeName,
 }
 
 impl FieldType {
@@ -134,7 +136,7 @@ impl FieldType {
             | FieldType::Bytes
             | FieldType::TokenId
             | FieldType::RoleName => Some(Value::from(text)),
-            FieldType::AreaName => Some(Value::from(text)),
+            FieldType::AreaName | FieldType::NodeName => Some(Value::from(text)),
             FieldType::Skills | FieldType::SkillFilter => Some(Value::from(
                 text.split(',')
                     .filter(|skill| !skill.is_empty())
@@ -174,6 +176,7 @@ impl FieldType {
             | FieldType::TokenId
             | FieldType::RoleName
             | FieldType::AreaName
+            | FieldType::NodeName
             | FieldType::SkillFilter => "text",
             FieldType::Geometry => "a GeoJSON Polygon or MultiPolygon as JSON",
             FieldType::WorkArea => {

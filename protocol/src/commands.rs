@@ -223,6 +223,14 @@ pub enum Request {
         /// Price asked, minor units (before any zone multiplier).
         price: i64,
     },
+    /// Replaces node `old` by node `new` in the replicas of every wallet shard
+    /// (admin only): a Raft membership change at each shard's leader.
+    ReplaceNode {
+        /// The node leaving (usually dead).
+        old: String,
+        /// The node taking its place (running, with an empty data dir).
+        new: String,
+    },
 }
 
 /// A nearby search: the client's request, the HTTP body and one node's leg of a
@@ -271,6 +279,7 @@ impl Request {
             Request::Areas {} => "areas",
             Request::SetWorkArea { .. } => "set_work_area",
             Request::Quote { .. } => "quote",
+            Request::ReplaceNode { .. } => "replace_node",
         }
     }
 }
@@ -298,6 +307,31 @@ answers! {
     Areas(AreaList),
     /// A quote.
     Quote(Quote),
+    /// Where a node replacement stands.
+    NodeReplaced(Replacement),
+}
+
+/// Where the replacement of a node stands, shard by shard. Sending the same
+/// replacement again carries on where it stopped (it is idempotent): an
+/// operator repeats it until `pending` is empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Replacement {
+    /// Shards whose voters now include the new node instead of the old one.
+    pub replaced: Vec<String>,
+    /// Shards the old node did not replicate: nothing to change.
+    pub unchanged: Vec<String>,
+    /// Shards not replaced yet, each with what it waits for (the new node
+    /// catching up, a leader, ...).
+    pub pending: Vec<PendingShard>,
+}
+
+/// A shard whose replacement is not done yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PendingShard {
+    /// The shard (`w<n>`).
+    pub shard: String,
+    /// What it waits for.
+    pub why: String,
 }
 
 /// A revocation's answer: it is in force on this node and every other node but
@@ -377,8 +411,8 @@ pub struct NearbyAnswer {
 }
 
 use FieldType::{
-    Amount, AreaName, Bytes, Count, Key, Latitude, Longitude, Price, Radius, RoleName, Skill,
-    SkillFilter, Skills, Subject, TokenId, Unsigned,
+    Amount, AreaName, Bytes, Count, Key, Latitude, Longitude, NodeName, Price, Radius, RoleName,
+    Skill, SkillFilter, Skills, Subject, TokenId, Unsigned,
 };
 
 const AREA_NAME: Field = field(
@@ -824,6 +858,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         placement: Placement::Here,
         answer: "Quote",
     },
+    CommandSpec {
+        variant: "ReplaceNode",
+        name: "replace_node",
+        cli: "replace-node",
+        summary: "Replaces a (dead) node by a new one in every wallet shard's replicas; repeat until nothing is pending",
+        who: "an admin",
+        method: Method::Post,
+        path: "/v1/cluster/replace-node",
+        fields: &[
+            field("old", NodeName, "The node leaving the shards (usually dead)."),
+            field("new", NodeName, "The node taking its place: running, a member, its config naming it in the region map."),
+        ],
+        access: Access::Admin,
+        placement: Placement::Here,
+        answer: "NodeReplaced",
+    },
 ];
 
 /// The response of variant `variant` (a [`CommandSpec::answer`]) carrying
@@ -910,7 +960,8 @@ impl Request {
             | Request::PutZone(_)
             | Request::RemoveArea { .. }
             | Request::Areas {}
-            | Request::Quote { .. } => None,
+            | Request::Quote { .. }
+            | Request::ReplaceNode { .. } => None,
         }
     }
 
@@ -1034,6 +1085,10 @@ mod tests {
                 lat: 0.0,
                 lon: 0.0,
                 price: 1,
+            },
+            Request::ReplaceNode {
+                old: text(),
+                new: text(),
             },
         ]
     }

@@ -203,6 +203,25 @@ impl Rest {
         panic!("{}: peers not all up within 30 s", self.base);
     }
 
+    /// Waits (30 s at most) until this node's links to `peers` are up (others
+    /// it knows of may be down).
+    pub(crate) async fn wait_links_up_to(&self, admin: &str, peers: &[&str]) {
+        for _ in 0..WAIT_ROUNDS {
+            let (status, view) = self.get("/cluster", admin).await;
+            let known = view["peers"].as_array().cloned().unwrap_or_default();
+            let up = |name: &&str| {
+                known
+                    .iter()
+                    .any(|peer| peer["name"] == *name && peer["state"] == "Up")
+            };
+            if status == 200 && peers.iter().all(up) {
+                return;
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+        panic!("{}: links to {peers:?} not up within 30 s", self.base);
+    }
+
     /// The node's outbox backlog from `GET /cluster`.
     pub(crate) async fn outbox(&self, admin: &str) -> u64 {
         let (status, view) = self.get("/cluster", admin).await;

@@ -2,6 +2,7 @@
 //! one link envelope (encoded by `fixit_protocol::codec`) and is answered with one
 //! [`PeerResult`].
 
+use crate::shards::replace::ReplaceStep;
 use crate::shards::ShardId;
 use fixit_actors::cluster_hooks::{CandidateQuery, ProviderCall, WalletCall, WalletReply};
 use fixit_actors::geo::Nearby;
@@ -86,6 +87,17 @@ pub enum PeerCommand {
     /// Nothing: a shard replica checking that it can reach another replica it
     /// has not heard from lately (answered [`PeerAnswer::Done`]).
     Ping,
+    /// One step of replacing node `old` by node `new` in a shard's voters,
+    /// for the shard's leader (answered [`PeerAnswer::Replace`]); a replica
+    /// that does not lead it answers [`PeerAnswer::NotLeader`].
+    ReplaceReplica {
+        /// The shard.
+        shard: ShardId,
+        /// The node leaving.
+        old: String,
+        /// The node taking its place.
+        new: String,
+    },
 }
 
 /// An openraft request, encoded by the codec (openraft's own serde types).
@@ -130,6 +142,8 @@ pub enum PeerAnswer {
     },
     /// Settings asked for.
     Settings(Vec<Setting>),
+    /// Where the replacement of a replica of a shard stands.
+    Replace(ReplaceStep),
 }
 
 /// What a node answers another.

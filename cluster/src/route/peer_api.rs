@@ -114,6 +114,12 @@ impl<A: LocalApi> PeerHandler<A> {
                     .serve_peer(shard, wallet, call)
                     .await
             }
+            PeerCommand::ReplaceReplica { shard, old, new } => {
+                self.router
+                    .shards_or_unavailable()?
+                    .serve_replace(shard, &old, &new)
+                    .await
+            }
         }
     }
 }

@@ -386,7 +386,8 @@ fn target_of(command: &PeerCommand) -> Target {
         | PeerCommand::SettingsFetch(_)
         | PeerCommand::SettingsPush(_)
         | PeerCommand::Shard { .. }
-        | PeerCommand::ShardsHeld => Target::Node,
+        | PeerCommand::ShardsHeld
+        | PeerCommand::ReplaceReplica { .. } => Target::Node,
         PeerCommand::Raft { .. } | PeerCommand::Ping => Target::Raft,
     }
 }

@@ -82,7 +82,7 @@ pub struct Group {
     /// A replica that started empty while others held data: it refuses every
     /// vote until it has applied what a leader said was committed.
     rejoining: AtomicBool,
-    /// While rejoining: the highest commit index a leader has sent (+1; 0:
+    /// While rejoining: the commit index of the first leader append (+1; 0:
     /// none yet).
     leader_commit: AtomicU64,
     /// Whether it may stand for election: it hears from a majority of the
@@ -105,11 +105,42 @@ impl Group {
         self.rejoining.load(Ordering::Acquire)
     }
 
+    /// The shard's voters by name as this replica's membership has them: one
+    /// set per configuration (two during a membership change); none before it
+    /// has a membership (a replica new to the shard, waiting for its leader).
+    pub fn voter_sets(&self) -> Vec<Vec<String>> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        membership
+            .get_joint_config()
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| {
+                        membership
+                            .get_node(id)
+                            .map_or_else(|| format!("#{id}"), |node| node.addr.clone())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Notes what an append from a leader says, and ends the rejoin once this
-    /// replica has applied everything a leader said was committed.
+    /// replica has applied everything a leader said was committed when it
+    /// first reached it. (What is committed later, it receives as any
+    /// follower does; waiting for the latest commit could last for ever under
+    /// steady writes, and a replica made a voter meanwhile would refuse the
+    /// vote its shard may need.)
     fn note_progress(&self, shard: ShardId, leader_commit: Option<u64>) {
         if let Some(index) = leader_commit {
-            self.leader_commit.fetch_max(index + 1, Ordering::AcqRel);
+            let _ = self.leader_commit.compare_exchange(
+                0,
+                index + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
         let wanted = self.leader_commit.load(Ordering::Acquire);
         let applied = self
@@ -126,8 +157,8 @@ impl Group {
 }
 
 /// What a call to a shard's leader came to.
-enum Attempt {
-    Done(WalletReply),
+pub(super) enum Attempt<T = WalletReply> {
+    Done(T),
     /// Not served: try the leader named, or whoever leads next.
     Retry(Option<String>),
     /// Refused for good (the ledger's answer, or a bad call).
@@ -374,6 +405,25 @@ impl Shards {
         }
     }
 
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of wallet buckets (shards).
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    /// The configured replicas of every shard (from the region map).
+    pub(super) fn configured_replicas(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.replicas.iter()
+    }
+
+    pub(super) fn router(&self) -> &ClusterRouter {
+        &self.router
+    }
+
     /// The groups replicated here (none before they are up).
     pub fn groups(&self) -> &BTreeMap<ShardId, Group> {
         self.groups.get().unwrap_or(&NO_GROUPS)
@@ -385,7 +435,7 @@ impl Shards {
     }
 
     /// The leader of a shard replicated here, as this node knows it.
-    fn leader_of(&self, shard: ShardId) -> Option<String> {
+    pub(super) fn leader_of(&self, shard: ShardId) -> Option<String> {
         let group = self.groups().get(&shard)?;
         let receiver = group.raft.metrics();
         let metrics = receiver.borrow();
@@ -405,6 +455,43 @@ impl Shards {
     pub async fn call(&self, wallet: WalletId, call: WalletCall) -> CoreResult<WalletReply> {
         let shard = self.shard_of(wallet);
         let deadline = Instant::now() + self.budget;
+        let answer = self
+            .at_leader(shard, deadline, ASK_TIMEOUT, |node| {
+                let call = call.clone();
+                async move {
+                    if node == self.name {
+                        self.serve(shard, wallet, call, deadline).await
+                    } else {
+                        self.ask(&node, shard, wallet, call).await
+                    }
+                }
+            })
+            .await;
+        answer.unwrap_or_else(|| {
+            Err(CoreError::Unavailable(format!(
+                "wallet shard {shard}: no leader with a majority of its replicas \
+                 answered within {} ms; retry (with the same idempotency key)",
+                self.budget.as_millis()
+            )))
+        })
+    }
+
+    /// Tries `attempt` (given the node to try it at: this one or another) at
+    /// the leader of `shard`, following leadership as it moves, until
+    /// `deadline`; `None` once it has passed. A try at another node gets at
+    /// most `leash`: a leader just killed answers nothing until the link's
+    /// timeout.
+    pub(super) async fn at_leader<T, F, Fut>(
+        &self,
+        shard: ShardId,
+        deadline: Instant,
+        leash: Duration,
+        mut attempt: F,
+    ) -> Option<CoreResult<T>>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Attempt<T>>,
+    {
         let mut hint: Option<String> = None;
         let mut pause = Duration::from_millis(10);
         let mut asked = 0usize;
@@ -416,34 +503,25 @@ impl Shards {
                 (!self.groups().contains_key(&shard))
                     .then(|| replicas[asked % replicas.len()].clone())
             });
-            let attempt = match target {
-                Some(node) if node == self.name => {
-                    self.serve(shard, wallet, call.clone(), deadline).await
-                }
+            let result = match target {
+                Some(node) if node == self.name => attempt(node).await,
                 Some(node) => {
-                    // A leader just killed answers nothing until the link's
-                    // timeout: give each ask a shorter leash and try again.
                     let leash = deadline
                         .saturating_duration_since(Instant::now())
-                        .min(ASK_TIMEOUT);
-                    let ask = self.ask(&node, shard, wallet, call.clone());
-                    tokio::time::timeout(leash, ask)
+                        .min(leash);
+                    tokio::time::timeout(leash, attempt(node))
                         .await
                         .unwrap_or(Attempt::Retry(None))
                 }
                 None => Attempt::Retry(None),
             };
-            match attempt {
-                Attempt::Done(reply) => return Ok(reply),
-                Attempt::Refused(error) => return Err(error),
+            match result {
+                Attempt::Done(answer) => return Some(Ok(answer)),
+                Attempt::Refused(error) => return Some(Err(error)),
                 Attempt::Retry(leader) => hint = leader,
             }
             if Instant::now() + pause >= deadline {
-                return Err(CoreError::Unavailable(format!(
-                    "wallet shard {shard}: no leader with a majority of its replicas \
-                     answered within {} ms; retry (with the same idempotency key)",
-                    self.budget.as_millis()
-                )));
+                return None;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(200));
@@ -613,15 +691,43 @@ impl Shards {
             wallet,
             call,
         };
-        match self.router.call(node, &command, key, &request_id).await {
-            Ok(PeerAnswer::Wallet(reply)) => Attempt::Done(reply),
+        self.ask_leader(
+            node,
+            shard,
+            &command,
+            key,
+            &request_id,
+            |answer| match answer {
+                PeerAnswer::Wallet(reply) => Ok(reply),
+                other => Err(Box::new(other)),
+            },
+        )
+        .await
+    }
+
+    /// Sends `command` to `node` as the leader of `shard`: `done` takes the
+    /// answer it expects (and gives back any other); `NotLeader` and an
+    /// unreachable or busy node are tries again.
+    pub(super) async fn ask_leader<T>(
+        &self,
+        node: &str,
+        shard: ShardId,
+        command: &PeerCommand,
+        key: Option<String>,
+        request_id: &str,
+        done: impl FnOnce(PeerAnswer) -> Result<T, Box<PeerAnswer>>,
+    ) -> Attempt<T> {
+        match self.router.call(node, command, key, request_id).await {
             Ok(PeerAnswer::NotLeader { leader }) => {
                 // A leader that names itself is stale news: forget it.
                 Attempt::Retry(leader.filter(|leader| leader != node))
             }
-            Ok(other) => Attempt::Refused(CoreError::Internal(format!(
-                "node {node} answered a wallet call with {other:?}"
-            ))),
+            Ok(answer) => match done(answer) {
+                Ok(answer) => Attempt::Done(answer),
+                Err(other) => Attempt::Refused(CoreError::Internal(format!(
+                    "node {node} answered a shard call with {other:?}"
+                ))),
+            },
             Err(ApiError::Core(CoreError::Unavailable(why))) => {
                 tracing::debug!(%shard, %node, %why, "shard leader unreachable");
                 Attempt::Retry(None)
@@ -675,9 +781,15 @@ impl Shards {
                             .collect()
                     })
                     .unwrap_or_default();
+                let mut replicas: Vec<String> = group.voter_sets().into_iter().flatten().collect();
+                replicas.sort();
+                replicas.dedup();
+                if replicas.is_empty() {
+                    replicas = self.replicas[shard.0 as usize].clone();
+                }
                 ShardView {
                     shard: shard.name(),
-                    replicas: self.replicas[shard.0 as usize].clone(),
+                    replicas,
                     leader,
                     term: metrics.current_term,
                     rejoining: group.rejoining(),
@@ -706,13 +818,14 @@ impl Shards {
     /// [`PING_AFTER`] and not declared down (one ping in flight per peer; a
     /// successful call is contact, see [`ClusterRouter::heard_within`]).
     fn ping_quiet_peers(self: &Arc<Self>) {
-        let peers: BTreeSet<&String> = self
+        let peers: BTreeSet<String> = self
             .groups()
-            .keys()
-            .flat_map(|shard| &self.replicas[shard.0 as usize])
-            .filter(|node| **node != self.name)
+            .values()
+            .flat_map(Group::voter_sets)
+            .flatten()
+            .filter(|node| *node != self.name)
             .collect();
-        for peer in peers {
+        for peer in &peers {
             // A peer declared down is not pinged: the call would be refused
             // at once, ten times a second, and counted as failed.
             if self.router.heard_within(peer, PING_AFTER) || !self.router.reachable(peer) {
@@ -748,14 +861,23 @@ impl Shards {
     /// soon as it does not.
     fn check_may_stand(&self) {
         for (shard, group) in self.groups() {
-            let replicas = &self.replicas[shard.0 as usize];
-            let heard = replicas
-                .iter()
-                .filter(|node| {
-                    **node == self.name || self.router.heard_within(node, CONTACT_WINDOW)
-                })
-                .count();
-            let majority = heard * 2 > replicas.len();
+            // A majority of every configuration (both during a change); a
+            // replica with no membership yet has none.
+            let configs = group.voter_sets();
+            let heard_in = |voters: &Vec<String>| {
+                voters
+                    .iter()
+                    .filter(|node| {
+                        **node == self.name || self.router.heard_within(node, CONTACT_WINDOW)
+                    })
+                    .count()
+            };
+            let majority = !configs.is_empty()
+                && configs
+                    .iter()
+                    .all(|voters| heard_in(voters) * 2 > voters.len());
+            let heard = configs.last().map_or(0, heard_in);
+            let replicas = configs.last().map_or(0, Vec::len);
             let may = {
                 let mut since = group
                     .majority_since
@@ -778,7 +900,7 @@ impl Shards {
                 tracing::info!(
                     %shard,
                     heard,
-                    replicas = replicas.len(),
+                    replicas,
                     may_stand = may,
                     "shard replica {} stand for election",
                     if may { "may again" } else { "may not" }

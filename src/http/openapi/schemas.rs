@@ -161,6 +161,9 @@ pub(super) fn field_schema(ty: FieldType) -> Value {
         FieldType::AreaName => {
             json!({ "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" })
         }
+        FieldType::NodeName => {
+            json!({ "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", "description": "A cluster node's name (one DNS label, not all digits)." })
+        }
         FieldType::SkillFilter => {
             json!({ "type": "array", "minItems": 0, "maxItems": 16, "items": skill })
         }
