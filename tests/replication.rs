@@ -45,7 +45,15 @@ impl Nodes {
     /// snapshot every few entries, so a blank replica catches up by one);
     /// none running yet. Also the configs.
     fn configure(dir: &Path) -> (Nodes, Vec<NodeConfig>) {
-        let configs = local_cluster(dir, &regions()).expect("cluster configs");
+        Nodes::configure_regions(dir, &regions())
+    }
+
+    /// [`Nodes::configure`] for the nodes of another region map.
+    fn configure_regions(
+        dir: &Path,
+        regions: &BTreeMap<String, String>,
+    ) -> (Nodes, Vec<NodeConfig>) {
+        let configs = local_cluster(dir, regions).expect("cluster configs");
         let secret = configs[0].auth.secret_file.clone();
         let mut nodes = Nodes {
             dir: dir.to_owned(),
@@ -125,15 +133,16 @@ impl Nodes {
         views
     }
 
-    /// Waits (60 s at most) until every running node replicates every shard,
-    /// the running nodes agree on one leader per shard, and all replicas of a
-    /// shard applied the same index and hold the same digest with empty
+    /// Waits (60 s at most) until every running node answers, every running
+    /// replica of every shard agrees on one running leader, and all replicas
+    /// of a shard applied the same index and hold the same digest with empty
     /// outboxes. Answers shard → leader.
     async fn wait_agreed(&self) -> BTreeMap<String, String> {
         let mut last = BTreeMap::new();
         for _ in 0..600 {
             let views = self.views().await;
-            if let Some(leaders) = agreed(&views, self.running.len()) {
+            let answered = views.len() == self.running.len();
+            if let Some(leaders) = agreed(&views).filter(|_| answered) {
                 return leaders;
             }
             last = views;
@@ -156,16 +165,10 @@ impl Nodes {
     }
 }
 
-/// Shard → leader when the running nodes all replicate every shard, agree on
-/// its leader, and its replicas applied the same index with the same digest
-/// and an empty outbox.
-fn agreed(
-    views: &BTreeMap<String, Vec<Value>>,
-    running: usize,
-) -> Option<BTreeMap<String, String>> {
-    if views.len() != running {
-        return None;
-    }
+/// Shard → leader when every running replica of every shard (by the voters
+/// its replicas name) answered, they agree on a running leader, and they
+/// applied the same index with the same digest and an empty outbox.
+fn agreed(views: &BTreeMap<String, Vec<Value>>) -> Option<BTreeMap<String, String>> {
     let mut leaders = BTreeMap::new();
     for shard in 0..BUCKETS {
         let name = format!("w{shard}");
@@ -173,16 +176,26 @@ fn agreed(
             .values()
             .filter_map(|shards| shards.iter().find(|view| view["shard"] == name.as_str()))
             .collect();
+        let first = replicas.first()?;
+        let voters: Vec<&str> = first["replicas"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let running = voters
+            .iter()
+            .filter(|node| views.contains_key(**node))
+            .count();
         if replicas.len() != running {
             return None;
         }
-        let first = replicas[0];
         let leader = first["leader"].as_str()?;
         if !views.contains_key(leader) {
             return None;
         }
         let same = replicas.iter().all(|view| {
             view["leader"] == first["leader"]
+                && view["replicas"] == first["replicas"]
                 && view["rejoining"] == false
                 && view["applied"] == first["applied"]
                 && view["digest"] == first["digest"]
@@ -711,4 +724,79 @@ fn replacement_config(old: &NodeConfig, new: &str, dir: &Path) -> NodeConfig {
     config.cluster = Some(cluster);
     config.validate(Path::new(new)).expect("valid config");
     config
+}
+
+/// Five `fixit node` processes, every shard replicated on three of them: a
+/// shard's followers send each other nothing (only the leader talks to them)
+/// and membership probes each peer only every fourth round, so the replicas
+/// ping each other to know they are in contact. `kill -9` of the node leading
+/// the most shards: every shard elects a leader among its surviving replicas
+/// and deposits to every wallet are acknowledged; the victim returns and
+/// catches up. Replacing a node is refused here: with more nodes than
+/// replicas, other replicas would move too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_with_three_replicas_per_shard_fail_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let regions: BTreeMap<String, String> = [
+        ("u33d", "a"),
+        ("u33e", "b"),
+        ("u336", "c"),
+        ("u337", "d"),
+        ("u33k", "e"),
+    ]
+    .into_iter()
+    .map(|(prefix, node)| (prefix.to_owned(), node.to_owned()))
+    .collect();
+    let (mut nodes, _) = Nodes::configure_regions(dir.path(), &regions);
+    let names: Vec<String> = nodes.files.keys().cloned().collect();
+    for name in &names {
+        nodes.start(name);
+    }
+    for name in &names {
+        nodes.rest(name).wait_links_up(&nodes.admin).await;
+    }
+    let leaders = nodes.wait_agreed().await;
+    println!("leaders at start: {leaders:?}");
+    for (node, shards) in nodes.views().await {
+        for view in shards {
+            let voters = view["replicas"].as_array().map(Vec::len);
+            assert_eq!(voters, Some(3), "{node}: {view}");
+        }
+    }
+    let wallets = wallets();
+    let mut expected = Balances::new();
+    nodes
+        .deposit_all(&wallets, "first", 1_000, &mut expected)
+        .await;
+
+    let victim = names
+        .iter()
+        .max_by_key(|name| leaders.values().filter(|leader| leader == name).count())
+        .expect("a node")
+        .clone();
+    let led = leaders.values().filter(|leader| **leader == victim).count();
+    println!("killing {victim}, leader of {led} shards");
+    nodes.kill(&victim);
+    nodes
+        .deposit_all(&wallets, "after-kill", 10, &mut expected)
+        .await;
+    let survivor = names
+        .iter()
+        .find(|name| **name != victim)
+        .expect("a survivor");
+    let (status, answer) = nodes
+        .rest(survivor)
+        .post(
+            "/v1/cluster/replace-node",
+            &nodes.admin,
+            json!({ "old": victim, "new": "f" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"], "conflict", "{answer}");
+
+    nodes.start(&victim);
+    nodes.rest(&victim).wait_links_up(&nodes.admin).await;
+    nodes.wait_agreed().await;
+    assert_balances(&nodes, &expected).await;
 }
